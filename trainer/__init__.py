@@ -1,0 +1,1 @@
+"""One training run: data shards -> batches -> optimizers -> validation -> curve rows."""
