@@ -27,27 +27,28 @@ def sweep_exists(storage: Path, name: str) -> bool:
 def cmd_sweep(args) -> int:
     from rich.console import Console
 
-    from sweeps.spec import load_spec
+    from sweeps.spec import load_spec, resolve_data
 
     spec = load_spec(args.spec)
     storage = Path(args.storage or spec.storage)
     if sweep_exists(storage, spec.name):
         raise SpecError(f"{storage / spec.name}: a sweep named {spec.name!r} is already stored "
                         "there; resume it with `ablate resume`, or choose another --storage or name")
+    data = resolve_data(spec, storage)
     console = Console(stderr=True)
     n = len(spec.trials())
     console.print(f"[bold]{spec.name}[/]: {n} trials x {spec.resources.workers} workers "
                   f"-> {storage / spec.name}")
-    results = run_sweep(spec, storage, args.address, console)
+    results = run_sweep(spec, storage, data, args.address, console)
     return finish(results, storage / spec.name, spec.target, console)
 
 
-def run_sweep(spec, storage: Path, address: str | None, console):
+def run_sweep(spec, storage: Path, data: Path, address: str | None, console):
     from sweeps.progress import SweepProgress
     from sweeps.run import build_tuner, ray_session
 
     with ray_session(address):
-        tuner = build_tuner(spec, storage, callbacks=[SweepProgress(list(spec.axes), console)])
+        tuner = build_tuner(spec, storage, data, callbacks=[SweepProgress(list(spec.axes), console)])
         return tuner.fit()
 
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sweeps.spec import SweepSpec, resolve_data
+from sweeps.spec import SweepSpec
 
 TRIAL_SLOT = "trial_slot"
 # Ray Train's controller polls workers every 2 s by default and ray.train.report blocks until
@@ -26,6 +26,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     import ray
 
     os.environ.update(RAY_ENV)  # the local raylet and its workers inherit these
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress view replaces Tune's
     kwargs = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=False,
                   configure_logging=True, logging_level="ERROR")
     if ray.is_initialized():
@@ -50,13 +51,25 @@ def trial_resources() -> dict[str, float]:
     return {TRIAL_SLOT: 1} if ray.cluster_resources().get(TRIAL_SLOT) else {"CPU": 0.01}
 
 
-def build_tuner(spec: SweepSpec, storage: Path, callbacks: list | None = None):
+def concurrent_trials(spec: SweepSpec) -> int:
+    """How many trials the cluster can hold at once: more would only queue Train workers (and
+    their processes) behind a busy CPU or GPU, and time each other's training unfairly."""
+    import ray
+
+    total = ray.cluster_resources()
+    res = spec.resources
+    fits = [total.get("CPU", 0) // (res.workers * res.cpus_per_worker) if res.cpus_per_worker else None,
+            total.get("GPU", 0) // (res.workers * res.gpus_per_worker) if res.gpus_per_worker else None]
+    fits = [int(f) for f in fits if f is not None]
+    return max(1, min(fits)) if fits else 1
+
+
+def build_tuner(spec: SweepSpec, storage: Path, data: Path, callbacks: list | None = None):
     from ray import tune
 
     from sweeps.worker import run_trial
 
     storage = storage.resolve()
-    data = resolve_data(spec, storage)
     settings = dict(storage=str(storage), sweep=spec.name, data=str(data),
                     resources=vars(spec.resources), max_failures=spec.max_failures)
     space = {name: tune.grid_search(values) for name, values in spec.axes.items()}
@@ -66,7 +79,8 @@ def build_tuner(spec: SweepSpec, storage: Path, callbacks: list | None = None):
     return tune.Tuner(
         trainable,
         param_space=space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials),
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=spec.max_concurrent_trials or concurrent_trials(spec)),
         run_config=tune.RunConfig(name=spec.name, storage_path=str(storage), verbose=0,
                                   callbacks=callbacks or []),
     )

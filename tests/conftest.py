@@ -1,0 +1,39 @@
+"""Shared fixtures: the built-in corpus as shards (made once), and one local Ray per session.
+
+Tests never run two Ray instances at once (Train V2's placement-group cleaner breaks), and
+Ray's files go to a private temp folder so that no other Ray on the machine attaches.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ablate-ray-"))
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    from trainer.data import builtin_documents, prepare
+    folder = tmp_path_factory.mktemp("data") / "builtin"
+    prepare(builtin_documents(), folder, source="pydoc_data.topics")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One embedded local Ray (2 CPUs) for every test that needs Ray."""
+    from sweeps.run import ray_session
+    with ray_session(num_cpus=2):
+        yield
+
+
+def tiny(data_dir, **overrides):
+    """A TrainConfig of the tiny model that trains in about a second."""
+    from trainer.config import TrainConfig
+    values = dict(preset="tiny", data=str(data_dir), num_iterations=12, val_every=4,
+                  batch_size=4, val_tokens=1024)
+    return TrainConfig.from_flat(values | overrides)
