@@ -57,7 +57,7 @@ class GPTConfig:
                       value_embeds=3),
         # The record model (GPU only).
         "medium": dict(vocab_size=50304, n_layer=16, n_head=8, head_dim=128, d_model=1024,
-                       seq_len=1024, value_embeds=5),
+                       seq_len=8192, window=1792, value_embeds=5),
     }
 
     @classmethod

@@ -1,0 +1,97 @@
+"""Step time and tokens/s for k = 0..5 extra input embeddings, on this machine's device.
+
+Prints each k's measured step-time ratio to k = 0 next to two predictions: the FLOP ratio
+(if the step were compute-bound) and the parameter-bytes ratio (if it were bound by the
+optimizer's pass over every parameter, which each extra V x D table adds to). Figures only;
+nothing is asserted.
+
+    python bench/throughput.py [--preset small] [--steps 5] [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from model import flops_per_token, param_count  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.data import builtin_documents, prepare  # noqa: E402
+from trainer.train import _Run  # noqa: E402
+
+
+def extra_flops_per_token(cfg) -> float:
+    """What k extra tables add per token, forward + backward (x3): an RMS norm of each
+    table's row and one multiply-add per layer per table."""
+    return 3 * cfg.extra_embeddings * (4 * cfg.d_model + 2 * cfg.n_layer * cfg.d_model)
+
+
+def timed_steps(run: _Run, steps: int) -> float:
+    """Seconds per training step over `steps` consecutive steps."""
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run.train_step()
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def measure(runs: dict[int, _Run], steps: int, rounds: int) -> dict[int, float]:
+    """Interleave the k values round by round and keep each one's best round, so a load
+    spike on a shared machine hits every k alike instead of skewing one ratio."""
+    best = {k: float("inf") for k in runs}
+    for _ in range(rounds):
+        for k, run in runs.items():
+            best[k] = min(best[k], timed_steps(run, steps))
+    return best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--steps", type=int, default=5, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--data", help="shard folder (default: the built-in corpus in a temp dir)")
+    args = p.parse_args()
+    data = Path(args.data) if args.data else Path(tempfile.mkdtemp()) / "builtin"
+    if not args.data:
+        prepare(builtin_documents(), data)
+    console = Console()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    table = Table(title=f"{args.preset} preset on {device}: step time vs extra embeddings")
+    for col in ("k", "params (M)", "step (ms)", "tokens/s", "measured ratio", "FLOP ratio",
+                "param-bytes ratio"):
+        table.add_column(col, justify="right")
+    configs = {k: TrainConfig.from_flat(dict(
+        preset=args.preset, extra_embeddings=k, batch_size=args.batch_size, num_iterations=10**6,
+        val_tokens=8192, data=str(data))) for k in range(6)}
+    runs = {k: _Run(cfg, None) for k, cfg in configs.items()}
+    for run in runs.values():
+        timed_steps(run, args.warmup)
+    step_s = measure(runs, args.steps, args.rounds)
+    base = None
+    for k, cfg in configs.items():
+        step = step_s[k]
+        flops = flops_per_token(cfg.model) + extra_flops_per_token(cfg.model)
+        params = param_count(cfg.model)
+        base = base or (step, flops, params)
+        table.add_row(str(k), f"{params / 1e6:.2f}", f"{step * 1000:.1f}",
+                      f"{cfg.tokens_per_step / step:,.0f}", f"{step / base[0]:.3f}",
+                      f"{flops / base[1]:.3f}", f"{params / base[2]:.3f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Record-fidelity properties of the trainer: resume equals uninterrupted, determinism,
+divergence handling, preset shapes and parameter counts."""
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import model.gpt
+from conftest import tiny
+from model import GPT, GPTConfig
+from results.logs import parse_log, to_record_log
+from trainer.train import _Run, load_checkpoint, train
+
+EXACT = ("step", "val_loss", "train_loss", "tokens_seen", "lr", "lambdas", "status")
+
+
+class Keep:
+    """A reporter that keeps every checkpoint (a dict per step) and can crash on cue."""
+
+    def __init__(self, crash_at: int | None = None):
+        self.checkpoints, self.crash_at = {}, crash_at
+
+    def report(self, metrics, checkpoint):
+        if checkpoint is not None:
+            self.checkpoints[metrics["step"]] = load_checkpoint(checkpoint)
+        if metrics["step"] == self.crash_at:
+            raise RuntimeError("worker lost")
+
+
+def run_weights(cfg, reporter=None, resume=None):
+    run = _Run(cfg, reporter)
+    result = run.run(resume)
+    return result, {k: v.clone() for k, v in run.model.state_dict().items()}
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, data_dir):
+    cfg = tiny(data_dir, checkpoint_every=4, extra_embeddings=1, token_lambdas=True,
+               out=str(tmp_path / "a.parquet"))
+    whole, weights = run_weights(cfg)
+
+    crash = Keep(crash_at=8)
+    cut = tiny(data_dir, checkpoint_every=4, extra_embeddings=1, token_lambdas=True,
+               out=str(tmp_path / "b.parquet"))
+    with pytest.raises(RuntimeError, match="worker lost"):
+        _Run(cut, crash).run(None)
+    assert pq.read_table(tmp_path / "b.parquet")["status"].to_pylist()[-1] == "failed"
+
+    torch.save(crash.checkpoints[8], tmp_path / "state.pt")
+    resumed, resumed_weights = run_weights(cut, resume=tmp_path / "state.pt")
+    a = pq.read_table(tmp_path / "a.parquet").to_pylist()
+    b = pq.read_table(tmp_path / "b.parquet").to_pylist()
+    assert [r["step"] for r in b] == [0, 4, 8, 12]  # no row missing, none twice
+    for ra, rb in zip(a, b, strict=True):
+        assert {k: ra[k] for k in EXACT} == {k: rb[k] for k in EXACT}
+    for name in weights:
+        assert torch.equal(weights[name], resumed_weights[name]), name
+
+
+def test_same_seed_same_curve_bit_for_bit(tmp_path, data_dir):
+    rows = []
+    for i in range(2):
+        result = train(tiny(data_dir, extra_embeddings=2, out=str(tmp_path / f"{i}.parquet")))
+        rows.append([{k: r[k] for k in EXACT} for r in result.rows])
+    assert rows[0] == rows[1]
+    other = train(tiny(data_dir, extra_embeddings=2, seed=1))
+    assert [r["val_loss"] for r in other.rows][1:] != [r["val_loss"] for r in rows[0]][1:]
+
+
+def test_nan_loss_ends_the_run_as_diverged_with_rows_kept(tmp_path, data_dir, monkeypatch):
+    forward, calls = model.gpt.GPT.forward, []
+
+    def poisoned(self, tokens, targets=None):
+        out = forward(self, tokens, targets)
+        if targets is not None and self.training and torch.is_grad_enabled():
+            calls.append(1)
+            if len(calls) == 6:
+                return out * float("nan")
+        return out
+
+    monkeypatch.setattr(model.gpt.GPT, "forward", poisoned)
+    result = train(tiny(data_dir, out=str(tmp_path / "c.parquet")))
+    assert result.status == "diverged"
+    rows = pq.read_table(tmp_path / "c.parquet").to_pylist()
+    assert [r["step"] for r in rows] == [0, 4, 6]  # stopped at once, earlier rows kept
+    assert [r["status"] for r in rows] == ["running", "running", "diverged"]
+    assert rows[-1]["train_loss"] != rows[-1]["train_loss"]  # NaN
+
+
+def test_record_log_export_parses_back(tmp_path, data_dir):
+    result = train(tiny(data_dir, out=str(tmp_path / "c.parquet")))
+    text = to_record_log(pq.read_table(result.curve))
+    points = parse_log(text, "exported")
+    assert [p.step for p in points] == [r["step"] for r in result.rows]
+    for p, r in zip(points, result.rows):
+        assert p.val_loss == pytest.approx(r["val_loss"], abs=5e-5)
+        assert p.train_time_ms == pytest.approx(r["train_time_ms"], abs=0.5)
+        assert p.total == 12
+
+
+def expected_params(c: GPTConfig) -> int:
+    """Written out by hand: tables, blocks, head and scalars."""
+    V, D, L, k = c.vocab_size, c.d_model, c.n_layer, c.extra_embeddings
+    attention = D * 3 * D + D * D + 2  # qkv, out projection, value-embedding lambdas
+    mlp = D * 4 * D + 4 * D * D
+    tables = (1 + k) * V * D + c.value_embeds * V * D
+    scalars = L * (k + 2) + L // 2 + (L * V if c.token_lambdas else 0)
+    return tables + L * (attention + mlp) + V * D + scalars
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "medium"])
+@pytest.mark.parametrize("k, token_lambdas", [(0, False), (1, False), (5, True)])
+def test_parameter_count_matches_the_formula(preset, k, token_lambdas):
+    cfg = GPTConfig.preset(preset, extra_embeddings=k, token_lambdas=token_lambdas)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    assert model.num_params() == expected_params(cfg)
+
+
+def test_medium_preset_has_the_record_models_shapes():
+    cfg = GPTConfig.preset("medium", extra_embeddings=1)
+    with torch.device("meta"):
+        m = GPT(cfg)
+    assert m.embeds[0].weight.shape == (50304, 1024)
+    assert len(m.embeds) == 2 and len(m.value_embeds) == 5 and len(m.blocks) == 16
+    assert m.blocks[0].attn.qkv.weight.shape == (3 * 1024, 1024)
+    assert (cfg.n_head, cfg.head_dim) == (8, 128)
+    assert m.blocks[0].mlp.fc.weight.shape == (4096, 1024)
+    assert m.lm_head.weight.shape == (50304, 1024)
+    assert m.skip_weights.shape == (8,)
+    assert m.lambdas.shape == (16, 3)
