@@ -84,20 +84,25 @@ def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
     A crash (or a full disk) leaves either the previous file or the new one, never half.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = to_table(rows, meta)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             pq.write_table(table, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError):  # disk full, read-only storage, no permission
+            raise CurveError(f"{path}: cannot write the curve ({e.strerror or e}); "
+                             "the previous version, if any, is intact") from None
         raise
     return path
 

@@ -58,8 +58,9 @@ class LogReporter:
 def cmd_train(args) -> int:
     import os
 
+    from model import ConfigError
     from trainer.config import TrainConfig
-    from trainer.train import train
+    from trainer.train import CHECKPOINT_FILE, train
 
     values = parse_assignments(args.set or [])
     values.setdefault("preset", args.preset)
@@ -72,9 +73,10 @@ def cmd_train(args) -> int:
         resume = Path(args.resume)
         resume = resume / "latest" if (resume / "latest").is_dir() else resume
         ckpt_dir = ckpt_dir or Path(args.resume)
+        if not (resume / CHECKPOINT_FILE).is_file() and not resume.is_file():
+            raise ConfigError(f"resume: no checkpoint in {args.resume}")
     out = Path(cfg.out)
     if out.exists() and resume is None and not args.force:
-        from model import ConfigError
         raise ConfigError(f"out: {out} exists; refusing to overwrite (use --resume or --force)")
     rank = int(os.environ.get("RANK", "0"))
     result = train(cfg, LogReporter(ckpt_dir, rank), resume=resume)

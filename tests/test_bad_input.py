@@ -1,0 +1,192 @@
+"""Bad input, table-driven: every malformed spec, flag, shard, Parquet file or log gets one
+line naming the thing, exit status 2, no traceback, and nothing written or overwritten."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from results.curves import SCHEMA_VERSION, VERSION_KEY, curve_path, write_curve
+from sweeps.cli import main
+from trainer.data import write_shard
+
+SPEC_OK = '[sweep]\nname = "x"\n'
+
+
+def spec(body: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        (tmp / "s.toml").write_text(body)
+        return ["sweep", str(tmp / "s.toml"), "--storage", str(tmp / "runs")]
+    return make
+
+
+def shards(**bad: bytes) -> Callable[[Path], list[str]]:
+    """A data folder with a good val shard and the given train shard contents."""
+    def make(tmp: Path) -> list[str]:
+        d = tmp / "data"
+        write_shard(d / "d_val_000000.bin", np.arange(5000) % 256)
+        for name, content in bad.items():
+            (d / f"d_{name}_000000.bin").write_bytes(content)
+        return ["train", "--data", str(d), "--out", str(tmp / "c.parquet")]
+    return make
+
+
+def header(magic=20240520, version=1, n=100) -> bytes:
+    h = np.zeros(256, dtype=np.int32)
+    h[:3] = magic, version, n
+    return h.tobytes()
+
+
+def files(argv: list[str], **contents: bytes | str) -> Callable[[Path], list[str]]:
+    """Write the named files into the temp folder; `{tmp}` in argv is that folder."""
+    def make(tmp: Path) -> list[str]:
+        for name, content in contents.items():
+            path = tmp / name.replace("__", "/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        return [a.replace("{tmp}", str(tmp)) for a in argv]
+    return make
+
+
+def curve_file(tmp: Path, version: int = SCHEMA_VERSION, foreign: bool = False) -> Path:
+    path = curve_path(tmp / "runs", "s", "t1")
+    if foreign:
+        path.parent.mkdir(parents=True)
+        pq.write_table(pa.table({"a": [1, 2]}), path)
+        return path
+    write_curve(path, [dict(sweep="s", trial_id="t1", step=0, val_loss=3.0, train_time_ms=0.0,
+                            status="completed", seed=0)])
+    if version != SCHEMA_VERSION:
+        t = pq.read_table(path)
+        pq.write_table(t.replace_schema_metadata({VERSION_KEY: str(version).encode()}), path)
+    return path
+
+
+def parquet(**kw) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        return ["report", str(curve_file(tmp, **kw))]
+    return make
+
+
+CASES = {
+    # --- spec files -----------------------------------------------------------------------
+    "spec unknown key": (spec(SPEC_OK + "bogus = 1\n"), "sweep.bogus"),
+    "spec unknown section": (spec(SPEC_OK + "[extra]\na = 1\n"), "extra: unknown section"),
+    "spec wrong type": (spec(SPEC_OK + "[fixed]\nnum_iterations = 'ten'\n"), "fixed.num_iterations"),
+    "spec k out of range": (spec(SPEC_OK + "[axes]\nextra_embeddings = [7]\n"), "axes.extra_embeddings"),
+    "spec negative seeds": (spec('[sweep]\nname = "x"\nseeds = -2\n'), "sweep.seeds"),
+    "spec empty seeds": (spec('[sweep]\nname = "x"\nseeds = []\n'), "sweep.seeds"),
+    "spec repeated seed": (spec('[sweep]\nname = "x"\nseeds = [1, 1]\n'), "sweep.seeds"),
+    "spec bad lambda_init": (spec(SPEC_OK + "[axes]\nlambda_init = ['two']\n"), "axes.lambda_init"),
+    "spec zero workers": (spec(SPEC_OK + "[resources]\nworkers = 0\n"), "resources.workers"),
+    "spec negative gpus": (spec(SPEC_OK + "[resources]\ngpus_per_worker = -1\n"), "resources"),
+    "spec name escapes storage": (spec('[sweep]\nname = "../../etc"\n'), "sweep.name"),
+    "spec absolute name": (spec('[sweep]\nname = "/tmp/x"\n'), "sweep.name"),
+    "spec not TOML": (spec('[sweep\nname = "x"'), "not valid TOML"),
+    "spec not UTF-8": (files(["sweep", "{tmp}/s.toml"], **{"s.toml": b"\xff\xfe[sweep]"}), "s.toml"),
+    "spec missing": (files(["sweep", "{tmp}/none.toml"]), "no such spec file"),
+    "spec is a folder": (files(["sweep", "{tmp}/d"], **{"d__f": "x"}), "is a folder"),
+    "spec data missing": (spec(SPEC_OK + 'data = "/no/such/data"\n'), "sweep.data"),
+    "spec empty axis": (spec(SPEC_OK + "[axes]\nextra_embeddings = []\n"), "axes.extra_embeddings"),
+    "spec axis also fixed": (spec(SPEC_OK + "[fixed]\nseq_len = 32\n[axes]\nseq_len = [16]\n"), "axes.seq_len"),
+    "spec reserved key": (spec(SPEC_OK + "[fixed]\nseed = 3\n"), "fixed.seed"),
+    "spec zero-gradient trap": (spec(SPEC_OK + "[fixed]\ntoken_lambdas = true\ntoken_lambda_init = 0.0\n"),
+                                "fixed.token_lambda_init"),
+    "spec unknown model field": (spec(SPEC_OK + "[fixed]\nwarp = 9\n"), "fixed.warp"),
+    "spec heads do not divide": (spec(SPEC_OK + "[fixed]\nn_head = 3\n"), "fixed.n_head"),
+    # --- CLI flags ------------------------------------------------------------------------
+    "unknown command": (files(["frobnicate"]), "invalid choice"),
+    "train unknown field": (files(["train", "-s", "foo=1"]), "foo: unknown field"),
+    "train malformed --set": (files(["train", "-s", "extra_embeddings"]), "expected key=value"),
+    "train unknown preset": (files(["train", "--preset", "huge"]), "preset: unknown preset"),
+    "train negative steps": (files(["train", "-s", "num_iterations=-1"]), "num_iterations"),
+    "train checkpoint not at val": (files(["train", "-s", "checkpoint_every=7"]), "checkpoint_every"),
+    "train wrong type": (files(["train", "-s", "lambda_init=3"]), "lambda_init"),
+    "train resume missing": (files(["train", "--data", "{tmp}", "--resume", "{tmp}/nockpt"]), "resume"),
+    "report bad format": (files(["report", "{tmp}", "--format", "xml"]), "--format"),
+    "report alpha out of range": (files(["report", "{tmp}", "--alpha", "2"]), "--alpha"),
+    "stats target not a number": (files(["stats", "--target", "x", "1", "2"]), "--target"),
+    "stats without target": (files(["stats", "2.9", "2.91"]), "--target"),
+    # --- shard files ----------------------------------------------------------------------
+    "shard bad magic": (shards(train=header(magic=7) + bytes(200)), "bad magic"),
+    "shard truncated": (shards(train=header(n=100) + bytes(50)), "truncated"),
+    "shard wrong dtype": (shards(train=header(n=100) + bytes(400)), "not uint16"),
+    "shard empty": (shards(train=header(n=0)), "empty shard"),
+    "shard header only half": (shards(train=bytes(512)), "truncated header"),
+    "shard wrong version": (shards(train=header(version=2) + bytes(200)), "version 2"),
+    "no train shards": (shards(), "no train shards"),
+    "data folder missing": (files(["train", "--data", "{tmp}/nodata"]), "data folder not found"),
+    # --- Parquet files --------------------------------------------------------------------
+    "parquet corrupt": (files(["report", "{tmp}/c.parquet"], **{"c.parquet": b"PAR1garbage"}), "c.parquet"),
+    "parquet foreign schema": (parquet(foreign=True), "not an ablate curve"),
+    "parquet future version": (parquet(version=SCHEMA_VERSION + 1), "newer than this ablate reads"),
+    "report nothing there": (files(["report", "{tmp}/missing"]), "missing"),
+    # --- published logs -------------------------------------------------------------------
+    "log garbage only": (files(["import-logs", "{tmp}/a.txt", "--out", "{tmp}/o"],
+                               **{"a.txt": "hello\nstep:x/y val_loss:z\n"}), "a.txt"),
+    "log missing": (files(["import-logs", "{tmp}/none.txt", "--out", "{tmp}/o"]), "none.txt"),
+    "log binary": (files(["import-logs", "{tmp}/b.txt", "--out", "{tmp}/o"],
+                         **{"b.txt": bytes(range(256)) * 4}), "b.txt"),
+    "log bad sweep name": (files(["import-logs", "{tmp}/a.txt", "--out", "{tmp}/o", "--sweep", "../x"],
+                                 **{"a.txt": "step:1/1 val_loss:3.0 train_time:1ms step_avg:1.00ms\n"}),
+                           "--sweep"),
+    # --- text for shards ------------------------------------------------------------------
+    "text missing": (files(["data", "prepare", "--text", "{tmp}/none.txt", "--out", "{tmp}/d"]), "none.txt"),
+    "text not UTF-8": (files(["data", "prepare", "--text", "{tmp}/t.txt", "--out", "{tmp}/d"],
+                             **{"t.txt": b"\xff\xfe\xfa"}), "not UTF-8"),
+}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def run(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse's own usage errors
+        return e.code
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_refused_in_one_line(name, tmp_path, capsys, monkeypatch):
+    make, fragment = CASES[name]
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = make(work)
+    before = snapshot(work)
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("ablate"), err
+    assert fragment in err, err
+    assert "Traceback" not in err
+    assert snapshot(work) == before  # nothing written, nothing overwritten
+
+
+def test_existing_outputs_are_never_overwritten(tmp_path, capsys, data_dir):
+    out = tmp_path / "c.parquet"
+    out.write_bytes(b"precious")
+    assert run(["train", "--data", str(data_dir), "--out", str(out)]) == 2
+    assert out.read_bytes() == b"precious"
+    log = tmp_path / "a.txt"
+    log.write_text("step:1/1 val_loss:3.0000 train_time:1ms step_avg:1.00ms\n")
+    assert run(["import-logs", str(log), "--out", str(tmp_path / "o")]) == 0
+    written = next((tmp_path / "o").rglob("*.parquet"))
+    stamp = written.stat().st_mtime_ns
+    assert run(["import-logs", str(log), "--out", str(tmp_path / "o")]) == 2
+    assert written.stat().st_mtime_ns == stamp
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert run(["data", "builtin", "--out", str(data_dir)]) == 2
