@@ -23,9 +23,10 @@ def data_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
-    """One embedded local Ray (2 CPUs) for every test that needs Ray."""
+    """An embedded local Ray (2 CPUs) shared by a module's tests, shut down after them so
+    that a module starting its own cluster never finds a second Ray running."""
     from sweeps.run import ray_session
     with ray_session(num_cpus=2):
         yield
