@@ -1,0 +1,260 @@
+"""Benchmark: results/ against a straightforward pandas implementation of the same numbers.
+
+Synthesises a sweep (default 10k trials x 1k validation points, in curve files with the
+real schema), then times, side by side: load, per-config seed statistics with the t-test,
+time to target, the config Pareto frontier with bootstrap P(non-dominated), and the frontier
+over all curve points. Checks that both give the same numbers, prints both timings.
+
+    .venv/bin/python bench/analysis.py                 # full size (~1-2 min on 2 cores)
+    .venv/bin/python bench/analysis.py --trials 1000   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy import stats as sps
+
+from results.curves import SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from results.load import load_curves
+from results.report import Report, build_report
+from results.trials import DEFAULT_BY
+
+TARGET = 3.28
+ALPHA = 0.05
+
+
+# --- synthetic sweep -----------------------------------------------------------------
+
+def synthesise(out: Path, trials: int, points: int, files: int, seeds: int) -> None:
+    """`trials` curves of `points` rows: config c = trial // seeds varies extra_embeddings,
+    lambda_init, token_lambdas and num_iterations; ~2% diverge, ~1% fail."""
+    rng = np.random.default_rng(0)
+    folder = out / "bench" / "curves"
+    folder.mkdir(parents=True)
+    meta = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
+    for part, ids in enumerate(np.array_split(np.arange(trials), files)):
+        table = _trials_table(rng, ids, points, seeds)
+        pq.write_table(table.replace_schema_metadata(meta), folder / f"part-{part:04d}.parquet")
+
+
+def _trials_table(rng: np.random.Generator, ids: np.ndarray, points: int,
+                  seeds: int) -> pa.Table:
+    config = ids // seeds
+    extra = (config % 6).astype(np.int32)
+    init = np.where((config // 6) % 2 == 0, "zero", "one")
+    token = (config // 12) % 2 == 1
+    iters = (1000 + 50 * (config // 24)).astype(np.int32)
+    fate = rng.random(len(ids))
+    status = np.where(fate < 0.02, "diverged", np.where(fate < 0.03, "failed", "completed"))
+
+    frac = np.linspace(0.0, 1.0, points)
+    step = (frac[None, :] * iters[:, None]).astype(np.int64)
+    step_ms = 250.0 + 8.0 * extra + 20.0 * token + rng.normal(0, 2.0, len(ids))
+    time_ms = step * step_ms[:, None] * (1 + rng.normal(0, 0.002, step.shape))
+    time_ms = np.maximum.accumulate(time_ms, axis=1)
+    floor = 3.20 - 0.012 * extra + 0.03 * (init == "one") - 0.00004 * (iters - 1000)
+    floor += rng.normal(0, 0.01, len(ids))
+    loss = floor[:, None] + 7.6 * np.exp(-step / 120.0) + 0.25 * (1 - frac[None, :])
+    loss += rng.normal(0, 0.004, loss.shape)
+    loss[status == "diverged", -1] = np.nan
+
+    rows = len(ids) * points
+    row_status = np.full(step.shape, "running", dtype=object)
+    row_status[:, -1] = status
+    each = lambda values: np.repeat(values, points)  # noqa: E731  per-trial -> per-row
+    params = [json.dumps({"extra_embeddings": int(e), "lambda_init": str(i),
+                          "token_lambdas": bool(t), "num_iterations": int(n), "seed": int(s)})
+              for e, i, t, n, s in zip(extra, init, token, iters, ids % seeds)]
+    columns = {
+        "sweep": pa.array(["bench"] * rows),
+        "trial_id": pa.DictionaryArray.from_arrays(
+            np.repeat(np.arange(len(ids), dtype=np.int32), points),
+            [f"t{i:06d}" for i in ids]).cast(pa.string()),
+        "preset": pa.array(["medium"] * rows),
+        "extra_embeddings": each(extra), "num_iterations": each(iters),
+        "lambda_init": pa.array(each(init)), "token_lambdas": each(token),
+        "seed": each(ids % seeds), "workers": np.full(rows, 8, np.int32),
+        "step": step.ravel(), "train_time_ms": time_ms.ravel(), "val_loss": loss.ravel(),
+        "train_loss": loss.ravel() + 0.02, "tokens_seen": step.ravel() * 393216,
+        "lr": np.ones(rows), "peak_mem_mb": np.full(rows, 24467.0),
+        "lambdas": pa.nulls(rows, SCHEMA.field("lambdas").type),
+        "status": pa.array(row_status.ravel(), pa.string()),
+        "params": pa.DictionaryArray.from_arrays(
+            np.repeat(np.arange(len(ids), dtype=np.int32), points), params).cast(pa.string()),
+    }
+    return pa.table({f.name: pa.array(columns[f.name], f.type) for f in SCHEMA}, schema=SCHEMA)
+
+
+# --- the pandas reference ------------------------------------------------------------
+
+def pandas_analysis(folder: Path, resamples: int,
+                    timings: dict[str, tuple[float, float]]) -> dict:
+    """The same numbers as build_report, written as one would with pandas."""
+    by = list(DEFAULT_BY)
+    with timed(timings, "load"):
+        df = pd.read_parquet(folder, columns=["sweep", "trial_id", *by, "step",
+                                              "train_time_ms", "val_loss", "status"])
+        df["time_s"] = df["train_time_ms"] / 1000.0
+
+    with timed(timings, "final rows + seed stats + t-test"):
+        last = df.loc[df.groupby(["sweep", "trial_id"])["step"].idxmax()]
+        done = last[(last["status"] == "completed") & np.isfinite(last["val_loss"])]
+        agg = ["count", "mean", "median", "std", "min", "max"]
+        loss = done.groupby(by)["val_loss"].agg(agg)
+        times = done.groupby(by)["time_s"].agg(agg)
+
+        def ttest(x: pd.Series) -> pd.Series:
+            r = sps.ttest_1samp(x.to_numpy(), TARGET, alternative="less")
+            return pd.Series({"t": r.statistic, "p": r.pvalue,
+                              "upper": r.confidence_interval(1 - ALPHA).high})
+        tests = done.groupby(by)["val_loss"].apply(ttest).unstack()
+
+    with timed(timings, "time to target"):
+        def crossing(g: pd.DataFrame) -> float:
+            g = g.sort_values("step")
+            below = np.flatnonzero(g["val_loss"].to_numpy() <= TARGET)
+            if len(below) == 0:
+                return np.nan
+            i = below[0]
+            t, l = g["time_s"].to_numpy(), g["val_loss"].to_numpy()
+            if i == 0 or not np.isfinite(l[i - 1]):
+                return t[i]
+            return t[i] - (TARGET - l[i]) * (t[i] - t[i - 1]) / (l[i - 1] - l[i])
+        ttt = df.groupby(["sweep", "trial_id"])[["step", "time_s", "val_loss"]].apply(crossing)
+        done_ttt = done.join(ttt.rename("ttt"), on=["sweep", "trial_id"])
+        reached = done_ttt.groupby(by)["ttt"].agg(["count", "mean"])
+
+    with timed(timings, "frontiers + bootstrap"):
+        front = frontier(times["mean"].to_numpy(), loss["mean"].to_numpy())
+        points = df[np.isfinite(df["val_loss"])].sort_values(["time_s", "val_loss"])
+        before = points["val_loss"].cummin().shift(fill_value=np.inf)
+        budget = points[points["val_loss"] < before][["time_s", "val_loss"]]
+
+        # The same draws as results/: seed 0, trials ordered by config then by appearance.
+        done = done.assign(config=done.groupby(by, sort=True).ngroup())
+        done = done.sort_values(["config", "trial_id"])
+        counts = done.groupby("config").size()
+        base = (counts.cumsum() - counts).to_numpy()[done["config"].to_numpy()]
+        size = counts.to_numpy()[done["config"].to_numpy()]
+        rng = np.random.default_rng(0)
+        wins = np.zeros(len(counts))
+        for _ in range(resamples):
+            pick = base + (rng.random(len(done)) * size).astype(np.int64)
+            means = done.iloc[pick].groupby("config")[["time_s", "val_loss"]].mean()
+            wins += frontier(means["time_s"].to_numpy(), means["val_loss"].to_numpy())
+    return {"loss": loss, "time": times, "ttest": tests, "reached": reached,
+            "pareto": front, "p_nd": wins / resamples, "budget": budget}
+
+
+def frontier(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-dominated mask by sort + running minimum (ties between means do not occur)."""
+    order = np.lexsort((y, x))
+    ys = y[order]
+    mask = np.empty(len(x), bool)
+    mask[order] = ys < np.concatenate([[np.inf], np.minimum.accumulate(ys)[:-1]])
+    return mask
+
+
+# --- comparison and timing -----------------------------------------------------------
+
+def compare(report: Report, ref: dict) -> float:
+    """Largest relative difference over every compared number (raises on a mismatch)."""
+    configs = [c for c in report.configs if c.loss["n"] > 0]  # pandas drops empty groups
+    keys = [tuple(c.key[k] for k in DEFAULT_BY) for c in configs]
+    summary = ("n", "mean", "median", "std", "min", "max")
+    ours = {
+        "loss": np.array([[c.loss[k] for k in summary] for c in configs]),
+        "time": np.array([[c.time[k] for k in summary] for c in configs]),
+        "ttest": np.array([[c.ttest[k] for k in ("t", "p", "upper")] for c in configs]),
+        "reached": np.array([[c.to_target["reached"], c.to_target["mean"]] for c in configs]),
+    }
+    assert list(ref["loss"].index) == keys, "configs differ"
+    worst = 0.0
+    for name, theirs in (("loss", ref["loss"]), ("time", ref["time"]), ("ttest", ref["ttest"]),
+                         ("reached", ref["reached"])):
+        a, b = ours[name], theirs.to_numpy(dtype=float)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name)
+        both = np.isfinite(a) & np.isfinite(b)
+        worst = max(worst, float(np.max(np.abs(a - b)[both] / np.maximum(np.abs(b[both]),
+                                                                            1e-300), initial=0)))
+    pareto = np.array([c.pareto for c in configs])
+    assert np.array_equal(pareto, ref["pareto"]), "config frontiers differ"
+    p_nd = np.array([c.p_nondominated for c in configs])
+    np.testing.assert_allclose(p_nd, ref["p_nd"], atol=1e-12, err_msg="P(non-dominated)")
+    budget = np.array([(p.time_s, p.val_loss) for p in report.budget])
+    np.testing.assert_array_equal(budget, ref["budget"].to_numpy(), err_msg="budget frontier")
+    return worst
+
+
+@contextmanager
+def timed(timings: dict[str, tuple[float, float]], name: str) -> Iterator[None]:
+    """Adds (wall, CPU) seconds under `name`; CPU time is less disturbed by a busy machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    before = timings.get(name, (0.0, 0.0))
+    timings[name] = (before[0] + time.perf_counter() - wall, before[1] + time.process_time() - cpu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--points", type=int, default=1_000, help="validation points a curve")
+    parser.add_argument("--seeds", type=int, default=5, help="trials per config")
+    parser.add_argument("--files", type=int, default=100, help="curve files to spread over")
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        synthesise(Path(tmp), args.trials, args.points, args.files, args.seeds)
+        print(f"synthesised {args.trials} trials x {args.points} points "
+              f"({args.trials * args.points:,} rows, {args.files} files) "
+              f"in {time.perf_counter() - start:.1f} s")
+        os.sync()  # both sides then read from the page cache, none pays for write-back
+        for path in Path(tmp).rglob("*.parquet"):
+            path.read_bytes()
+
+        ours: dict[str, tuple[float, float]] = {}
+        with timed(ours, "load"):
+            loaded = load_curves([tmp], lambdas=False)  # as `report` without --plot
+        assert not loaded.problems, loaded.problems
+        with timed(ours, "report (stats, t-test, time to target, frontiers, bootstrap)"):
+            report = build_report(loaded.table, target=TARGET, alpha=ALPHA,
+                                  resamples=args.resamples)
+        theirs: dict[str, tuple[float, float]] = {}
+        ref = pandas_analysis(Path(tmp) / "bench" / "curves", args.resamples, theirs)
+
+    worst = compare(report, ref)
+    print(f"{len(report.configs)} configs, {len(report.budget)} budget-frontier points; "
+          f"same numbers (largest relative difference {worst:.1e})")
+    width = max(map(len, [*ours, *theirs]))
+    sides = (("results/ (numpy + pyarrow)", ours), ("pandas (groupby/apply)", theirs))
+    for title, timings in sides:
+        print(f"\n{title:<{width + 2}} {'wall':>8} {'CPU':>8}")
+        for name, (wall, cpu) in timings.items():
+            print(f"  {name:<{width}} {wall:7.2f}s {cpu:7.2f}s")
+    print()
+    for label, skip in (("total", ()), ("analysis after load", ("load",))):
+        a = [sum(v[i] for k, v in ours.items() if k not in skip) for i in (0, 1)]
+        b = [sum(v[i] for k, v in theirs.items() if k not in skip) for i in (0, 1)]
+        print(f"{label}: results/ {a[0]:.2f} s wall ({a[1]:.2f} s CPU), pandas {b[0]:.2f} s wall "
+              f"({b[1]:.2f} s CPU); pandas/results/ = {b[0] / a[0]:.1f}x wall, "
+              f"{b[1] / a[1]:.1f}x CPU")
+    print(f"(machine load average while running: {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Load every curve under one or more storage roots into one pyarrow Table.
+
+A sweep's storage is many small files written by different trials, some of which may be
+half-copied, foreign, or from a newer ablate. A bad file found while walking a directory is
+reported as a Problem and skipped, never silently dropped; a file named directly by the user
+is an error instead, because they asked for exactly that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from results.curves import SCHEMA, CurveError, check_schema
+from results.errors import InputError
+
+# Strings repeat on every row of a trial (sweep, trial_id, params, ...): keeping them
+# dictionary-encoded is what lets ten million rows fit in memory.
+_STRINGS = [f.name for f in SCHEMA if pa.types.is_string(f.type)]
+LOAD_SCHEMA = pa.schema(
+    [pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in _STRINGS else f
+     for f in SCHEMA]
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A curve file that was skipped, and why (the message names the file)."""
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Every readable row, the files they came from, and the files that were skipped."""
+
+    table: pa.Table
+    files: list[Path] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def find_curves(roots: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(files named directly, files found under directories), each sorted and deduplicated.
+
+    A directory contributes every `**/curves/*.parquet` below it (the storage layout
+    `<storage>/<sweep>/curves/<trial>.parquet`), or its own `*.parquet` if it is a `curves`
+    folder itself. A root that does not exist is an InputError.
+    """
+    direct: dict[Path, Path] = {}
+    found: dict[Path, Path] = {}
+    for root in map(Path, roots):
+        if root.is_file():
+            direct.setdefault(root.resolve(), root)
+        elif root.is_dir():
+            paths = list(root.glob("**/curves/*.parquet"))
+            if root.name == "curves":
+                paths += root.glob("*.parquet")
+            for path in paths:
+                if path.is_file():
+                    found.setdefault(path.resolve(), path)
+        else:
+            raise InputError(f"{root}: no such file or directory")
+    found = {k: v for k, v in found.items() if k not in direct}
+    return sorted(direct.values()), sorted(found.values())
+
+
+def read_table(path: Path, lambdas: bool = True) -> pa.Table:
+    """One curve file as a LOAD_SCHEMA table; CurveError (naming the file) if unreadable.
+
+    Without `lambdas` that column is not read (a nested list per row: the slowest column
+    to decode, and only the lambda plots need it).
+    """
+    schema = _schema(lambdas)
+    try:
+        footer = pq.ParquetFile(path)
+        check_schema(footer.schema_arrow, path)
+        file = pq.ParquetFile(path, metadata=footer.metadata, read_dictionary=_STRINGS)
+        table = file.read(columns=schema.names)
+    except FileNotFoundError:
+        raise CurveError(f"{path}: no such curve file") from None
+    except (pa.ArrowException, OSError) as e:
+        raise CurveError(f"{path}: not a readable Parquet file ({_one_line(e)})") from None
+    try:
+        return table.replace_schema_metadata(None).cast(schema)
+    except (pa.ArrowException, ValueError) as e:
+        raise CurveError(f"{path}: columns of unexpected types ({_one_line(e)})") from None
+
+
+def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
+                threads: int | None = None) -> Loaded:
+    """Read every curve under `roots`; problems are returned, not raised (see module doc).
+
+    A trial (sweep, trial_id) found in a second file (e.g. a copied storage passed twice)
+    is a problem too: its rows would otherwise be counted twice.
+    """
+    direct, found = find_curves(roots)
+    for path in direct:
+        read_table(path, lambdas)  # fail fast, naming the file the user asked for
+    paths = direct + found
+    with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(lambda path: _try_read(path, lambdas), paths))
+
+    tables: list[pa.Table] = []
+    files: list[Path] = []
+    problems: list[Problem] = []
+    seen: dict[tuple[Any, Any], Path] = {}
+    for path, result in zip(paths, results):
+        if isinstance(result, CurveError):
+            problems.append(Problem(path, str(result)))
+            continue
+        if result.num_rows == 0:
+            problems.append(Problem(path, f"{path}: no rows"))
+            continue
+        trials = _trial_keys(result)
+        clash = next((t for t in trials if t in seen), None)
+        if clash is not None:
+            problems.append(Problem(path, f"{path}: trial {clash[0]}/{clash[1]} is already "
+                                          f"loaded from {seen[clash]}; skipped"))
+            continue
+        seen.update(dict.fromkeys(trials, path))
+        tables.append(result)
+        files.append(path)
+    table = pa.concat_tables(tables) if tables else _schema(lambdas).empty_table()
+    return Loaded(table, files, problems)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _schema(lambdas: bool) -> pa.Schema:
+    return LOAD_SCHEMA if lambdas else LOAD_SCHEMA.remove(LOAD_SCHEMA.get_field_index("lambdas"))
+
+
+def _try_read(path: Path, lambdas: bool) -> pa.Table | CurveError:
+    try:
+        return read_table(path, lambdas)
+    except CurveError as e:
+        return e
+
+
+def _trial_keys(table: pa.Table) -> list[tuple[Any, Any]]:
+    """The (sweep, trial_id) pairs in a file: usually one sweep, so no pairing is needed."""
+    sweeps = pc.unique(table["sweep"]).to_pylist()
+    if len(sweeps) == 1:
+        return [(sweeps[0], t) for t in pc.unique(table["trial_id"]).to_pylist()]
+    pairs = table.select(["sweep", "trial_id"]).group_by(["sweep", "trial_id"]).aggregate([])
+    return list(zip(pairs["sweep"].to_pylist(), pairs["trial_id"].to_pylist()))
+
+
+def params_keys(table: pa.Table) -> list[str]:
+    """Every key found in the `params` JSON column, sorted."""
+    parsed, _ = _parsed_params(table)
+    return sorted({k for p in parsed for k in p})
+
+
+def expand_params(table: pa.Table, keys: Sequence[str] | None = None) -> pa.Table:
+    """`table` plus one column per `params` key (all keys if None), to group by any axis.
+
+    A key that is already a column is left as it is (the column is the same value, typed).
+    A trial without the key gets null. Each distinct JSON string is parsed once, so this
+    costs per trial, not per row. Lists and dicts become their JSON text (hashable).
+    """
+    parsed, index = _parsed_params(table)
+    keys = sorted({k for p in parsed for k in p}) if keys is None else list(keys)
+    for key in keys:
+        if key in table.column_names:
+            continue
+        values = [_scalar(p.get(key)) for p in parsed]
+        try:
+            column = pa.array(values)
+        except (pa.ArrowException, TypeError):  # mixed types: keep them apart as text
+            column = pa.array([v if v is None or isinstance(v, str) else json.dumps(v)
+                               for v in values], pa.string())
+        table = table.append_column(key, column.take(index))
+    return table
+
+
+def _parsed_params(table: pa.Table) -> tuple[list[dict[str, Any]], pa.Array]:
+    """(each distinct params dict, the index of every row's dict in that list)."""
+    column = table["params"]
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    combined = column.combine_chunks()  # one dictionary shared by every chunk
+    return [_parse(s) for s in combined.dictionary.to_pylist()], combined.indices
+
+
+def _parse(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _scalar(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value

@@ -1,0 +1,91 @@
+"""Pareto frontiers of training time against loss, both minimised.
+
+Two frontiers: over configs (mean time, mean final loss across seeds), with the
+probability that a config stays non-dominated when its seeds are resampled; and over every
+validation point of every curve, i.e. the best loss seen within any time budget.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def nondominated(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mask of points that no other point dominates, along the last axis (batched).
+
+    p dominates q when p is no worse on both axes and better on one; equal points do not
+    dominate each other. NaN points are never on the frontier. Sorting by (x, y) leaves
+    only earlier points able to dominate a point: O(n log n) instead of all pairs.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    valid = ~(np.isnan(x) | np.isnan(y))
+    x, y = np.where(valid, x, np.inf), np.where(valid, y, np.inf)
+    order = np.lexsort((y, x), axis=-1)
+    sx = np.take_along_axis(x, order, -1)
+    sy = np.take_along_axis(y, order, -1)
+    running = np.minimum.accumulate(sy, axis=-1)
+    before = np.concatenate([np.full_like(sy[..., :1], np.inf), running[..., :-1]], axis=-1)
+    # Where the smallest earlier y was first seen: the earliest such point has the least x.
+    index = np.broadcast_to(np.arange(sy.shape[-1]), sy.shape)
+    first_at = np.maximum.accumulate(np.where(sy < before, index, 0), axis=-1)
+    first_at = np.concatenate([np.zeros_like(first_at[..., :1]), first_at[..., :-1]], axis=-1)
+    x_first = np.take_along_axis(sx, first_at, -1)
+    dominated = (before < sy) | ((before == sy) & (x_first < sx))
+    out = np.empty_like(valid)
+    np.put_along_axis(out, order, ~dominated, -1)
+    return out & valid
+
+
+def budget_frontier(time: np.ndarray, loss: np.ndarray, bins: int = 4096) -> np.ndarray:
+    """Indices of the points forming the best-loss-within-budget step line, by time.
+
+    A point is kept when its loss is strictly below every point at or before its time.
+    For large inputs a coarse pass over time bins first drops every point beaten by an
+    earlier bin's best (exact, and it avoids sorting millions of points).
+    """
+    finite = np.isfinite(time) & np.isfinite(loss)
+    keep = np.arange(len(time)) if finite.all() else np.flatnonzero(finite)
+    t, l = (time, loss) if finite.all() else (time[keep], loss[keep])
+    if len(keep) > 4 * bins and t.max() > t.min():
+        low, high = t.min(), t.max()
+        b = ((t - low) * ((bins - 1) / (high - low))).astype(np.int64)
+        best = np.full(bins, np.inf)
+        np.minimum.at(best, b, l)
+        earlier = np.concatenate([[np.inf], np.minimum.accumulate(best)[:-1]])
+        alive = np.flatnonzero(l < earlier[b])
+        keep, t, l = keep[alive], t[alive], l[alive]
+    order = np.lexsort((l, t))
+    ls = l[order]
+    before = np.concatenate([[np.inf], np.minimum.accumulate(ls)[:-1]])
+    return keep[order[ls < before]]
+
+
+def p_nondominated(time: np.ndarray, loss: np.ndarray, groups: np.ndarray, n_groups: int,
+                   resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Share of bootstrap resamples in which each config's mean point is non-dominated.
+
+    Each resample draws every config's trials with replacement (a trial keeps its time and
+    loss together) and recomputes the config frontier. NaN for configs with no trials.
+    Vectorised in blocks of resamples; the draws depend only on `seed`.
+    """
+    time, loss, groups = (np.asarray(a) for a in (time, loss, groups))
+    order = np.argsort(groups, kind="stable")
+    g, t, l = groups[order], time[order], loss[order]
+    counts = np.bincount(g, minlength=n_groups)
+    present = counts > 0
+    out = np.full(n_groups, np.nan)
+    if not present.any() or resamples < 1:
+        return out
+    first = np.cumsum(counts) - counts  # each config's first position in the sorted trials
+    starts, base, size = first[present], first[g], counts[g]
+    rng = np.random.default_rng(seed)
+    wins = np.zeros(int(present.sum()))
+    block = max(1, 2_000_000 // max(1, len(g)))
+    for done in range(0, resamples, block):
+        pick = base + (rng.random((min(block, resamples - done), len(g))) * size).astype(np.int64)
+        mean_t = np.add.reduceat(t[pick], starts, axis=1) / counts[present]
+        mean_l = np.add.reduceat(l[pick], starts, axis=1) / counts[present]
+        wins += nondominated(mean_t, mean_l).sum(axis=0)
+    out[present] = wins / resamples
+    return out

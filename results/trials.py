@@ -1,0 +1,158 @@
+"""From loaded rows to trials (one curve each) and configs (trials that differ only by seed).
+
+Everything downstream is vectorised numpy over one flat layout: the curve points of all
+trials back to back, sorted by trial then step, with `offsets` marking where each trial
+starts (compressed sparse rows). Ten million points then cost a few array passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from results.curves import CONFIG_COLUMNS
+from results.errors import InputError
+from results.load import expand_params, params_keys
+
+DEFAULT_BY = tuple(c for c in CONFIG_COLUMNS if c != "seed")
+OUTCOMES = ("completed", "running", "diverged", "failed")
+_INFO_COLUMNS = ["sweep", "trial_id", *CONFIG_COLUMNS, "step", "train_time_ms", "val_loss",
+                 "status", "params"]
+
+
+@dataclass(frozen=True)
+class Trials:
+    """Per-trial final rows (`info`) and every trial's curve in the flat layout."""
+
+    info: pa.Table  # one row per trial: its last row (max step), strings decoded
+    outcome: np.ndarray  # per trial, one of OUTCOMES (see `outcome_of`)
+    offsets: np.ndarray  # curve of trial i is [offsets[i], offsets[i + 1]) of the arrays below
+    step: np.ndarray
+    time_s: np.ndarray  # training time, seconds
+    val_loss: np.ndarray
+    rows: np.ndarray  # row of the loaded table behind each point (for the lambdas)
+
+    def __len__(self) -> int:
+        return self.info.num_rows
+
+    @property
+    def final_loss(self) -> np.ndarray:
+        return self.val_loss[self.offsets[1:] - 1]
+
+    @property
+    def final_time_s(self) -> np.ndarray:
+        return self.time_s[self.offsets[1:] - 1]
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Configs: trials sharing every `by` value. Keys are sorted; `index` maps trial -> config."""
+
+    by: tuple[str, ...]
+    keys: list[tuple[Any, ...]]
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def key_dict(self, config: int) -> dict[str, Any]:
+        return dict(zip(self.by, self.keys[config]))
+
+
+def trials_from(table: pa.Table) -> Trials:
+    """Split loaded rows into trials, keyed by (sweep, trial_id), each sorted by step."""
+    n = table.num_rows
+    sweep = _codes(table["sweep"])
+    trial = _codes(table["trial_id"])
+    key = sweep * (int(trial.max(initial=0)) + 1) + trial
+    step = table["step"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    time_ms = table["train_time_ms"].to_numpy(zero_copy_only=False)
+    loss = table["val_loss"].to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    order = _order(key, step)
+    if order is None:  # already grouped and sorted: the usual case, no copies
+        order = np.arange(n)
+    else:
+        key, step, time_ms, loss = key[order], step[order], time_ms[order], loss[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if n else np.zeros(0, np.int64)
+    offsets = np.append(starts, n).astype(np.int64)
+    last = order[offsets[1:] - 1]
+    info = _decoded(table.select(_INFO_COLUMNS).take(pa.array(last)))
+    final_loss = loss[offsets[1:] - 1]
+    return Trials(info=info, outcome=outcome_of(info["status"].to_pylist(), final_loss),
+                  offsets=offsets, step=step, time_s=time_ms / 1000.0, val_loss=loss,
+                  rows=order)
+
+
+def outcome_of(status: Sequence[str | None], final_loss: np.ndarray) -> np.ndarray:
+    """completed | running | diverged | failed, from each trial's last status.
+
+    A "completed" trial whose final loss is not finite counts as diverged; a missing or
+    unknown status counts as running (not finished, so not averaged in).
+    """
+    known = {"completed", "diverged", "failed"}
+    out = np.array([s if s in known else "running" for s in status], dtype="<U9")
+    out[(out == "completed") & ~np.isfinite(final_loss)] = "diverged"
+    return out
+
+
+def group_configs(info: pa.Table, by: Sequence[str] = DEFAULT_BY) -> tuple[Groups, pa.Table]:
+    """Group trials by `by` (columns, or keys of the params JSON); returns (groups, info).
+
+    The returned info has a column for every `by` key. An unknown key is an InputError that
+    lists the keys there are.
+    """
+    by = tuple(by)
+    missing = [k for k in by if k not in info.column_names]
+    if missing:
+        available = params_keys(info)
+        unknown = [k for k in missing if k not in available]
+        if unknown:
+            choices = sorted(set(info.column_names) - {"params"} | set(available))
+            raise InputError(f"--by: unknown column {', '.join(unknown)} "
+                             f"(known: {', '.join(choices)})")
+        info = expand_params(info, missing)
+    columns = [info[k].to_pylist() for k in by]
+    trial_keys = list(zip(*columns)) if by else [()] * info.num_rows
+    keys = sorted(set(trial_keys), key=lambda k: tuple(_sortable(v) for v in k))
+    position = {k: i for i, k in enumerate(keys)}
+    index = np.array([position[k] for k in trial_keys], dtype=np.int64)
+    return Groups(by, keys, index), info
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Integer codes of a string column (0 for null), equal for equal strings in any chunk."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    indices = column.combine_chunks().indices  # concatenating unifies the dictionaries
+    return pc.fill_null(indices, -1).to_numpy().astype(np.int64) + 1
+
+
+def _order(key: np.ndarray, step: np.ndarray) -> np.ndarray | None:
+    """Row order grouping each trial's rows by step; None if they already are (O(n) check)."""
+    if len(key) == 0:
+        return None
+    new_run = np.r_[True, key[1:] != key[:-1]]
+    runs_unique = len(np.unique(key[new_run])) == int(new_run.sum())
+    steps_rise = bool(np.all((step[1:] > step[:-1]) | new_run[1:]))
+    if runs_unique and steps_rise:
+        return None
+    return np.lexsort((step, key))
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    columns = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c
+               for c in table.columns]
+    return pa.table(columns, names=table.column_names)
+
+
+def _sortable(value: Any) -> tuple[int, float, str]:
+    """Sort key that orders None first, then numbers, then text, without TypeErrors."""
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, (bool, int, float)):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))
