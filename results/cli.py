@@ -19,10 +19,10 @@ import numpy as np
 from rich.console import Console
 
 from results import render
-from results.curves import CurveError
+from results.curves import CurveError, read_curve
 from results.errors import InputError
 from results.load import load_curves
-from results.logs import import_logs
+from results.logs import import_logs, to_record_log
 from results.report import build_report, jsonable
 from results.stats import summarize, ttest_less
 from results.trials import DEFAULT_BY
@@ -70,6 +70,13 @@ def add_commands(subparsers: Any) -> None:
     logs.add_argument("--out", type=Path, required=True, metavar="DIR")
     logs.add_argument("--sweep", default="records", help="sweep name (default: records)")
     logs.set_defaults(func=run_import_logs)
+
+    export = subparsers.add_parser(
+        "export-log", help="print a curve as a record log, to compare with published runs",
+        description="Print `step:N/M val_loss:X train_time:Tms step_avg:Sms` lines for a curve "
+                    "file, the format of modded-nanogpt's record logs.")
+    export.add_argument("curve", type=Path, metavar="CURVE", help="one trial's curve file")
+    export.set_defaults(func=run_export_log)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -129,6 +136,11 @@ def run_stats(args: argparse.Namespace) -> int:
 def run_import_logs(args: argparse.Namespace) -> int:
     for path in import_logs(args.files, args.out, args.sweep):
         print(path)
+    return 0
+
+
+def run_export_log(args: argparse.Namespace) -> int:
+    sys.stdout.write(to_record_log(read_curve(args.curve)))
     return 0
 
 

@@ -128,3 +128,13 @@ def test_medium_preset_has_the_record_models_shapes():
     assert m.lm_head.weight.shape == (50304, 1024)
     assert m.skip_weights.shape == (8,)
     assert m.lambdas.shape == (16, 3)
+
+
+def test_export_log_command_prints_the_record_format(tmp_path, data_dir, capsys):
+    from sweeps.cli import main
+
+    result = train(tiny(data_dir, out=str(tmp_path / "c.parquet")))
+    assert main(["export-log", str(result.curve)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("step:12/12 val_loss:")
+    assert len(lines) == len(result.rows)
