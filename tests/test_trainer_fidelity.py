@@ -8,6 +8,7 @@ import torch
 import model.gpt
 from conftest import tiny
 from model import GPT, GPTConfig
+from results.curves import trial_meta
 from results.logs import parse_log, to_record_log
 from trainer.train import _Run, load_checkpoint, train
 
@@ -54,6 +55,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, data_dir):
         assert {k: ra[k] for k in EXACT} == {k: rb[k] for k in EXACT}
     for name in weights:
         assert torch.equal(weights[name], resumed_weights[name]), name
+    assert trial_meta(tmp_path / "b.parquet")["restarts"] == [8]
+    assert trial_meta(tmp_path / "a.parquet")["restarts"] == []
 
 
 def test_same_seed_same_curve_bit_for_bit(tmp_path, data_dir):

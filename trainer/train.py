@@ -109,6 +109,7 @@ class _Run:
         self.val_x = val[: n * T].view(n, T)[self.rank::self.world].contiguous()
         self.val_y = val[1: n * T + 1].view(n, T)[self.rank::self.world].contiguous()
         self.step, self.clock_ms, self.rows = 0, 0.0, []
+        self.restarts: list[int] = []  # steps this run was resumed from, for the curve's metadata
         self.loss_sum, self.loss_count = 0.0, 0
         self.warmup_ms = 0.0
 
@@ -176,6 +177,7 @@ class _Run:
         if self.rank != 0 or not self.cfg.out:
             return None
         meta = dict(config=self.cfg.to_flat(), workers=self.world, warmup_ms=self.warmup_ms,
+                    restarts=self.restarts,
                     device=str(self.device), torch=torch.__version__, compiled=self.compiled)
         return write_curve(self.cfg.out, self.rows, meta)
 
@@ -184,6 +186,7 @@ class _Run:
                     optimizers=[o.state_dict() for o in self.optimizers],
                     step=self.step, clock_ms=self.clock_ms, rows=self.rows,
                     stream=asdict(self.stream.position), rng=torch.get_rng_state(),
+                    restarts=self.restarts,
                     config=json.dumps(self.cfg.to_flat(), default=str))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -195,6 +198,7 @@ class _Run:
                 group.setdefault("initial_lr", group["lr"])
         self.step, self.clock_ms, self.rows = state["step"], state["clock_ms"], list(state["rows"])
         self.stream.position = StreamPosition(**state["stream"])
+        self.restarts = list(state.get("restarts", []))
         torch.set_rng_state(state["rng"])
 
     def checkpoint(self) -> Path | None:
@@ -226,6 +230,7 @@ class _Run:
         cfg = self.cfg
         if resume is not None:
             self.load_state_dict(load_checkpoint(resume))
+            self.restarts.append(self.step)
         self.warm_up()
         status = "completed"
         resumed_at = self.step if resume is not None else None
