@@ -127,7 +127,7 @@ class Rotary(nn.Module):
 
 @functools.lru_cache(maxsize=16)
 def _block_mask(seq_len: int, window: int, device: str):
-    """FlexAttention block mask for sliding-window causal attention, built once per shape."""
+    """FlexAttention's block mask for a sliding causal window, built once per shape."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     def mask(b, h, q, kv):
@@ -136,30 +136,42 @@ def _block_mask(seq_len: int, window: int, device: str):
     return create_block_mask(mask, None, None, seq_len, seq_len, device=device)
 
 
-def attention(q, k, v, window: int | None) -> torch.Tensor:
-    """Causal attention, (B, H, T, D). Sliding windows use FlexAttention on CUDA (fast, with
-    backward); elsewhere an explicit band mask through SDPA, which has a backward on CPU."""
-    T = q.size(-2)
-    if window is None or window >= T:
+@torch.compiler.disable
+def attention_mask(seq_len: int, window: int | None, device: torch.device):
+    """What every layer's attention masks with, made once per forward (outside compiled
+    graphs): None for plain causal, a FlexAttention block mask on CUDA, else a boolean band
+    for SDPA (FlexAttention has no backward on CPU)."""
+    if window is None or window >= seq_len:
+        return None
+    if device.type == "cuda":
+        return _block_mask(seq_len, window, str(device))
+    i = torch.arange(seq_len, device=device)
+    return (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
+
+
+def attention(q, k, v, mask) -> torch.Tensor:
+    """Causal attention on (B, H, T, D) with the mask from `attention_mask`."""
+    if mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    if q.is_cuda:
-        from torch.nn.attention.flex_attention import flex_attention
-        return flex_attention(q, k, v, block_mask=_block_mask(T, window, str(q.device)))
-    i = torch.arange(T, device=q.device)
-    band = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=band)
+    if isinstance(mask, torch.Tensor):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    from torch.nn.attention.flex_attention import flex_attention
+    if torch.is_autocast_enabled(q.device.type):  # flex_attention is not autocast-aware
+        dtype = torch.get_autocast_dtype(q.device.type)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    return flex_attention(q, k, v, block_mask=mask)
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.n_head, self.head_dim, self.window = cfg.n_head, cfg.head_dim, cfg.window
+        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.rotary = Rotary(cfg.head_dim, cfg.seq_len)
         self.ve_lambdas = nn.Parameter(torch.tensor([0.5, 0.5]))  # [v, value embedding]
 
-    def forward(self, x: torch.Tensor, ve: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ve: torch.Tensor | None, mask) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)
         q, k = self.rotary(norm(q)), self.rotary(norm(k))  # QK-norm, then rotary
@@ -167,7 +179,7 @@ class CausalSelfAttention(nn.Module):
             v = self.ve_lambdas[0] * v + self.ve_lambdas[1] * ve.view_as(v)
         else:
             v = self.ve_lambdas[0] * v
-        y = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.window)
+        y = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -187,8 +199,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, ve: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(norm(x), ve)
+    def forward(self, x: torch.Tensor, ve: torch.Tensor | None, mask) -> torch.Tensor:
+        x = x + self.attn(norm(x), ve, mask)
         return x + self.mlp(norm(x))
 
 
@@ -232,6 +244,7 @@ class GPT(nn.Module):
         ve = [e(tokens) for e in self.value_embeds]
         ve = ve + [None] * (L - 2 * len(ve)) + ve  # first and last layers share the tables
         x = x0s[0]
+        mask = attention_mask(tokens.size(1), cfg.window, tokens.device)
         skips = []
         for i, block in enumerate(self.blocks):
             streams = x0s if self.token_lambdas is None else \
@@ -240,7 +253,7 @@ class GPT(nn.Module):
             x = lam[0] * x + sum(lam[j + 1] * s for j, s in enumerate(streams))
             if i >= L - L // 2 and skips:
                 x = x + self.skip_weights[i - (L - L // 2)] * skips.pop()
-            x = block(x, ve[i])
+            x = block(x, ve[i], mask)
             if i < L // 2:
                 skips.append(x)
         logits = self.lm_head(norm(x)).float()

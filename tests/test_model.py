@@ -97,3 +97,15 @@ def test_sliding_window_attends_only_within_the_window():
     # 2 layers of window 4 reach back at most 6 positions; position 15 cannot see position 0
     torch.testing.assert_close(a[0, 15], b[0, 15])
     assert not torch.allclose(a[0, 1], b[0, 1])
+
+
+def test_flex_attention_block_mask_agrees_with_the_sdpa_band():
+    """The CUDA path's mask (FlexAttention runs forward on CPU too) against the CPU path's."""
+    from model.gpt import _block_mask, attention, attention_mask
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 256, 16) for _ in range(3))
+    band = attention_mask(256, 64, torch.device("cpu"))
+    flex = attention(q, k, v, _block_mask(256, 64, "cpu"))
+    torch.testing.assert_close(flex, attention(q, k, v, band), atol=1e-5, rtol=1e-4)
+    assert attention_mask(256, None, torch.device("cpu")) is None
