@@ -99,6 +99,7 @@ def test_sliding_window_attends_only_within_the_window():
     assert not torch.allclose(a[0, 1], b[0, 1])
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_flex_attention_block_mask_agrees_with_the_sdpa_band():
     """The CUDA path's mask (FlexAttention runs forward on CPU too) against the CPU path's."""
     from model.gpt import _block_mask, attention, attention_mask
