@@ -7,6 +7,8 @@ Heavy imports (torch, ray) happen inside the commands that need them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
 
@@ -20,56 +22,158 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
-def sweep_exists(storage: Path, name: str) -> bool:
-    return (storage / name / "tuner.pkl").exists() or (storage / name / "curves").exists()
-
-
 def cmd_sweep(args) -> int:
+    from sweeps.run import SPEC_FILE, build_tuner, exists, ray_session
+    from sweeps.spec import join, load_spec, resolve_data, storage_root
+
+    if args.max_trials < 1:
+        raise SpecError(f"--max-trials: must be >= 1, got {args.max_trials}")
+    spec = load_spec(args.spec, max_trials=None if args.yes else args.max_trials)
+    storage = storage_root(args.storage or spec.storage)
+    folder = join(storage, spec.name)
+    try:
+        stored = any(exists(join(folder, f)) for f in ("tuner.pkl", "curves", SPEC_FILE))
+    except (OSError, ValueError, NotImplementedError) as e:  # pyarrow: bad scheme, bucket, access
+        raise SpecError(f"{storage}: storage not reachable ({' '.join(str(e).split())})") from None
+    if stored:
+        raise SpecError(f"{folder}: a sweep named {spec.name!r} is already stored there; "
+                        "resume it with `ablate resume`, or choose another --storage or name")
+    data = resolve_data(spec, storage)
+    out = sys.stdout
+    view = make_view(spec, out if args.json_log else None)
+    if not args.json_log:
+        view.progress.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
+                                    f"{spec.resources.workers} workers -> {folder}")
+    with json_only_stdout(args.json_log), ray_session(args.address):
+        results = build_tuner(spec, storage, data, callbacks=[view]).fit()
+    return finish(results, folder, spec.target, out if args.json_log else None)
+
+
+def cmd_resume(args) -> int:
+    from sweeps.run import load_sweep, ray_session, restore_tuner
+    from sweeps.spec import storage_root
+
+    folder = storage_root(args.dir)
+    spec, settings = load_sweep(folder)
+    out = sys.stdout
+    make_view(spec, out if args.json_log else None)  # restored views unpickle as this one
+    with json_only_stdout(args.json_log), ray_session(args.address):
+        results = restore_tuner(folder, settings).fit()
+    return finish(results, folder, spec.target, out if args.json_log else None)
+
+
+def cmd_status(args) -> int:
     from rich.console import Console
 
-    from sweeps.spec import load_spec, resolve_data
+    from sweeps.progress import print_status, sweep_status
+    from sweeps.run import load_sweep
+    from sweeps.spec import storage_root
 
-    spec = load_spec(args.spec)
-    storage = Path(args.storage or spec.storage)
-    if sweep_exists(storage, spec.name):
-        raise SpecError(f"{storage / spec.name}: a sweep named {spec.name!r} is already stored "
-                        "there; resume it with `ablate resume`, or choose another --storage or name")
-    data = resolve_data(spec, storage)
-    console = Console(stderr=True)
-    n = len(spec.trials())
-    console.print(f"[bold]{spec.name}[/]: {n} trials x {spec.resources.workers} workers "
-                  f"-> {storage / spec.name}")
-    results = run_sweep(spec, storage, data, args.address, console)
-    return finish(results, storage / spec.name, spec.target, console)
+    folder = storage_root(args.dir)
+    spec, _ = load_sweep(folder)
+    rows = sweep_status(folder, list(spec.axes))
+    if args.json:
+        _json_line(sys.stdout, {"sweep": spec.name, "trials": spec.size, "status": rows})
+    else:
+        print_status(rows, spec.size, Console())
+    return 0
 
 
-def run_sweep(spec, storage: Path, data: Path, address: str | None, console):
-    from sweeps.progress import SweepProgress
-    from sweeps.run import build_tuner, ray_session
+def make_view(spec, json_out=None):
+    """The driver's live view (rich on stderr, or JSON lines to `json_out`), registered so
+    that a restored Tuner's pickled view becomes this one."""
+    from sweeps.progress import JsonLog, RichView, show
 
-    with ray_session(address):
-        tuner = build_tuner(spec, storage, data, callbacks=[SweepProgress(list(spec.axes), console)])
-        return tuner.fit()
+    steps = sum(spec.train_config(t).num_iterations for t in spec.trials())
+    axes = list(spec.axes)
+    return show(JsonLog(axes, spec.size, steps, spec.name, json_out) if json_out
+                else RichView(axes, spec.size, steps))
 
 
-def finish(results, folder: Path, target: float | None, console) -> int:
-    """Say which trials failed (with the first line of their error), then print the report."""
+@contextlib.contextmanager
+def json_only_stdout(enabled: bool):
+    """With --json-log, stdout carries our JSON lines only: whatever else is printed there
+    meanwhile (Ray's own warnings, say) goes to stderr."""
+    real = sys.stdout
+    if enabled:
+        sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = real
+
+
+def finish(results, folder: str, target: float | None, json_out=None) -> int:
+    """Say which trials failed (with the last line of their error), then print the report
+    (as JSON lines to `json_out` with --json-log). Curves in a URI are read from a local copy."""
+    import io
+    import tempfile
+
+    from results.cli import main as results_main
+    from sweeps.spec import filesystem, is_uri, join
+
     failed = [r for r in results if r.error is not None]
     for r in failed:
-        first = str(r.error).strip().splitlines()[-1] if str(r.error).strip() else type(r.error).__name__
-        console.print(f"[red]trial {r.path and Path(r.path).name} failed:[/] {first}")
-    from results.cli import main as results_main
-    report = ["report", str(folder)] + (["--target", str(target)] if target is not None else [])
-    code = results_main(report)
+        text = str(r.error).strip()
+        last = text.splitlines()[-1] if text else type(r.error).__name__
+        name = r.path and r.path.rstrip("/").rsplit("/", 1)[-1]
+        if json_out:
+            _json_line(json_out, {"event": "trial_failed", "trial": name, "error": last})
+        else:
+            print(f"ablate: trial {name} failed: {last}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="ablate-report-") as tmp:
+        local = folder
+        if is_uri(folder):
+            import pyarrow.fs
+
+            fs, path = filesystem(join(folder, "curves"))
+            local = Path(tmp) / "curves"
+            local.mkdir()
+            pyarrow.fs.copy_files(path, str(local), source_filesystem=fs,
+                                  destination_filesystem=pyarrow.fs.LocalFileSystem())
+        argv = ["report", str(local)] + (["--target", str(target)] if target is not None else [])
+        if json_out:
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                code = results_main(argv + ["--format", "json"])
+            if not code:
+                _json_line(json_out, {"event": "report", "report": json.loads(out.getvalue())})
+        else:
+            code = results_main(argv)
     return 1 if failed or code else 0
+
+
+def _json_line(out, record: dict) -> None:
+    from sweeps.progress import json_text
+
+    out.write(json_text(record) + "\n")
+    out.flush()
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("sweep", help="run a sweep spec on local Ray or a cluster")
     p.add_argument("spec", help="the sweep spec (TOML)")
-    p.add_argument("--storage", help="storage root (default: the spec's, else ./runs)")
+    p.add_argument("--storage", help="storage root: a path or a URI such as s3://bucket/runs "
+                   "(default: the spec's, else ./runs)")
     p.add_argument("--address", help="join a Ray cluster: auto, or ray://host:port")
+    p.add_argument("--max-trials", type=int, default=500,
+                   help="refuse a grid of more trials unless --yes (default 500)")
+    p.add_argument("--yes", action="store_true", help="launch however many trials the grid has")
+    p.add_argument("--json-log", action="store_true",
+                   help="no live view: one JSON object per event on stdout")
     p.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("resume", help="finish an interrupted sweep, then report")
+    r.add_argument("dir", metavar="DIR", help="the sweep's folder: <storage>/<sweep name>")
+    r.add_argument("--address", help="join a Ray cluster: auto, or ray://host:port")
+    r.add_argument("--json-log", action="store_true",
+                   help="no live view: one JSON object per event on stdout")
+    r.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("status", help="the trials of a sweep: state, step, val loss")
+    s.add_argument("dir", metavar="DIR", help="the sweep's folder: <storage>/<sweep name>")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(func=cmd_status)
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
@@ -82,11 +186,13 @@ def input_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     import results.cli
+    import sweeps.search
     import trainer.cli
 
     parser = Parser(prog="ablate", description="Ablation sweeps for LLM speedrun research.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_commands(sub)
+    sweeps.search.add_commands(sub)
     trainer.cli.add_commands(sub)
     results.cli.add_commands(sub)
     args = parser.parse_args(argv)

@@ -1,33 +1,46 @@
-"""Spec -> Ray Tune Tuner -> trials, on an embedded local Ray or a cluster.
+"""Spec -> Ray Tune Tuner -> trials, on an embedded local Ray or a cluster; and back again
+from storage (`Tuner.restore`) after an interruption.
 
-The trial's own driver holds only a custom `trial_slot` resource (never a CPU its workers
-need); its workers reserve W x (CPU, GPU) as one gang through Ray Train's scaling config.
+The trial's own driver holds only a custom `trial_slot` resource where the cluster declares
+one (the embedded Ray does; examples/cluster.yaml gives the head node some), else a sliver of
+CPU: never a CPU its workers need. Its workers reserve W x (CPU, GPU) as one gang through Ray
+Train's scaling config.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from sweeps.spec import SweepSpec
+from sweeps.spec import SpecError, SweepSpec, filesystem, join, parse_spec, storage_root
 
 TRIAL_SLOT = "trial_slot"
+SPEC_FILE = "sweep.json"  # spec and trial settings next to Tune's state, for `ablate resume`
 # Ray Train's controller polls workers every 2 s by default and ray.train.report blocks until
 # it does: with reports only at validation points, 0.1 s keeps that wait negligible.
 RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
+# The embedded Ray runs on one machine that nobody preempts: skip Train's preemption-watcher
+# actor (a process per trial). Clusters keep it (spot nodes).
+EMBEDDED_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 @contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
-    """Join a cluster (`address`) or start the embedded local Ray, bound to 127.0.0.1 with no
-    dashboard; either way shut it down after."""
+    """Join a cluster (`address`) or start the embedded local Ray with no dashboard and with
+    Ray's token authentication left on (Ray 2.60's gRPC servers listen on every interface and
+    offer no loopback-only switch, so the token is what keeps other hosts out); either way
+    shut it down after. Variables already set in the environment win over the defaults above
+    (bench/sweep_overhead.py measures them that way)."""
     import ray
 
-    os.environ.update(RAY_ENV)  # the local raylet and its workers inherit these
+    env = {k: os.environ.get(k, v) for k, v in (RAY_ENV | ({} if address else EMBEDDED_ENV)).items()}
+    os.environ.update(env)  # the local raylet and its workers inherit these
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress view replaces Tune's
-    kwargs = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=False,
+    kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=False,
                   configure_logging=True, logging_level="ERROR")
     if ray.is_initialized():
         yield
@@ -36,7 +49,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), resources={TRIAL_SLOT: 1000},
-                 include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+                 include_dashboard=False, **kwargs)
     try:
         yield
     finally:
@@ -64,23 +77,107 @@ def concurrent_trials(spec: SweepSpec) -> int:
     return max(1, min(fits)) if fits else 1
 
 
-def build_tuner(spec: SweepSpec, storage: Path, data: Path, callbacks: list | None = None):
+def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> dict[str, Any]:
+    """What every trial of the sweep needs besides its config (see worker.run_trial)."""
+    from sweeps.spec import BUILTIN_DATA
+
+    return dict(storage=storage_root(storage), sweep=spec.name, data=str(data),
+                builtin=spec.data == BUILTIN_DATA, resources=asdict(spec.resources),
+                max_failures=spec.max_failures)
+
+
+def _trainable(settings: dict[str, Any]):
     from ray import tune
 
-    from sweeps.worker import run_trial
+    from sweeps.worker import Trial
 
-    storage = storage.resolve()
-    settings = dict(storage=str(storage), sweep=spec.name, data=str(data),
-                    resources=vars(spec.resources), max_failures=spec.max_failures)
+    return tune.with_resources(tune.with_parameters(Trial, settings=settings), trial_resources())
+
+
+def build_tuner(spec: SweepSpec, storage: str | Path, data: str | Path, callbacks: list | None = None):
+    """A fresh Tuner for the spec's grid; saves the spec next to Tune's state for resume."""
+    from ray import tune
+
+    from sweeps.stoppers import early_stopping
+
+    settings = trial_settings(spec, storage, data)
+    save_sweep(spec, settings)
     space = {name: tune.grid_search(values) for name, values in spec.axes.items()}
     space |= {"seed": tune.grid_search(list(spec.seeds)), "preset": spec.preset, **spec.fixed}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
-                                    trial_resources())
+    longest = max(spec.train_config(t).num_iterations for t in spec.trials())
+    stopper, scheduler = early_stopping(spec.early_stopping, longest)
     return tune.Tuner(
-        trainable,
+        _trainable(settings),
         param_space=space,
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=spec.max_concurrent_trials or concurrent_trials(spec)),
-        run_config=tune.RunConfig(name=spec.name, storage_path=str(storage), verbose=0,
-                                  callbacks=callbacks or []),
+            max_concurrent_trials=spec.max_concurrent_trials or concurrent_trials(spec),
+            scheduler=scheduler,
+            reuse_actors=True),  # a trial's driver process (and its imports) serves the next
+        run_config=tune.RunConfig(name=spec.name, storage_path=settings["storage"], verbose=0,
+                                  stop=stopper, callbacks=callbacks or [],
+                                  checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
+
+
+def restore_tuner(folder: str, settings: dict[str, Any]):
+    """The interrupted sweep in `folder`, ready to `fit()`: unfinished trials continue
+    (from their last checkpoint where they have one), errored ones run again, finished
+    ones stay as they are. The stopper, scheduler and views come back from Tune's state."""
+    from ray import tune
+
+    return tune.Tuner.restore(folder, _trainable(settings), resume_unfinished=True,
+                              resume_errored=True, restart_errored=False)
+
+
+def save_sweep(spec: SweepSpec, settings: dict[str, Any]) -> None:
+    text = json.dumps({"spec": spec_dict(spec), "settings": settings}, indent=2, default=str)
+    write_text(join(settings["storage"], spec.name, SPEC_FILE), text)
+
+
+def load_sweep(folder: str) -> tuple[SweepSpec, dict[str, Any]]:
+    """The spec and trial settings that `ablate sweep` saved in a sweep's folder."""
+    path = join(folder, SPEC_FILE)
+    try:
+        saved = json.loads(read_text(path))
+        return parse_spec(saved["spec"], source=path), saved["settings"]
+    except FileNotFoundError:
+        raise SpecError(f"{folder}: not a sweep folder (no {SPEC_FILE}; "
+                        "give <storage>/<sweep name> of a sweep started by `ablate sweep`)") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise SpecError(f"{path}: corrupt ({e})") from None
+
+
+def spec_dict(spec: SweepSpec) -> dict[str, Any]:
+    """The spec as the TOML tables it came from (parse_spec reads it back)."""
+    sweep = {k: v for k, v in dict(
+        name=spec.name, preset=spec.preset, data=spec.data, storage=spec.storage,
+        seeds=list(spec.seeds), target=spec.target, max_concurrent_trials=spec.max_concurrent_trials,
+        max_failures=spec.max_failures).items() if v is not None}
+    out = dict(sweep=sweep, resources=asdict(spec.resources), fixed=spec.fixed, axes=spec.axes)
+    if spec.early_stopping is not None:
+        keep = {"kind", "grace_steps", *({"margin"} if spec.early_stopping.kind == "same_budget"
+                                          else {"reduction_factor", "brackets"})}
+        out["early_stopping"] = {k: v for k, v in asdict(spec.early_stopping).items() if k in keep}
+    return out
+
+
+def exists(location: str) -> bool:
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def read_text(location: str) -> str:
+    fs, path = filesystem(location)
+    if not exists(location):
+        raise FileNotFoundError(location)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode("utf-8")
+
+
+def write_text(location: str, text: str) -> None:
+    fs, path = filesystem(location)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode("utf-8"))

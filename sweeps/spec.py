@@ -2,42 +2,39 @@
 
 Validated here, at the edge: every trial of the grid is built as a TrainConfig before Ray
 starts, so an unknown key, a wrong type or an impossible value (k = 7, a zero-gradient trap)
-is refused with the field named and nothing launched.
+is refused with the field named and nothing launched. docs/sweeps.md has the annotated
+example; in short:
 
-    [sweep]
-    name = "demo"               # folder under the storage root
-    preset = "tiny"             # model preset: tiny, small, medium
-    data = "builtin"            # shard folder, or "builtin" (the offline corpus, made on demand)
-    seeds = 2                   # a count (0..n-1) or a list
-    target = 2.5                # optional: target val loss for time-to-target and the t-test
+    [sweep]           name, preset, data, storage, seeds, target, max_concurrent_trials,
+                      max_failures
+    [resources]       workers, cpus_per_worker, gpus_per_worker, placement ("pack" | "spread")
+    [fixed]           any model or trainer field, the same in every trial
+    [axes]            field = [values], or field = {start, stop, step} (stop included)
+    [early_stopping]  kind = "same_budget" (margin, grace_steps) | "asha" (grace_steps,
+                      reduction_factor, brackets)
 
-    [resources]                 # per trial: a gang of workers, placed together or not at all
-    workers = 2
-    cpus_per_worker = 1
-    gpus_per_worker = 0
-
-    [fixed]                     # any model or trainer field, the same in every trial
-    num_iterations = 100
-
-    [axes]                      # the grid: every combination, times every seed
-    extra_embeddings = [0, 1, 2]
-    lambda_init = ["zero", "one"]
+Storage is a local path or any URI that pyarrow (and so Ray) opens: s3://, gs://, file://.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import re
+import shutil
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from model import ConfigError
 from trainer.config import TrainConfig
 
 BUILTIN_DATA = "builtin"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_AXIS_VALUES = 10_000
 
 
 class SpecError(ValueError):
@@ -46,9 +43,22 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class Resources:
+    """Per trial: `workers` processes, each with these CPUs and GPUs, placed as one gang."""
     workers: int = 2
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    placement: Literal["pack", "spread"] = "pack"  # gang placement: few nodes, or many
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """`same_budget` compares a trial only with trials of its own num_iterations at the same
+    step (the lr schedule depends on the budget); `asha` is Tune's ASHA on the `step` key."""
+    kind: Literal["same_budget", "asha"]
+    grace_steps: int = 0  # never stop a trial before this step
+    margin: float = 0.1  # same_budget: stop when val loss > best same-budget loss + margin
+    reduction_factor: float = 4.0  # asha
+    brackets: int = 1  # asha
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,13 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     fixed: dict[str, Any] = field(default_factory=dict)
     axes: dict[str, list[Any]] = field(default_factory=dict)
+    early_stopping: EarlyStopping | None = None
     source: str = "<spec>"
+
+    @property
+    def size(self) -> int:
+        """How many trials the grid launches (without building them)."""
+        return math.prod(len(v) for v in self.axes.values()) * len(self.seeds)
 
     def trials(self) -> list[dict[str, Any]]:
         """Every grid point times every seed, as flat trainer configs (without run labels)."""
@@ -81,13 +97,20 @@ class SweepSpec:
         return TrainConfig.from_flat({**trial, "workers": self.resources.workers, **labels})
 
 
-_SECTIONS = {"sweep", "resources", "fixed", "axes"}
+_SECTIONS = {"sweep", "resources", "fixed", "axes", "early_stopping"}
 _SWEEP_KEYS = {"name": str, "preset": str, "data": str, "storage": str, "seeds": (int, list),
                "target": (int, float), "max_concurrent_trials": int, "max_failures": int}
-_RESOURCE_KEYS = {"workers": int, "cpus_per_worker": (int, float), "gpus_per_worker": (int, float)}
+_RESOURCE_KEYS = {"workers": int, "cpus_per_worker": (int, float),
+                  "gpus_per_worker": (int, float), "placement": str}
+_STOPPING_KEYS = {"kind": str, "grace_steps": int, "margin": (int, float),
+                  "reduction_factor": (int, float), "brackets": int}
+_STOPPING_KINDS = {"same_budget": {"grace_steps", "margin"},
+                   "asha": {"grace_steps", "reduction_factor", "brackets"}}
+_RANGE_KEYS = {"start", "stop", "step"}
+_RESERVED = ("seed", "preset", "data", "out", "sweep", "trial_id", "workers")
 
 
-def load_spec(path: str | Path) -> SweepSpec:
+def load_spec(path: str | Path, max_trials: int | None = None) -> SweepSpec:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -97,10 +120,13 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise SpecError(f"{path}: not valid TOML ({e})") from None
     except IsADirectoryError:
         raise SpecError(f"{path}: is a folder, not a spec file") from None
-    return parse_spec(raw, source=str(path), base=path.parent)
+    return parse_spec(raw, source=str(path), base=path.parent, max_trials=max_trials)
 
 
-def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = None) -> SweepSpec:
+def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = None,
+               max_trials: int | None = None) -> SweepSpec:
+    """A raw TOML dict -> a SweepSpec whose every trial is valid. A grid larger than
+    `max_trials` is refused before its trials are built."""
     def fail(where: str, why: str):
         raise SpecError(f"{source}: {where}: {why}")
 
@@ -125,24 +151,31 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         fail("sweep.seeds", f"must be a count or a non-empty list of non-negative integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         fail("sweep.seeds", "repeats a seed")
+    if "storage" in sweep and not sweep["storage"].strip():
+        fail("sweep.storage", "must be a path or a URI, got an empty string")
     if res.get("workers", 2) < 1:
-        fail("resources.workers", "must be >= 1")
-    if res.get("cpus_per_worker", 1) < 0 or res.get("gpus_per_worker", 0) < 0:
-        fail("resources", "cpus_per_worker and gpus_per_worker must be >= 0")
+        fail("resources.workers", f"must be >= 1, got {res['workers']}")
+    for key in ("cpus_per_worker", "gpus_per_worker"):
+        if not 0 <= res.get(key, 0) < math.inf:
+            fail(f"resources.{key}", f"must be a number >= 0, got {res[key]}")
+    if res.get("cpus_per_worker", 1) == 0 and res.get("gpus_per_worker", 0) == 0:
+        fail("resources", "a worker needs a CPU or a GPU (cpus_per_worker and gpus_per_worker are 0)")
+    if res.get("placement", "pack") not in ("pack", "spread"):
+        fail("resources.placement", f"must be 'pack' or 'spread', got {res['placement']!r}")
     if sweep.get("max_concurrent_trials", 1) < 1:
-        fail("sweep.max_concurrent_trials", "must be >= 1")
+        fail("sweep.max_concurrent_trials", f"must be >= 1, got {sweep['max_concurrent_trials']}")
     if sweep.get("max_failures", 0) < 0:
-        fail("sweep.max_failures", "must be >= 0")
-    fixed, axes = dict(raw.get("fixed", {})), dict(raw.get("axes", {}))
-    for name, values in axes.items():
-        if not isinstance(values, list) or not values:
-            fail(f"axes.{name}", "must be a non-empty list of values")
+        fail("sweep.max_failures", f"must be >= 0, got {sweep['max_failures']}")
+    fixed = dict(raw.get("fixed", {}))
+    axes = {name: _axis_values(name, values, fail) for name, values in raw.get("axes", {}).items()}
+    for name in axes:
         if name in fixed:
             fail(f"axes.{name}", "is also in [fixed]")
-    for reserved in ("seed", "preset", "data", "out", "sweep", "trial_id", "workers"):
+    for reserved in _RESERVED:
         for table, where in ((fixed, "fixed"), (axes, "axes")):
             if reserved in table:
                 fail(f"{where}.{reserved}", "is set by the sweep itself (see [sweep] and [resources])")
+    stopping = _early_stopping(raw.get("early_stopping"), fail)
     data = sweep.get("data", BUILTIN_DATA)
     if data != BUILTIN_DATA and base is not None and not Path(data).is_absolute():
         data = str((base / data).resolve()) if (base / data).exists() else data
@@ -152,8 +185,12 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         target=float(sweep["target"]) if "target" in sweep else None,
         max_concurrent_trials=sweep.get("max_concurrent_trials"),
         max_failures=sweep.get("max_failures", 1),
-        resources=Resources(**{k: (float(v) if k != "workers" else v) for k, v in res.items()}),
-        fixed=fixed, axes=axes, source=source)
+        resources=Resources(**{k: (v if k in ("workers", "placement") else float(v))
+                               for k, v in res.items()}),
+        fixed=fixed, axes=axes, early_stopping=stopping, source=source)
+    if max_trials is not None and spec.size > max_trials:
+        raise SpecError(f"{source}: the grid has {spec.size:,} trials, more than --max-trials "
+                        f"{max_trials}; pass --yes to launch them all")
     for trial in spec.trials():  # build every trial once: errors name the spec field
         try:
             spec.train_config(trial)
@@ -161,6 +198,11 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             key, _, why = str(e).partition(": ")
             where = f"axes.{key}" if key in axes else f"fixed.{key}" if key in fixed else key
             fail(where, why + (f" (in trial {_describe(trial, axes)})" if axes else ""))
+    if stopping is not None and stopping.kind == "asha":
+        longest = max(t.get("num_iterations", TrainConfig.num_iterations) for t in spec.trials())
+        if stopping.grace_steps > longest:
+            fail("early_stopping.grace_steps", f"{stopping.grace_steps} is beyond the longest "
+                 f"trial ({longest} steps)")
     return spec
 
 
@@ -175,14 +217,97 @@ def _typed(table: dict[str, Any], schema: dict[str, Any], section: str, fail) ->
     return table
 
 
+def _axis_values(name: str, values: Any, fail) -> list[Any]:
+    """A list as given, or a numeric range {start, stop, step} with the stop included."""
+    where = f"axes.{name}"
+    if isinstance(values, list):
+        if not values:
+            fail(where, "must be a non-empty list of values or a range {start, stop, step}")
+        return values
+    if not isinstance(values, dict):
+        fail(where, f"must be a list of values or a range {{start, stop, step}}, got {values!r}")
+    unknown = set(values) - _RANGE_KEYS
+    if unknown:
+        fail(where, f"unknown range key {sorted(unknown)[0]!r} (expected start, stop, step)")
+    if not {"start", "stop"} <= set(values):
+        fail(where, "a range needs start and stop (step defaults to 1)")
+    start, stop, step = values["start"], values["stop"], values.get("step", 1)
+    for key, v in (("start", start), ("stop", stop), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            fail(f"{where}.{key}", f"must be a finite number, got {type(v).__name__} {v!r}")
+    if step <= 0:
+        fail(f"{where}.step", f"must be > 0, got {step}")
+    if stop < start:
+        fail(f"{where}.stop", f"{stop} is below start {start}")
+    count = math.floor((stop - start) / step + 1e-9) + 1
+    if count > MAX_AXIS_VALUES:
+        fail(where, f"a range of {count:,} values (at most {MAX_AXIS_VALUES:,})")
+    if all(isinstance(v, int) for v in (start, stop, step)):
+        return [start + i * step for i in range(count)]
+    return [round(start + i * step, 12) for i in range(count)]
+
+
+def _early_stopping(table: dict[str, Any] | None, fail) -> EarlyStopping | None:
+    if table is None:
+        return None
+    table = _typed(table, _STOPPING_KEYS, "early_stopping", fail)
+    kind = table.get("kind")
+    if kind not in _STOPPING_KINDS:
+        fail("early_stopping.kind", f"must be 'same_budget' or 'asha', got {kind!r}")
+    for key in table:
+        if key != "kind" and key not in _STOPPING_KINDS[kind]:
+            fail(f"early_stopping.{key}", f"does not apply to kind = {kind!r} (it takes "
+                 f"{', '.join(sorted(_STOPPING_KINDS[kind]))})")
+    stopping = EarlyStopping(**{k: float(v) if k in ("margin", "reduction_factor") else v
+                                for k, v in table.items()})
+    if stopping.grace_steps < 0:
+        fail("early_stopping.grace_steps", f"must be >= 0, got {stopping.grace_steps}")
+    if not 0 <= stopping.margin < math.inf:
+        fail("early_stopping.margin", f"must be >= 0, got {stopping.margin}")
+    if not 1 < stopping.reduction_factor < math.inf:
+        fail("early_stopping.reduction_factor", f"must be > 1, got {stopping.reduction_factor}")
+    if stopping.brackets < 1:
+        fail("early_stopping.brackets", f"must be >= 1, got {stopping.brackets}")
+    return stopping
+
+
 def _describe(trial: dict[str, Any], axes: dict[str, Any]) -> str:
     return ", ".join(f"{k}={trial[k]!r}" for k in axes)
 
 
-def resolve_data(spec: SweepSpec, storage: Path) -> Path:
-    """The shard folder a sweep reads: the spec's, or the built-in corpus prepared once under
-    the storage root (so every node of a shared-storage cluster sees the same shards)."""
-    from trainer.data import DataError, builtin_documents, find_shards, prepare
+# --- storage: a local folder or a URI --------------------------------------------------------
+
+def is_uri(location: str | os.PathLike) -> bool:
+    return "://" in str(location)
+
+
+def storage_root(location: str | os.PathLike) -> str:
+    """A URI as given; a local path made absolute (trials run in other processes and nodes)."""
+    location = str(location)
+    return location.rstrip("/") if is_uri(location) else str(Path(location).expanduser().resolve())
+
+
+def join(root: str | os.PathLike, *parts: str) -> str:
+    """Path join that keeps a URI's `scheme://`."""
+    if is_uri(root):
+        return "/".join([str(root).rstrip("/"), *parts])
+    return str(Path(root, *parts))
+
+
+def filesystem(location: str | os.PathLike):
+    """(pyarrow filesystem, path in it) for a local path or a URI."""
+    import pyarrow.fs
+
+    if is_uri(location):
+        return pyarrow.fs.FileSystem.from_uri(str(location))
+    return pyarrow.fs.LocalFileSystem(), str(Path(location).resolve())
+
+
+def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
+    """The shard folder a sweep reads: the spec's, or the built-in corpus. For local storage
+    the corpus is prepared once under the storage root (shared storage: every node sees the
+    same shards); for a URI each node prepares its own copy in the local temp folder."""
+    from trainer.data import DataError, find_shards
 
     if spec.data != BUILTIN_DATA:
         folder = Path(spec.data).resolve()
@@ -192,7 +317,31 @@ def resolve_data(spec: SweepSpec, storage: Path) -> Path:
         except DataError as e:
             raise SpecError(f"{spec.source}: sweep.data: {e}") from None
         return folder
-    folder = (storage / "data" / "builtin").resolve()
-    if not (folder / "meta.json").is_file():
-        prepare(builtin_documents(), folder, source="pydoc_data.topics")
+    folder = (builtin_cache() if is_uri(storage) else Path(storage) / "data" / "builtin").resolve()
+    ensure_builtin(folder)
     return folder
+
+
+def builtin_cache() -> Path:
+    """Where a node keeps the built-in corpus when the storage is not a local folder."""
+    return Path(tempfile.gettempdir()) / "ablate" / "data" / "builtin"
+
+
+def ensure_builtin(folder: Path) -> None:
+    """Prepare the built-in corpus in `folder` unless it is there; atomic (a temp folder,
+    then a rename), so trials racing on one node never read half-written shards."""
+    from trainer.data import builtin_documents, prepare
+
+    if (folder / "meta.json").is_file():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".builtin-", dir=folder.parent))
+    try:
+        prepare(builtin_documents(), staging / "shards", source="pydoc_data.topics")
+        try:
+            os.rename(staging / "shards", folder)
+        except OSError:  # another process won the race (or left an empty folder)
+            if not (folder / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

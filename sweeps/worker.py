@@ -1,63 +1,244 @@
 """The bridge from Ray to the trainer: a Tune trial runs one Ray Train job of W workers.
 
-Ray 2.60 runs Train V2: the Tuner's trainable is a plain Tune function that builds a
-TorchTrainer and fits it; TuneReportCallback forwards the workers' reports to Tune. The Train
-run is named after the Tune trial, so a restarted trial resumes from its last checkpoint.
+Ray 2.60 runs Train V2: `Tuner(TorchTrainer)` no longer works, so a Tune trial (the `Trial`
+class; `run_trial` is the same as a function) builds a TorchTrainer and fits it in a thread,
+and a Train callback (TuneBridge) hands the workers' reports back to it. The Train run is
+named after the Tune trial, so a restarted trial resumes from its last checkpoint.
+
+Curves: with local (shared) storage rank 0 writes the curve in place. With a URI (s3://, ...)
+it writes the curve to a local file and copies it into storage through pyarrow.fs before each
+report, so every validation point is in storage before Tune hears of it.
 """
 
 from __future__ import annotations
 
+import functools
+import queue
+import tempfile
+import threading
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ray.train
 from ray import tune
 from ray.train import Checkpoint, FailureConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from results.curves import curve_path
-from trainer.config import TrainConfig
-from trainer.train import train
+from sweeps.spec import ensure_builtin, filesystem, is_uri, join
+
+TERMINAL = ("completed", "diverged")  # curve statuses of a trial that must never run again
+REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms", "tokens_seen",
+            "status")
 
 
 class RayReporter:
     """Sends each validation point (and rank 0's checkpoint) through ray.train.report, which
-    every worker calls the same number of times."""
+    every worker calls the same number of times. Adds the worker's node id (Tune's result
+    only; the curve stays free of placement details) and first publishes the curve."""
+
+    def __init__(self, publish: Callable[[], None] | None = None):
+        self.publish = publish
+        self.node_id = ray.get_runtime_context().get_node_id()
 
     def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(checkpoint))
+        if self.publish is not None:
+            self.publish()
+        ray.train.report(metrics | {"node_id": self.node_id},
+                         checkpoint=Checkpoint.from_directory(str(checkpoint))
                          if checkpoint is not None else None)
+
+
+class TuneBridge(ray.train.UserCallback):
+    """Runs in the Train controller: puts rank 0's metrics of every report, with the
+    controller's own handle, on a queue that the trial's driver reads.
+
+    Used instead of Ray's TuneReportCallback, which forwards reports from Tune's main thread
+    and in Ray 2.60 deadlocks there (Queue.put on a full result queue, forever) when the last
+    report is still in flight as the trial function returns: seen on a loaded 2-core machine
+    with the health check at 0.1 s."""
+
+    def __init__(self):
+        self.queue = _report_queue()
+
+    def after_report(self, run_context, metrics, checkpoint):
+        self.queue.put((metrics[0], ray.get_runtime_context().current_actor))
+
+
+@functools.cache
+def _report_queue():
+    """One queue actor per trial-driver process: a reused driver (reuse_actors) reuses it;
+    each Train run leaves it empty when it closes."""
+    from ray.util.queue import Queue
+
+    return Queue(actor_options={"num_cpus": 0})
+
+
+class TrainRun:
+    """A trial's Ray Train run, fitting in a background thread, and the reports it sends
+    back (one per validation point). A trial whose curve already ends completed or diverged
+    only gives back its last row: Tune's experiment state can lag the curves by seconds, and
+    a resumed sweep must never train a finished trial again."""
+
+    def __init__(self, config: dict[str, Any], settings: dict[str, Any], trial_id: str):
+        storage, sweep, res = settings["storage"], settings["sweep"], settings["resources"]
+        self.final = final_row(storage, sweep, trial_id)
+        self.controller, self.last, self.error = None, None, None
+        self.thread = None
+        if self.final is not None:
+            return
+        uri = join(storage, sweep, "curves", f"{trial_id}.parquet") if is_uri(storage) else None
+        local_root = Path(tempfile.gettempdir()) / "ablate" if uri else storage
+        labels = dict(data=settings["data"], sweep=sweep, trial_id=trial_id, workers=res["workers"],
+                      out=str(curve_path(local_root, sweep, trial_id)),
+                      _curve_uri=uri, _builtin=settings.get("builtin", False))
+        self.bridge = TuneBridge()
+        gpus = res["gpus_per_worker"]
+        per_worker = {"CPU": res["cpus_per_worker"]} | ({"GPU": gpus} if gpus else {})
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config={**config, **labels},
+            torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
+            scaling_config=ScalingConfig(num_workers=res["workers"], use_gpu=bool(gpus),
+                                         resources_per_worker=per_worker,
+                                         placement_strategy=res.get("placement", "pack").upper()),
+            run_config=ray.train.RunConfig(
+                name=trial_id, storage_path=join(storage, sweep, "train"),
+                callbacks=[self.bridge],
+                failure_config=FailureConfig(max_failures=settings["max_failures"])),
+        )
+        self.thread = threading.Thread(target=self._fit, args=(trainer,), name="train-fit",
+                                       daemon=True)
+        self.thread.start()
+
+    def _fit(self, trainer: TorchTrainer) -> None:
+        try:
+            trainer.fit()
+        except BaseException as e:  # raised again by next()
+            self.error = e
+
+    def next(self) -> dict[str, Any]:
+        """The next validation point's metrics, with `done` set on the last one."""
+        if self.final is not None:
+            report = {k: self.final[k] for k in REPORTED}
+        else:
+            while True:
+                try:
+                    report, self.controller = self.bridge.queue.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    if not self.thread.is_alive() and self.bridge.queue.empty():
+                        raise self.error or RuntimeError(
+                            "the Train run ended without reporting its last validation point")
+        self.last = report
+        return report | {"done": report["status"] != "running"}
+
+    def close(self) -> None:
+        """Wait for a finished run to wind down; abort one stopped early (Tune's decision) so
+        that its workers and their placement group go now. Train's own cleaner would need
+        the State API, which the embedded Ray (no dashboard) does not serve."""
+        if self.thread is None:
+            return
+        finished = self.last is not None and self.last["status"] != "running"
+        if self.thread.is_alive() and not finished and self.controller is not None:
+            try:  # the call Ray's own Ctrl-C handler makes: workers and placement group go
+                ray.get(self.controller.abort.remote(), timeout=60)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                pass  # abort ends by exiting the controller
+        self.thread.join(timeout=120)
+        while not self.bridge.queue.empty():  # leave the reused queue empty
+            self.bridge.queue.get_nowait()
+
+
+class Trial(tune.Trainable):
+    """The sweep's trainable: a Tune class trial whose steps are validation points.
+
+    A class rather than a function so that Tune calls `cleanup` (or `reset_config`, when it
+    reuses the process) before it retires a trial: an early-stopped trial aborts its Train run
+    there instead of leaving its workers holding their CPUs and GPUs."""
+
+    def setup(self, config: dict[str, Any], settings: dict[str, Any]):
+        self.settings = settings
+        self.run = TrainRun(config, settings, self.trial_id)
+
+    def step(self) -> dict[str, Any]:
+        return self.run.next()
+
+    def cleanup(self):
+        self.run.close()
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        self.run.close()
+        self.run = TrainRun(new_config, self.settings, self.trial_id)
+        return True
 
 
 def train_worker(config: dict[str, Any]) -> None:
     """Per-worker function of the TorchTrainer: the process group is already set up."""
+    from trainer.config import TrainConfig
+    from trainer.train import train
+
+    uri = config.pop("_curve_uri", None)
+    if config.pop("_builtin", False):
+        ensure_builtin(Path(config["data"]))
     cfg = TrainConfig.from_flat(config)
+    rank0 = ray.train.get_context().get_world_rank() == 0
+    publish = (lambda: upload(cfg.out, uri)) if uri and rank0 else None
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        train(cfg, RayReporter())
-        return
-    with checkpoint.as_directory() as folder:
-        train(cfg, RayReporter(), resume=folder)
+    try:
+        if checkpoint is None:
+            train(cfg, RayReporter(publish))
+        else:
+            with checkpoint.as_directory() as folder:
+                train(cfg, RayReporter(publish), resume=folder)
+    finally:
+        if publish is not None and Path(cfg.out).exists():
+            publish()  # the last rows, including a failure's
 
 
 def run_trial(config: dict[str, Any], *, settings: dict[str, Any]) -> None:
-    """Tune trainable: one trial = one distributed training of the trial's config."""
-    trial_id = tune.get_context().get_trial_id()
-    storage, sweep, res = settings["storage"], settings["sweep"], settings["resources"]
-    labels = dict(data=settings["data"], sweep=sweep, trial_id=trial_id, workers=res["workers"],
-                  out=str(curve_path(storage, sweep, trial_id)))
-    gpus = res["gpus_per_worker"]
-    per_worker = {"CPU": res["cpus_per_worker"]} | ({"GPU": gpus} if gpus else {})
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config={**config, **labels},
-        torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
-        scaling_config=ScalingConfig(num_workers=res["workers"], use_gpu=bool(gpus),
-                                     resources_per_worker=per_worker),
-        run_config=ray.train.RunConfig(
-            name=trial_id, storage_path=str(Path(storage) / sweep / "train"),
-            callbacks=[TuneReportCallback()],
-            failure_config=FailureConfig(max_failures=settings["max_failures"])),
-    )
-    trainer.fit()
+    """Tune function trainable: one trial = one distributed training of the trial's config.
+
+    Settings: storage, sweep, data, resources (workers, cpus_per_worker, gpus_per_worker,
+    placement), max_failures, builtin (prepare the built-in corpus on the node if missing).
+    Sweeps use the `Trial` class (early stopping frees resources there); this function form
+    serves searches that run each trial to its end."""
+    run = TrainRun(config, settings, tune.get_context().get_trial_id())
+    try:
+        while True:
+            report = run.next()
+            done = report.pop("done")
+            tune.report(report)
+            if done:
+                return
+    finally:
+        run.close()
+
+
+def final_row(storage: str, sweep: str, trial_id: str) -> dict[str, Any] | None:
+    """The last row of a trial's curve if the trial has finished (completed or diverged)."""
+    import pyarrow.fs
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(join(storage, sweep, "curves", f"{trial_id}.parquet"))
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    try:
+        rows = pq.read_table(path, filesystem=fs).to_pylist()
+    except Exception:  # unreadable: run the trial again, it rewrites the file
+        return None
+    return rows[-1] if rows and rows[-1]["status"] in TERMINAL else None
+
+
+def upload(local: str | Path, uri: str) -> None:
+    """Copy a local file to a URI atomically: a temp name, then a move (on object stores
+    the final key appears whole or not at all)."""
+    import pyarrow.fs
+
+    fs, path = filesystem(uri)
+    parent, name = path.rsplit("/", 1)
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    pyarrow.fs.copy_files(str(local), tmp, destination_filesystem=fs)
+    fs.move(tmp, path)

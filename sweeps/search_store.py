@@ -1,0 +1,137 @@
+"""Where a step search lives between runs: an Optuna study in an RDB storage, kept true to the
+curves on disk.
+
+SQLite under the sweep's folder by default (any RDB URL otherwise), one study per search named
+after the sweep, so optuna-dashboard can watch it live and re-running the same command resumes
+it. The study remembers which config it searched (its "question"); a different config under
+the same name is refused rather than mixed in. Before a run, `settle` fails the trials an
+interrupted run left RUNNING and adds every completed probe curve the study does not know, so
+no finished probe is run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from results.curves import CurveError, read_curve, trial_meta
+from sweeps.search_bisect import distributions
+from sweeps.search_spec import SearchSpec
+from sweeps.spec import SpecError
+from trainer.config import TrainConfig
+
+# Run labels and the probe's own coordinates: not part of what a search asks about.
+_NOT_QUESTION = {"data", "out", "sweep", "trial_id", "workers", "num_iterations", "seed"}
+
+
+def study_name(spec: SearchSpec) -> str:
+    return f"search-steps:{spec.name}"
+
+
+def default_url(folder: Path) -> str:
+    return f"sqlite:///{(folder / 'optuna.db').resolve()}"
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show it as given
+        return url
+
+
+def question(config: dict[str, Any]) -> dict[str, Any]:
+    """What a probe's losses depend on: its full trainer config, less labels and coordinates."""
+    plain = json.loads(json.dumps(config, default=str))
+    return {k: v for k, v in sorted(plain.items()) if k not in _NOT_QUESTION}
+
+
+def spec_question(spec: SearchSpec) -> dict[str, Any]:
+    return question(TrainConfig.from_flat(spec.probe(spec.search.min_steps, 0)).to_flat())
+
+
+def open_study(url: str, spec: SearchSpec) -> optuna.Study:
+    """The search's study, made or loaded; a bad URL or another config's study -> SpecError."""
+    name = study_name(spec)
+    try:
+        study = optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name=name,
+                                    direction="minimize", load_if_exists=True)
+    except Exception as e:  # any failure to open the storage is the URL's fault here
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SpecError(f"--optuna-storage: cannot open {shown(url)}: {why}") from None
+    want, have = spec_question(spec), study.user_attrs.get("question")
+    if have is None:
+        study.set_user_attr("question", want)
+    elif have != want:
+        keys = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+        raise SpecError(f"{shown(url)}: study {name!r} searched another config "
+                        f"({', '.join(keys)} differ); choose another sweep.name or storage")
+    study.set_user_attr("search", asdict(spec.search))
+    return study
+
+
+def final_loss(status: str | None, step: Any, steps: Any, val_loss: Any) -> float | None:
+    """A finished run's final val loss: inf if it diverged; None if it did not finish."""
+    if status == "diverged":
+        return math.inf
+    if status == "completed" and step == steps and val_loss is not None:
+        return float(val_loss)
+    return None
+
+
+def read_final(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A curve's trial config and last row; None if it is missing, unreadable or empty."""
+    try:
+        config = trial_meta(path).get("config", {})
+        table = read_curve(path)
+    except (CurveError, OSError, ValueError):
+        return None  # not ours to judge here; `ablate report` names bad files
+    return (config, table.slice(table.num_rows - 1).to_pylist()[0]) if table.num_rows else None
+
+
+def curve_loss(path: Path) -> float | None:
+    """The final loss a trial's curve shows, once it has finished."""
+    got = read_final(path)
+    if got is None:
+        return None
+    row = got[1]
+    return final_loss(row["status"], row["step"], row["num_iterations"], row["val_loss"])
+
+
+def completed_probes(curves: Path, spec: SearchSpec) -> dict[str, tuple[int, int, float]]:
+    """trial_id -> (steps, seed, final loss) of every finished curve of this search's config."""
+    want, out = spec_question(spec), {}
+    for path in sorted(curves.glob("*.parquet")):
+        got = read_final(path)
+        if got is None or question(got[0]) != want:
+            continue
+        row = got[1]
+        loss = final_loss(row["status"], row["step"], row["num_iterations"], row["val_loss"])
+        if loss is not None:
+            out[row["trial_id"]] = (row["num_iterations"], row["seed"], loss)
+    return out
+
+
+def settle(study: optuna.Study, spec: SearchSpec, curves: Path) -> int:
+    """Fail trials left RUNNING, then add finished probe curves the study lacks; returns how
+    many were added."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(t.number, state=TrialState.FAIL)
+    known = {t.user_attrs.get("trial_id")
+             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    added = 0
+    for trial_id, (steps, seed, loss) in completed_probes(curves, spec).items():
+        if trial_id in known or steps not in spec.search.grid:
+            continue
+        study.add_trial(create_trial(params={"steps": steps, "seed": seed},
+                                     distributions=distributions(spec.search, seed), value=loss,
+                                     user_attrs={"trial_id": trial_id, "from": "curve"}))
+        added += 1
+    return added

@@ -1,0 +1,100 @@
+"""The step search on Ray Tune: a Tune Searcher whose suggestions are StepSearch's probes.
+
+Each probe is an ordinary Tune trial run by `sweeps.worker.run_trial` (a Ray Train job of W
+workers writing its curve under <storage>/<name>/curves/, as sweep trials do), so the cluster,
+gang placement, retries and `ablate report` all work as for sweeps. Tune asks the searcher for
+a trial whenever it has room; the searcher answers with the next probe, None while the search
+waits for results, or FINISHED once it has its answer or has spent its budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from ray import tune
+from ray.tune.search import Searcher
+
+from results.curves import curve_path
+from sweeps.search_bisect import Probe, StepSearch, Verdict
+from sweeps.search_spec import SearchSpec
+from sweeps.search_store import curve_loss, final_loss
+
+OnProbe = Callable[[Probe, str, "float | None", "Verdict | None"], None]
+
+
+class StepSearcher(Searcher):
+    """Tune's side of a StepSearch. Its state is the Optuna study, so Tune's own searcher
+    checkpoints are skipped; a step search resumes from the study, not from Tuner.restore.
+
+    A probe's loss is read from its curve, the record every other command reads (Tune's last
+    result can miss the final report, which Train forwards through a queue); the result is
+    the fallback where the driver cannot see the curves."""
+
+    def __init__(self, search: StepSearch, storage: Path, sweep: str,
+                 on_probe: OnProbe | None = None):
+        super().__init__(metric="val_loss", mode="min")
+        self.search, self.storage, self.sweep, self.on_probe = search, storage, sweep, on_probe
+        self.probes: dict[str, Probe] = {}  # Tune trial id -> probe
+        self.failed: list[str] = []
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.failed or self.search.finished:
+            return Searcher.FINISHED  # after a failure, let the user look before spending more
+        probe = self.search.ask(trial_id=trial_id)
+        if probe is None:
+            return None
+        self.probes[trial_id] = probe
+        if self.on_probe:
+            self.on_probe(probe, trial_id, None, None)
+        return {"num_iterations": probe.steps, "seed": probe.seed}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        probe = self.probes.pop(trial_id, None)
+        if probe is None:
+            return
+        r = result or {}
+        loss = curve_loss(curve_path(self.storage, self.sweep, trial_id))
+        if loss is None and not error:
+            loss = final_loss(r.get("status"), r.get("step"), r.get("num_iterations"),
+                              r.get("val_loss"))
+        if loss is None:
+            self.failed.append(trial_id)
+        verdict = self.search.tell(probe.number, loss)
+        if self.on_probe:
+            self.on_probe(probe, trial_id, loss, verdict)
+
+    def save(self, checkpoint_path: str) -> None:
+        pass  # the study is the state
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    def __getstate__(self) -> dict[str, Any]:  # the Tuner pickles its config; the study stays
+        return {"_metric": self._metric, "_mode": self._mode}
+
+
+def run_search(spec: SearchSpec, storage: Path, data: Path, search: StepSearch,
+               on_probe: OnProbe | None = None) -> StepSearcher:
+    """Run probes on the Ray this process is connected to until the search is finished."""
+    from sweeps.run import concurrent_trials, trial_resources
+    from sweeps.worker import run_trial
+
+    storage = storage.resolve()
+    sweep = spec.sweep
+    settings = dict(storage=str(storage), sweep=sweep.name, data=str(data),
+                    resources=asdict(sweep.resources), max_failures=sweep.max_failures)
+    searcher = StepSearcher(search, storage, sweep.name, on_probe)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(run_trial, settings=settings), trial_resources()),
+        param_space={"preset": sweep.preset, **sweep.fixed},
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=-1,
+            max_concurrent_trials=sweep.max_concurrent_trials or concurrent_trials(sweep)),
+        run_config=tune.RunConfig(name="search", storage_path=str(storage / sweep.name),
+                                  verbose=0),
+    )
+    tuner.fit()
+    return searcher

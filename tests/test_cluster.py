@@ -1,0 +1,120 @@
+"""A sweep on a two-node Ray cluster (ray.cluster_utils.Cluster, CPU only): trials land on
+both nodes, and `ablate resume` finishes a sweep whose driver was SIGKILLed mid-way without
+training a finished trial again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from sweeps.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Two trials fit at once (2 workers x 1 CPU on each 2-CPU node); the budgets differ so that
+# the short one finishes while the next is still training.
+SPEC = """
+[sweep]
+name = "nodes"
+data = "{data}"
+
+[resources]
+workers = 2
+
+[fixed]
+val_every = 4
+batch_size = 4
+val_tokens = 1024
+
+[axes]
+num_iterations = [8, 24, 12]
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Head (2 CPUs, the trial slots) + one worker node (2 CPUs). No other Ray may run in
+    this process meanwhile: the session's local Ray, if up, is stopped and started again."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sweeps.run import TRIAL_SLOT, ray_session
+
+    was_up = ray.is_initialized()
+    ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args=dict(
+        num_cpus=2, resources={TRIAL_SLOT: 100}, include_dashboard=True))
+    try:
+        c.add_node(num_cpus=2)
+        c.wait_for_nodes()
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        if was_up:  # as conftest's local_ray had it; its own teardown shuts it down
+            ray_session(num_cpus=2).__enter__()
+
+
+def read_events(proc: subprocess.Popen, log: list[dict], until) -> None:
+    """Collect the driver's --json-log events until `until(log)` holds or it exits."""
+    for line in proc.stdout:
+        log.append(json.loads(line))
+        if until(log):
+            return
+
+
+def killable(log: list[dict]) -> bool:
+    """One trial has finished and another has reported but not finished."""
+    done = {e["trial_id"] for e in log if e["event"] == "trial_end" and e["state"] == "done"}
+    running = {e["trial_id"] for e in log if e["event"] == "result"} - done
+    return bool(done) and bool(running)
+
+
+@pytest.mark.timeout(900)
+def test_trials_use_both_nodes_and_resume_after_the_driver_is_killed(
+        cluster, tmp_path, data_dir, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(data=data_dir))
+    storage, folder = tmp_path / "runs", tmp_path / "runs" / "nodes"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeps.cli", "sweep", str(spec), "--storage", str(storage),
+         "--address", cluster.address, "--json-log"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    first: list[dict] = []
+    reader = threading.Thread(target=read_events, args=(proc, first, killable), daemon=True)
+    reader.start()
+    reader.join(timeout=600)
+    assert killable(first), f"driver ended early: {first[-3:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {e["trial_id"] for e in first if e["event"] == "trial_end" and e["state"] == "done"}
+    mtimes = {t: (folder / "curves" / f"{t}.parquet").stat().st_mtime_ns for t in finished}
+
+    # status reads what the killed driver left: Tune's state and the curves
+    assert main(["status", str(folder), "--json"]) == 0
+    rows = {r["trial_id"]: r for r in json.loads(capsys.readouterr().out)["status"]}
+    assert all(rows[t]["curve_status"] == "completed" for t in finished)
+
+    assert main(["resume", str(folder), "--address", cluster.address, "--json-log"]) == 0
+    second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert second[-1]["event"] == "report"
+
+    curves = sorted((folder / "curves").glob("*.parquet"))
+    assert len(curves) == 3  # every trial's curve, once
+    for c in curves:
+        rows = pq.read_table(c).to_pylist()
+        budget = rows[0]["num_iterations"]
+        assert [r["step"] for r in rows] == list(range(0, budget + 1, 4))  # no duplicate rows
+        assert rows[-1]["status"] == "completed"
+    assert {c.stem: c.stat().st_mtime_ns for c in curves if c.stem in finished} == mtimes
+    nodes = {e["node_id"] for e in first + second if e["event"] == "result" and e.get("node_id")}
+    assert len(nodes) == 2  # trials ran on both nodes
