@@ -23,7 +23,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_sweep(args) -> int:
-    from sweeps.run import SPEC_FILE, build_tuner, exists, ray_session
+    from sweeps.run import SPEC_FILE, build_tuner, claim, exists, ray_session
     from sweeps.spec import join, load_spec, resolve_data, storage_root
 
     if args.max_trials < 1:
@@ -45,6 +45,7 @@ def cmd_sweep(args) -> int:
         view.progress.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
                                     f"{spec.resources.workers} workers -> {folder}")
     with json_only_stdout(args.json_log), ray_session(args.address):
+        claim(folder)  # once Ray is up: a cluster that cannot be reached claims nothing
         results = build_tuner(spec, storage, data, callbacks=[view]).fit()
     return finish(results, folder, spec.target, out if args.json_log else None)
 

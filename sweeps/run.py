@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from sweeps.spec import SpecError, SweepSpec, filesystem, join, parse_spec, storage_root
+from sweeps.spec import SpecError, SweepSpec, filesystem, is_uri, join, parse_spec, storage_root
 
 TRIAL_SLOT = "trial_slot"
 SPEC_FILE = "sweep.json"  # spec and trial settings next to Tune's state, for `ablate resume`
@@ -159,6 +159,22 @@ def spec_dict(spec: SweepSpec) -> dict[str, Any]:
                                           else {"reduction_factor", "brackets"})}
         out["early_stopping"] = {k: v for k, v in asdict(spec.early_stopping).items() if k in keep}
     return out
+
+
+def claim(folder: str) -> None:
+    """Take a sweep's folder for this driver. On local storage the folder is made with an
+    exclusive mkdir, so of two drivers starting the same sweep at once exactly one proceeds
+    and neither writes into the other's files. (Object stores have no such primitive: there
+    the existence check before it is what guards.)"""
+    if is_uri(folder):
+        return
+    path = Path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise SpecError(f"{folder}: already exists (another sweep of that name, or one being "
+                        "started now); choose another --storage or name") from None
 
 
 def exists(location: str) -> bool:

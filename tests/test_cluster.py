@@ -118,3 +118,65 @@ def test_trials_use_both_nodes_and_resume_after_the_driver_is_killed(
     assert {c.stem: c.stat().st_mtime_ns for c in curves if c.stem in finished} == mtimes
     nodes = {e["node_id"] for e in first + second if e["event"] == "result" and e.get("node_id")}
     assert len(nodes) == 2  # trials ran on both nodes
+
+
+NODE_SPEC = """
+[sweep]
+name = "lost-node"
+data = "{data}"
+max_failures = 3
+
+[resources]
+workers = 2
+
+[fixed]
+num_iterations = 120
+val_every = 8
+checkpoint_every = 8
+batch_size = 4
+val_tokens = 1024
+
+[axes]
+extra_embeddings = [0, 1]
+"""
+
+
+@pytest.mark.timeout(900)
+def test_a_worker_node_removed_mid_sweep_loses_no_trial(cluster, tmp_path, data_dir):
+    """Runs last in this module: it takes the worker node away (and adds a fresh one)."""
+    from ray._private.worker import global_worker  # noqa: F401  (the cluster's driver is up)
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(NODE_SPEC.format(data=data_dir))
+    folder = tmp_path / "runs" / "lost-node"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeps.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
+         "--address", cluster.address, "--json-log"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    events: list[dict] = []
+    worker = cluster.list_all_nodes()[1]
+
+    def on_worker_node(log):
+        return any(e["event"] == "result" and e.get("node_id") == worker.node_id
+                   and e["step"] >= 16 for e in log)
+
+    reader = threading.Thread(target=read_events, args=(proc, events, on_worker_node), daemon=True)
+    reader.start()
+    reader.join(timeout=600)
+    assert on_worker_node(events), f"no trial reached step 16 on the worker node: {events[-3:]}"
+    victim = next(e["trial_id"] for e in events if e["event"] == "result"
+                  and e.get("node_id") == worker.node_id)
+    cluster.remove_node(worker)
+    cluster.add_node(num_cpus=2)  # capacity to retry on; the head's trial may still be running
+    rest = [json.loads(line) for line in proc.stdout]
+    assert proc.wait(timeout=600) == 0, rest[-3:]
+
+    curves = sorted((folder / "curves").glob("*.parquet"))
+    assert len(curves) == 2  # every trial completed, none lost
+    for c in curves:
+        rows = pq.read_table(c).to_pylist()
+        assert [r["step"] for r in rows] == list(range(0, 121, 8))  # continuous, no repeats
+        assert rows[-1]["status"] == "completed"
+    from results.curves import trial_meta
+    assert trial_meta(folder / "curves" / f"{victim}.parquet")["restarts"]  # resumed, not rerun

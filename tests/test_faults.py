@@ -94,3 +94,53 @@ def test_sweep_survives_divergence_errors_and_a_killed_worker(tmp_path, data_dir
     counts = {c["key"]["extra_embeddings"]: c["counts"] for c in report["configs"]}
     assert counts[0]["completed"] == counts[3]["completed"] == 1
     assert counts[1]["diverged"] == 1 and counts[2]["failed"] == 1
+
+
+TWO = """
+[sweep]
+name = "{name}"
+data = "{data}"
+[resources]
+workers = 2
+[fixed]
+num_iterations = 8
+val_every = 4
+batch_size = 4
+val_tokens = 1024
+"""
+
+
+def test_two_sweeps_on_one_storage_root_never_touch_each_others_files(
+        tmp_path, data_dir, faulty_ray, capsys):
+    root = tmp_path / "shared"
+    specs = {}
+    for name in ("alpha", "beta"):
+        specs[name] = tmp_path / f"{name}.toml"
+        specs[name].write_text(TWO.format(name=name, data=data_dir))
+    assert main(["sweep", str(specs["alpha"]), "--storage", str(root)]) == 0
+    alpha = {p: p.stat().st_mtime_ns for p in (root / "alpha").rglob("*") if p.is_file()}
+    assert main(["sweep", str(specs["beta"]), "--storage", str(root)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (root / "alpha").rglob("*") if p.is_file()} == alpha
+    assert len(list((root / "beta" / "curves").glob("*.parquet"))) == 1
+    capsys.readouterr()
+    assert main(["sweep", str(specs["alpha"]), "--storage", str(root)]) == 2  # same name again
+    assert "already stored" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in (root / "alpha").rglob("*") if p.is_file()} == alpha
+
+
+def test_two_drivers_claiming_one_sweep_folder_at_once_one_wins(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sweeps.run import claim
+    from sweeps.spec import SpecError
+
+    def attempt(_):
+        try:
+            claim(str(tmp_path / "root" / "same"))
+            return "won"
+        except SpecError:
+            return "refused"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert outcomes.count("won") == 1 and outcomes.count("refused") == 7
