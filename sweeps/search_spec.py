@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from model import ConfigError
-from sweeps.spec import SpecError, SweepSpec, parse_spec
+from sweeps.spec import SpecError, SweepSpec, parse_spec, typed_table
 
 SECTIONS = ("sweep", "resources", "fixed", "search")
 CHOSEN_BY_SEARCH = {"sweep.seeds": "search.seeds_per_probe and search.max_seeds",
@@ -145,13 +145,7 @@ def parse_search_spec(raw: dict[str, Any], source: str = "<spec>",
 
 
 def _typed(table: dict[str, Any], fail) -> dict[str, Any]:
-    for key, value in table.items():
-        if key not in _TYPES:
-            fail(f"search.{key}", f"unknown key (expected one of {', '.join(_TYPES)})")
-        want = _TYPES[key]
-        if isinstance(value, bool) or not isinstance(value, want):
-            names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
-            fail(f"search.{key}", f"must be {names}, got {type(value).__name__} {value!r}")
+    typed_table(table, _TYPES, "search", fail)
     for key in _REQUIRED:
         if key not in table:
             fail(f"search.{key}", "missing")

@@ -135,8 +135,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             fail(section, f"unknown section (expected {', '.join(sorted(_SECTIONS))})")
         if not isinstance(raw[section], dict):
             fail(section, "must be a table ([section])")
-    sweep = _typed(raw.get("sweep", {}), _SWEEP_KEYS, "sweep", fail)
-    res = _typed(raw.get("resources", {}), _RESOURCE_KEYS, "resources", fail)
+    sweep = typed_table(raw.get("sweep", {}), _SWEEP_KEYS, "sweep", fail)
+    res = typed_table(raw.get("resources", {}), _RESOURCE_KEYS, "resources", fail)
     if "name" not in sweep:
         fail("sweep.name", "missing (every sweep needs a name)")
     if not NAME.match(sweep["name"]):
@@ -206,7 +206,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
     return spec
 
 
-def _typed(table: dict[str, Any], schema: dict[str, Any], section: str, fail) -> dict[str, Any]:
+def typed_table(table: dict[str, Any], schema: dict[str, Any], section: str, fail) -> dict[str, Any]:
+    """Refuse keys not in `schema` and values not of its types (bools are not numbers)."""
     for key, value in table.items():
         if key not in schema:
             fail(f"{section}.{key}", f"unknown key (expected one of {', '.join(schema)})")
@@ -250,7 +251,7 @@ def _axis_values(name: str, values: Any, fail) -> list[Any]:
 def _early_stopping(table: dict[str, Any] | None, fail) -> EarlyStopping | None:
     if table is None:
         return None
-    table = _typed(table, _STOPPING_KEYS, "early_stopping", fail)
+    table = typed_table(table, _STOPPING_KEYS, "early_stopping", fail)
     kind = table.get("kind")
     if kind not in _STOPPING_KINDS:
         fail("early_stopping.kind", f"must be 'same_budget' or 'asha', got {kind!r}")
