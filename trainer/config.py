@@ -26,7 +26,7 @@ class TrainConfig:
     val_tokens: int = 8192
     cooldown_frac: float = 0.7  # final fraction of steps over which the lr decays linearly
     final_lr_frac: float = 0.1  # lr multiplier reached at the last step
-    lr_muon: float = 0.05  # the record's values (medium track)
+    lr_muon: float = 0.05  # defaults after the record scripts; any of them can be a sweep axis
     lr_embed: float = 0.3
     lr_head: float = 0.008
     lr_scalar: float = 0.04
