@@ -138,7 +138,11 @@ def to_record_log(table: pa.Table) -> str:
     if not rows:
         return ""
     total = rows[-1]["num_iterations"] or rows[-1]["step"]
-    lines = [f"step:{r['step']}/{total} val_loss:{r['val_loss']:.4f} "
-             f"train_time:{r['train_time_ms']:.0f}ms "
-             f"step_avg:{r['train_time_ms'] / max(r['step'], 1):.2f}ms" for r in rows]
+    lines = [record_line(r["step"], total, r["val_loss"], r["train_time_ms"]) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def record_line(step: int, total: int, val_loss: float, train_time_ms: float) -> str:
+    """One validation point as the record scripts print it (the trainer's log uses it too)."""
+    return (f"step:{step}/{total} val_loss:{val_loss:.4f} train_time:{train_time_ms:.0f}ms "
+            f"step_avg:{train_time_ms / max(step, 1):.2f}ms")

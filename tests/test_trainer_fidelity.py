@@ -141,3 +141,18 @@ def test_export_log_command_prints_the_record_format(tmp_path, data_dir, capsys)
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("step:12/12 val_loss:")
     assert len(lines) == len(result.rows)
+
+
+def test_ablate_train_resume_continues_from_the_kept_checkpoint(tmp_path, data_dir, capsys):
+    from sweeps.cli import main
+
+    args = ["train", "--data", str(data_dir), "--out", str(tmp_path / "c.parquet"),
+            "-s", "num_iterations=8", "-s", "val_every=4", "-s", "checkpoint_every=4",
+            "-s", "batch_size=4", "-s", "val_tokens=1024"]
+    assert main(args + ["--checkpoint-dir", str(tmp_path / "ck")]) == 0
+    whole = pq.read_table(tmp_path / "c.parquet").to_pylist()
+    assert (tmp_path / "ck" / "latest" / "state.pt").is_file()  # the step-4 checkpoint
+    assert main(args + ["--resume", str(tmp_path / "ck")]) == 0
+    resumed = pq.read_table(tmp_path / "c.parquet").to_pylist()
+    assert [{k: r[k] for k in EXACT} for r in resumed] == [{k: r[k] for k in EXACT} for r in whole]
+    assert trial_meta(tmp_path / "c.parquet")["restarts"] == [4]

@@ -38,15 +38,15 @@ class LogReporter:
 
     def report(self, metrics, checkpoint):
         if self.rank == 0:
-            step, total, ms = metrics["step"], metrics["num_iterations"], metrics["train_time_ms"]
-            print(f"step:{step}/{total} val_loss:{metrics['val_loss']:.4f} "
-                  f"train_time:{ms:.0f}ms step_avg:{ms / max(step, 1):.2f}ms", flush=True)
+            from results.logs import record_line
+            print(record_line(metrics["step"], metrics["num_iterations"], metrics["val_loss"],
+                              metrics["train_time_ms"]), flush=True)
         if checkpoint is not None and self.checkpoint_dir is not None:
             target = self.checkpoint_dir / "latest"
             staging = self.checkpoint_dir / ".incoming"
             shutil.rmtree(staging, ignore_errors=True)
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(checkpoint, staging)
+            shutil.move(checkpoint, staging)  # the trainer's temp folder, ours to take
             old = self.checkpoint_dir / ".previous"
             shutil.rmtree(old, ignore_errors=True)
             if target.exists():
