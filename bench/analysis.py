@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats as sps
 
-from results.curves import SCHEMA, SCHEMA_VERSION, VERSION_KEY
-from results.load import load_curves
-from results.report import Report, build_report
-from results.trials import DEFAULT_BY
+from ablate.results.curves import SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from ablate.results.load import load_curves
+from ablate.results.report import Report, build_report
+from ablate.results.trials import DEFAULT_BY
 
 TARGET = 3.28
 ALPHA = 0.05

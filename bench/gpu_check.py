@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from model import flops_per_token  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.data import write_shard  # noqa: E402
-from trainer.train import _Run  # noqa: E402
+from ablate.model import flops_per_token  # noqa: E402
+from ablate.trainer.config import TrainConfig  # noqa: E402
+from ablate.trainer.data import write_shard  # noqa: E402
+from ablate.trainer.train import _Run  # noqa: E402
 
 
 def main() -> None:

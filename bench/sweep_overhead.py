@@ -1,5 +1,5 @@
 """What a trial costs beyond its training: a sweep of N tiny trials on the embedded Ray against
-the same N trainings run back to back with `torchrun --nproc_per_node=W -m trainer train`.
+the same N trainings run back to back with `torchrun --nproc_per_node=W -m ablate.trainer train`.
 
     .venv/bin/python bench/sweep_overhead.py                      # health-check 2 s and 0.1 s
     .venv/bin/python bench/sweep_overhead.py --health-check 0.1 --tree /tmp/old-checkout
@@ -71,7 +71,7 @@ def torchrun(configs, args, data: Path, out: Path, env) -> tuple[float, list[flo
         curve = out / f"torchrun-{i}.parquet"
         sets = [f"-s={k}={v}" for k, v in cfg.items()]
         wall = run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.workers}",
-                    "-m", "trainer", "train", "--data", str(data), "--out", str(curve), *sets],
+                    "-m", "ablate.trainer", "train", "--data", str(data), "--out", str(curve), *sets],
                    env, ROOT)
         total += wall
         fixed.append(wall - train_seconds(curve))
@@ -86,7 +86,7 @@ def sweep(args, data: Path, out: Path, env, interval: str) -> tuple[float | None
                                 val_every=args.val_every, embeddings=list(range(args.trials // args.seeds))))
     storage = out / f"sweep-{interval}"
     env = env | {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": interval}
-    wall = run([sys.executable, "-m", "sweeps.cli", "sweep", str(spec), "--storage", str(storage)],
+    wall = run([sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(storage)],
                env, args.tree, timeout=args.timeout)
     if wall is None:
         return None, []
@@ -118,7 +118,7 @@ def main() -> None:
         out = Path(tmp)
         env.setdefault("RAY_TMPDIR", str(out / "ray"))  # private: no other Ray attaches
         data = out / "data"
-        run([sys.executable, "-m", "trainer", "data", "builtin", "--out", str(data)], env, ROOT)
+        run([sys.executable, "-m", "ablate.trainer", "data", "builtin", "--out", str(data)], env, ROOT)
         base, base_fixed = torchrun(configs, args, data, out, env)
         n = len(configs)
         print(f"{n} trials of {args.steps} tiny steps on {args.workers} gloo workers, {os.cpu_count()} CPUs")

@@ -22,10 +22,10 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from model import flops_per_token, param_count  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.data import builtin_documents, prepare  # noqa: E402
-from trainer.train import _Run  # noqa: E402
+from ablate.model import flops_per_token, param_count  # noqa: E402
+from ablate.trainer.config import TrainConfig  # noqa: E402
+from ablate.trainer.data import builtin_documents, prepare  # noqa: E402
+from ablate.trainer.train import _Run  # noqa: E402
 
 
 def extra_flops_per_token(cfg) -> float:

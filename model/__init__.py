@@ -1,5 +1,5 @@
 """The GPT under ablation. Pure torch: imports nothing else of the project."""
 
-from model.gpt import GPT, ConfigError, GPTConfig, flops_per_token, param_count
+from ablate.model.gpt import GPT, ConfigError, GPTConfig, flops_per_token, param_count
 
 __all__ = ["GPT", "GPTConfig", "ConfigError", "param_count", "flops_per_token"]

@@ -1,5 +1,5 @@
-"""`python -m results report DIR ...`: the results commands without the rest of ablate."""
+"""`python -m ablate.results report DIR ...`: the results commands without the rest of ablate."""
 
-from results.cli import main
+from ablate.results.cli import main
 
 raise SystemExit(main())

@@ -18,14 +18,14 @@ from typing import Any, NoReturn, Sequence
 import numpy as np
 from rich.console import Console
 
-from results import render
-from results.curves import CurveError, read_curve
-from results.errors import InputError
-from results.load import load_curves
-from results.logs import import_logs, to_record_log
-from results.report import build_report, jsonable
-from results.stats import summarize, ttest_less
-from results.trials import DEFAULT_BY
+from ablate.results import render
+from ablate.results.curves import CurveError, read_curve
+from ablate.results.errors import InputError
+from ablate.results.load import load_curves
+from ablate.results.logs import import_logs, to_record_log
+from ablate.results.report import build_report, jsonable
+from ablate.results.stats import summarize, ttest_less
+from ablate.results.trials import DEFAULT_BY
 
 INPUT_ERRORS: tuple[type[Exception], ...] = (CurveError, InputError)
 FORMATS = ("table", "markdown", "csv", "json")
@@ -111,7 +111,7 @@ def run_report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render.json_text(report, skipped))
     if args.plot is not None:
-        from results.plots import write_plots  # matplotlib only when asked for
+        from ablate.results.plots import write_plots  # matplotlib only when asked for
         paths = write_plots(report, loaded.table, args.plot)
         print(f"ablate: wrote {len(paths)} plots to {args.plot}", file=sys.stderr)
     return 0

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from results.curves import SCHEMA, CurveError, check_schema
-from results.errors import InputError
+from ablate.results.curves import SCHEMA, CurveError, check_schema
+from ablate.results.errors import InputError
 
 # Strings repeat on every row of a trial (sweep, trial_id, params, ...): keeping them
 # dictionary-encoded is what lets ten million rows fit in memory.

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from results.curves import curve_path, write_curve
-from results.errors import InputError
+from ablate.results.curves import curve_path, write_curve
+from ablate.results.errors import InputError
 
 # Only validation lines: training-step lines have no val_loss and are skipped, and so is
 # the script source, whose print statements contain "{step}" rather than digits.

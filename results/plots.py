@@ -17,9 +17,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from results.render import label
-from results.report import Report
-from results.stats import mean_ci, summarize
+from ablate.results.render import label
+from ablate.results.report import Report
+from ablate.results.stats import mean_ci, summarize
 
 GRID_POINTS = 200
 

@@ -17,8 +17,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from results.report import ConfigResult, Report
-from results.stats import Summary, TTest
+from ablate.results.report import ConfigResult, Report
+from ablate.results.stats import Summary, TTest
 
 BUDGET_ROWS = 12  # rows of the best-loss-within-budget table (thinned evenly)
 

@@ -15,10 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from results.pareto import budget_frontier, nondominated, p_nondominated
-from results.stats import mean_ci, summarize, ttest_less
-from results.target import time_to_target
-from results.trials import DEFAULT_BY, OUTCOMES, Groups, Trials, group_configs, trials_from
+from ablate.results.pareto import budget_frontier, nondominated, p_nondominated
+from ablate.results.stats import mean_ci, summarize, ttest_less
+from ablate.results.target import time_to_target
+from ablate.results.trials import DEFAULT_BY, OUTCOMES, Groups, Trials, group_configs, trials_from
 
 
 @dataclass(frozen=True)

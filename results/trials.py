@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from results.curves import CONFIG_COLUMNS
-from results.errors import InputError
-from results.load import expand_params, params_keys
+from ablate.results.curves import CONFIG_COLUMNS
+from ablate.results.errors import InputError
+from ablate.results.load import expand_params, params_keys
 
 DEFAULT_BY = tuple(c for c in CONFIG_COLUMNS if c != "seed")
 OUTCOMES = ("completed", "running", "diverged", "failed")

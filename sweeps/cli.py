@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from sweeps.spec import SpecError
+from ablate.sweeps.spec import SpecError
 
 
 class Parser(argparse.ArgumentParser):
@@ -23,8 +23,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_sweep(args) -> int:
-    from sweeps.run import SPEC_FILE, build_tuner, claim, exists, ray_session
-    from sweeps.spec import join, load_spec, resolve_data, storage_root
+    from ablate.sweeps.run import SPEC_FILE, build_tuner, claim, exists, ray_session
+    from ablate.sweeps.spec import join, load_spec, resolve_data, storage_root
 
     if args.max_trials < 1:
         raise SpecError(f"--max-trials: must be >= 1, got {args.max_trials}")
@@ -51,8 +51,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from sweeps.run import load_sweep, ray_session, restore_tuner
-    from sweeps.spec import storage_root
+    from ablate.sweeps.run import load_sweep, ray_session, restore_tuner
+    from ablate.sweeps.spec import storage_root
 
     folder = storage_root(args.dir)
     spec, settings = load_sweep(folder)
@@ -66,9 +66,9 @@ def cmd_resume(args) -> int:
 def cmd_status(args) -> int:
     from rich.console import Console
 
-    from sweeps.progress import print_status, sweep_status
-    from sweeps.run import load_sweep
-    from sweeps.spec import storage_root
+    from ablate.sweeps.progress import print_status, sweep_status
+    from ablate.sweeps.run import load_sweep
+    from ablate.sweeps.spec import storage_root
 
     folder = storage_root(args.dir)
     spec, _ = load_sweep(folder)
@@ -83,7 +83,7 @@ def cmd_status(args) -> int:
 def make_view(spec, json_out=None):
     """The driver's live view (rich on stderr, or JSON lines to `json_out`), registered so
     that a restored Tuner's pickled view becomes this one."""
-    from sweeps.progress import JsonLog, RichView, show
+    from ablate.sweeps.progress import JsonLog, RichView, show
 
     steps = sum(spec.train_config(t).num_iterations for t in spec.trials())
     axes = list(spec.axes)
@@ -110,8 +110,8 @@ def finish(results, folder: str, target: float | None, json_out=None) -> int:
     import io
     import tempfile
 
-    from results.cli import main as results_main
-    from sweeps.spec import filesystem, is_uri, join
+    from ablate.results.cli import main as results_main
+    from ablate.sweeps.spec import filesystem, is_uri, join
 
     failed = [r for r in results if r.error is not None]
     for r in failed:
@@ -145,7 +145,7 @@ def finish(results, folder: str, target: float | None, json_out=None) -> int:
 
 
 def _json_line(out, record: dict) -> None:
-    from sweeps.progress import json_text
+    from ablate.sweeps.progress import json_text
 
     out.write(json_text(record) + "\n")
     out.flush()
@@ -178,24 +178,24 @@ def add_commands(sub) -> None:
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
-    from model import ConfigError
-    from results.cli import INPUT_ERRORS
-    from results.curves import CurveError
-    from trainer.data import DataError
+    from ablate.model import ConfigError
+    from ablate.results.cli import INPUT_ERRORS
+    from ablate.results.curves import CurveError
+    from ablate.trainer.data import DataError
     return (ConfigError, DataError, SpecError, CurveError, *INPUT_ERRORS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import results.cli
-    import sweeps.search
-    import trainer.cli
+    import ablate.results.cli
+    import ablate.sweeps.search
+    import ablate.trainer.cli
 
     parser = Parser(prog="ablate", description="Ablation sweeps for LLM speedrun research.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_commands(sub)
-    sweeps.search.add_commands(sub)
-    trainer.cli.add_commands(sub)
-    results.cli.add_commands(sub)
+    ablate.sweeps.search.add_commands(sub)
+    ablate.trainer.cli.add_commands(sub)
+    ablate.results.cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
-from trainer.config import TrainConfig
+from ablate.trainer.config import TrainConfig
 
 FINISHED = ("done", "stopped", "diverged", "error")
 DEFAULT_BUDGET = TrainConfig.num_iterations  # a trial whose config leaves num_iterations out
@@ -255,7 +255,7 @@ def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
     from ray.tune import ExperimentAnalysis
 
-    from sweeps.spec import filesystem, join
+    from ablate.sweeps.spec import filesystem, join
 
     try:
         trials = ExperimentAnalysis(folder).trials

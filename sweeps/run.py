@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from sweeps.spec import SpecError, SweepSpec, filesystem, is_uri, join, parse_spec, storage_root
+from ablate.sweeps.spec import SpecError, SweepSpec, filesystem, is_uri, join, parse_spec, storage_root
 
 TRIAL_SLOT = "trial_slot"
 SPEC_FILE = "sweep.json"  # spec and trial settings next to Tune's state, for `ablate resume`
@@ -79,7 +79,7 @@ def concurrent_trials(spec: SweepSpec) -> int:
 
 def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> dict[str, Any]:
     """What every trial of the sweep needs besides its config (see worker.run_trial)."""
-    from sweeps.spec import BUILTIN_DATA
+    from ablate.sweeps.spec import BUILTIN_DATA
 
     return dict(storage=storage_root(storage), sweep=spec.name, data=str(data),
                 builtin=spec.data == BUILTIN_DATA, resources=asdict(spec.resources),
@@ -89,7 +89,7 @@ def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> di
 def _trainable(settings: dict[str, Any]):
     from ray import tune
 
-    from sweeps.worker import Trial
+    from ablate.sweeps.worker import Trial
 
     return tune.with_resources(tune.with_parameters(Trial, settings=settings), trial_resources())
 
@@ -98,7 +98,7 @@ def build_tuner(spec: SweepSpec, storage: str | Path, data: str | Path, callback
     """A fresh Tuner for the spec's grid; saves the spec next to Tune's state for resume."""
     from ray import tune
 
-    from sweeps.stoppers import early_stopping
+    from ablate.sweeps.stoppers import early_stopping
 
     settings = trial_settings(spec, storage, data)
     save_sweep(spec, settings)

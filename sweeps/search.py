@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from sweeps.search_spec import SearchSpec, load_search_spec
-from sweeps.spec import SpecError
+from ablate.sweeps.search_spec import SearchSpec, load_search_spec
+from ablate.sweeps.spec import SpecError
 
 if TYPE_CHECKING:  # optuna and scipy load with the command, not with `ablate --help`
-    from sweeps.search_bisect import Probe, StepSearch, Verdict
+    from ablate.sweeps.search_bisect import Probe, StepSearch, Verdict
 
 STYLE = {"pass": "green", "fail": "red"}
 
@@ -40,11 +40,11 @@ def add_commands(subparsers: Any) -> None:
 def cmd_search_steps(args) -> int:
     import optuna
 
-    from sweeps.run import ray_session
-    from sweeps.search_bisect import StepSearch
-    from sweeps.search_store import default_url, open_study, settle, shown, study_name
-    from sweeps.search_tune import run_search
-    from sweeps.spec import resolve_data
+    from ablate.sweeps.run import ray_session
+    from ablate.sweeps.search_bisect import StepSearch
+    from ablate.sweeps.search_store import default_url, open_study, settle, shown, study_name
+    from ablate.sweeps.search_tune import run_search
+    from ablate.sweeps.spec import resolve_data
 
     spec = load_search_spec(args.spec)
     if "://" in (args.storage or spec.sweep.storage):

@@ -27,7 +27,7 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 from scipy import stats
 
-from sweeps.search_spec import SearchSettings
+from ablate.sweeps.search_spec import SearchSettings
 
 PASS, FAIL, MORE = "pass", "fail", "more seeds"
 

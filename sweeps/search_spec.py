@@ -30,8 +30,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from model import ConfigError
-from sweeps.spec import SpecError, SweepSpec, parse_spec, typed_table
+from ablate.model import ConfigError
+from ablate.sweeps.spec import SpecError, SweepSpec, parse_spec, typed_table
 
 SECTIONS = ("sweep", "resources", "fixed", "search")
 CHOSEN_BY_SEARCH = {"sweep.seeds": "search.seeds_per_probe and search.max_seeds",

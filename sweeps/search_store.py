@@ -20,11 +20,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from results.curves import CurveError, read_curve, trial_meta
-from sweeps.search_bisect import distributions
-from sweeps.search_spec import SearchSpec
-from sweeps.spec import SpecError
-from trainer.config import TrainConfig
+from ablate.results.curves import CurveError, read_curve, trial_meta
+from ablate.sweeps.search_bisect import distributions
+from ablate.sweeps.search_spec import SearchSpec
+from ablate.sweeps.spec import SpecError
+from ablate.trainer.config import TrainConfig
 
 # Run labels and the probe's own coordinates: not part of what a search asks about.
 _NOT_QUESTION = {"data", "out", "sweep", "trial_id", "workers", "num_iterations", "seed"}

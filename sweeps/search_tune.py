@@ -16,10 +16,10 @@ from typing import Any, Callable
 from ray import tune
 from ray.tune.search import Searcher
 
-from results.curves import curve_path
-from sweeps.search_bisect import Probe, StepSearch, Verdict
-from sweeps.search_spec import SearchSpec
-from sweeps.search_store import curve_loss, final_loss
+from ablate.results.curves import curve_path
+from ablate.sweeps.search_bisect import Probe, StepSearch, Verdict
+from ablate.sweeps.search_spec import SearchSpec
+from ablate.sweeps.search_store import curve_loss, final_loss
 
 OnProbe = Callable[[Probe, str, "float | None", "Verdict | None"], None]
 
@@ -79,8 +79,8 @@ class StepSearcher(Searcher):
 def run_search(spec: SearchSpec, storage: Path, data: Path, search: StepSearch,
                on_probe: OnProbe | None = None) -> StepSearcher:
     """Run probes on the Ray this process is connected to until the search is finished."""
-    from sweeps.run import concurrent_trials, trial_resources
-    from sweeps.worker import run_trial
+    from ablate.sweeps.run import concurrent_trials, trial_resources
+    from ablate.sweeps.worker import run_trial
 
     storage = storage.resolve()
     sweep = spec.sweep

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from model import ConfigError
-from trainer.config import TrainConfig
+from ablate.model import ConfigError
+from ablate.trainer.config import TrainConfig
 
 BUILTIN_DATA = "builtin"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -308,7 +308,7 @@ def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
     """The shard folder a sweep reads: the spec's, or the built-in corpus. For local storage
     the corpus is prepared once under the storage root (shared storage: every node sees the
     same shards); for a URI each node prepares its own copy in the local temp folder."""
-    from trainer.data import DataError, find_shards
+    from ablate.trainer.data import DataError, find_shards
 
     if spec.data != BUILTIN_DATA:
         folder = Path(spec.data).resolve()
@@ -331,7 +331,7 @@ def builtin_cache() -> Path:
 def ensure_builtin(folder: Path) -> None:
     """Prepare the built-in corpus in `folder` unless it is there; atomic (a temp folder,
     then a rename), so trials racing on one node never read half-written shards."""
-    from trainer.data import builtin_documents, prepare
+    from ablate.trainer.data import builtin_documents, prepare
 
     if (folder / "meta.json").is_file():
         return

@@ -18,7 +18,7 @@ from typing import Any
 from ray.tune import Stopper
 from ray.tune.schedulers import ASHAScheduler
 
-from sweeps.spec import EarlyStopping
+from ablate.sweeps.spec import EarlyStopping
 
 
 class SameBudgetStopper(Stopper):

@@ -25,8 +25,8 @@ from ray import tune
 from ray.train import Checkpoint, FailureConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from results.curves import curve_path
-from sweeps.spec import ensure_builtin, filesystem, is_uri, join
+from ablate.results.curves import curve_path
+from ablate.sweeps.spec import ensure_builtin, filesystem, is_uri, join
 
 TERMINAL = ("completed", "diverged")  # curve statuses of a trial that must never run again
 REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms", "tokens_seen",
@@ -176,8 +176,8 @@ class Trial(tune.Trainable):
 
 def train_worker(config: dict[str, Any]) -> None:
     """Per-worker function of the TorchTrainer: the process group is already set up."""
-    from trainer.config import TrainConfig
-    from trainer.train import train
+    from ablate.trainer.config import TrainConfig
+    from ablate.trainer.train import train
 
     uri = config.pop("_curve_uri", None)
     if config.pop("_builtin", False):

@@ -17,7 +17,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
-    from trainer.data import builtin_documents, prepare
+    from ablate.trainer.data import builtin_documents, prepare
     folder = tmp_path_factory.mktemp("data") / "builtin"
     prepare(builtin_documents(), folder, source="pydoc_data.topics")
     return folder
@@ -27,14 +27,14 @@ def data_dir(tmp_path_factory):
 def local_ray():
     """An embedded local Ray (2 CPUs) shared by a module's tests, shut down after them so
     that a module starting its own cluster never finds a second Ray running."""
-    from sweeps.run import ray_session
+    from ablate.sweeps.run import ray_session
     with ray_session(num_cpus=2):
         yield
 
 
 def tiny(data_dir, **overrides):
     """A TrainConfig of the tiny model that trains in about a second."""
-    from trainer.config import TrainConfig
+    from ablate.trainer.config import TrainConfig
     values = dict(preset="tiny", data=str(data_dir), num_iterations=12, val_every=4,
                   batch_size=4, val_tokens=1024)
     return TrainConfig.from_flat(values | overrides)

@@ -20,9 +20,9 @@ def install() -> None:
     import torch
     import torch.distributed as dist
 
-    import model.gpt
+    import ablate.model.gpt
 
-    forward, calls = model.gpt.GPT.forward, {}
+    forward, calls = ablate.model.gpt.GPT.forward, {}
 
     def faulty(self, tokens, targets=None):
         out = forward(self, tokens, targets)
@@ -43,4 +43,4 @@ def install() -> None:
                     os.kill(os.getpid(), signal.SIGKILL)
         return out
 
-    model.gpt.GPT.forward = faulty
+    ablate.model.gpt.GPT.forward = faulty

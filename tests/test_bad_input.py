@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from results.curves import SCHEMA_VERSION, VERSION_KEY, curve_path, write_curve
-from sweeps.cli import main
-from trainer.data import write_shard
+from ablate.results.curves import SCHEMA_VERSION, VERSION_KEY, curve_path, write_curve
+from ablate.sweeps.cli import main
+from ablate.trainer.data import write_shard
 
 SPEC_OK = '[sweep]\nname = "x"\n'
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sweeps.cli import main
+from ablate.sweeps.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from sweeps.run import TRIAL_SLOT, ray_session
+    from ablate.sweeps.run import TRIAL_SLOT, ray_session
 
     was_up = ray.is_initialized()
     ray.shutdown()
@@ -85,7 +85,7 @@ def test_trials_use_both_nodes_and_resume_after_the_driver_is_killed(
     spec.write_text(SPEC.format(data=data_dir))
     storage, folder = tmp_path / "runs", tmp_path / "runs" / "nodes"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.cli", "sweep", str(spec), "--storage", str(storage),
+        [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(storage),
          "--address", cluster.address, "--json-log"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -150,7 +150,7 @@ def test_a_worker_node_removed_mid_sweep_loses_no_trial(cluster, tmp_path, data_
     spec.write_text(NODE_SPEC.format(data=data_dir))
     folder = tmp_path / "runs" / "lost-node"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
+        [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
          "--address", cluster.address, "--json-log"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -178,5 +178,5 @@ def test_a_worker_node_removed_mid_sweep_loses_no_trial(cluster, tmp_path, data_
         rows = pq.read_table(c).to_pylist()
         assert [r["step"] for r in rows] == list(range(0, 121, 8))  # continuous, no repeats
         assert rows[-1]["status"] == "completed"
-    from results.curves import trial_meta
+    from ablate.results.curves import trial_meta
     assert trial_meta(folder / "curves" / f"{victim}.parquet")["restarts"]  # resumed, not rerun

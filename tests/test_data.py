@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trainer.data import (BYTE_EOT, HEADER_BYTES, MAGIC, DataError, StreamPosition, TokenStream,
+from ablate.trainer.data import (BYTE_EOT, HEADER_BYTES, MAGIC, DataError, StreamPosition, TokenStream,
                           builtin_documents, find_shards, prepare, read_shard, text_documents,
                           write_shard)
 

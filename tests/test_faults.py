@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from results.curves import trial_meta
-from sweeps.cli import main
+from ablate.results.curves import trial_meta
+from ablate.sweeps.cli import main
 
 TESTS = Path(__file__).resolve().parent
 FAULTS = "nan:1:6,raise:2:6,kill:3:10"  # k=1 diverges, k=2 raises, k=3 loses rank 1 once
@@ -43,7 +43,7 @@ def faulty_ray(tmp_path_factory):
     """A local Ray whose worker processes carry the fault hook."""
     import ray
 
-    from sweeps.run import RAY_ENV, TRIAL_SLOT
+    from ablate.sweeps.run import RAY_ENV, TRIAL_SLOT
 
     marks = tmp_path_factory.mktemp("marks")
     env = dict(RAY_ENV, ABLATE_TEST_FAULTS=FAULTS, ABLATE_TEST_FAULT_DIR=str(marks),
@@ -131,8 +131,8 @@ def test_two_sweeps_on_one_storage_root_never_touch_each_others_files(
 def test_two_drivers_claiming_one_sweep_folder_at_once_one_wins(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from sweeps.run import claim
-    from sweeps.spec import SpecError
+    from ablate.sweeps.run import claim
+    from ablate.sweeps.spec import SpecError
 
     def attempt(_):
         try:

@@ -8,9 +8,9 @@ import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from results.errors import InputError
-from results.logs import parse_log
-from sweeps.spec import SpecError, parse_spec
+from ablate.results.errors import InputError
+from ablate.results.logs import parse_log
+from ablate.sweeps.spec import SpecError, parse_spec
 
 KEYS = ["name", "preset", "data", "seeds", "target", "workers", "cpus_per_worker",
         "gpus_per_worker", "extra_embeddings", "num_iterations", "lambda_init", "token_lambdas",

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model import GPT, ConfigError, GPTConfig, param_count
+from ablate.model import GPT, ConfigError, GPTConfig, param_count
 
 
 def grads(cfg: GPTConfig, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -102,7 +102,7 @@ def test_sliding_window_attends_only_within_the_window():
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_flex_attention_block_mask_agrees_with_the_sdpa_band():
     """The CUDA path's mask (FlexAttention runs forward on CPU too) against the CPU path's."""
-    from model.gpt import _block_mask, attention, attention_mask
+    from ablate.model.gpt import _block_mask, attention, attention_mask
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, 2, 256, 16) for _ in range(3))

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats as sps
 
-from results.cli import INPUT_ERRORS, add_commands, main
-from results.curves import CurveError, VERSION_KEY, curve_path, read_curve, to_table, write_curve
-from results.errors import InputError
-from results.load import expand_params, load_curves
-from results.logs import import_logs, parse_log, to_record_log
-from results.plots import write_plots
-from results.report import build_report
+from ablate.results.cli import INPUT_ERRORS, add_commands, main
+from ablate.results.curves import CurveError, VERSION_KEY, curve_path, read_curve, to_table, write_curve
+from ablate.results.errors import InputError
+from ablate.results.load import expand_params, load_curves
+from ablate.results.logs import import_logs, parse_log, to_record_log
+from ablate.results.plots import write_plots
+from ablate.results.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -405,7 +405,7 @@ def test_add_commands_plugs_into_another_parser(tmp_path: Path,
 def test_python_dash_m_results(tmp_path: Path) -> None:
     write_trial(tmp_path, "t", [5.0, 3.0])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "results", "report", str(tmp_path),
+    done = subprocess.run([sys.executable, "-m", "ablate.results", "report", str(tmp_path),
                            "--format", "csv"], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr

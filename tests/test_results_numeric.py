@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from results.pareto import budget_frontier, nondominated, p_nondominated
-from results.stats import mean_ci, summarize, ttest_less
-from results.target import time_to_target
+from ablate.results.pareto import budget_frontier, nondominated, p_nondominated
+from ablate.results.stats import mean_ci, summarize, ttest_less
+from ablate.results.target import time_to_target
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 

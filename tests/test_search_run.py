@@ -8,13 +8,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from results.curves import curve_path, read_curve, write_curve
-from sweeps.search import add_commands
-from sweeps.search_bisect import StepSearch
-from sweeps.search_spec import load_search_spec
-from sweeps.search_store import default_url, open_study, settle, study_name
-from sweeps.spec import SpecError
-from trainer.train import train
+from ablate.results.curves import curve_path, read_curve, write_curve
+from ablate.sweeps.search import add_commands
+from ablate.sweeps.search_bisect import StepSearch
+from ablate.sweeps.search_spec import load_search_spec
+from ablate.sweeps.search_store import default_url, open_study, settle, study_name
+from ablate.sweeps.spec import SpecError
+from ablate.trainer.train import train
 
 # The tiny model at batch size 4 (2 workers): ~4.2 val loss after 8 steps, ~3.7 after 12,
 # ~3.4 after 16, with a seed std of a few hundredths: 12 steps is the answer for 3.9.
@@ -90,7 +90,7 @@ def test_the_searcher_takes_a_probes_loss_from_its_curve(tmp_path, data_dir):
     searcher then stops proposing."""
     from ray.tune.search import Searcher
 
-    from sweeps.search_tune import StepSearcher
+    from ablate.sweeps.search_tune import StepSearcher
 
     spec = load_search_spec(write_spec(tmp_path, data_dir))
     searcher = StepSearcher(StepSearch(spec.search, optuna.create_study()), tmp_path, spec.name)

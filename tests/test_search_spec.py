@@ -2,8 +2,8 @@
 
 import pytest
 
-from sweeps.search_spec import load_search_spec
-from sweeps.spec import SpecError
+from ablate.sweeps.search_spec import load_search_spec
+from ablate.sweeps.spec import SpecError
 
 GOOD = """
 [sweep]

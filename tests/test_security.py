@@ -41,7 +41,7 @@ def test_no_eval_exec_pickle_or_unsafe_torch_load(path):
 def test_checkpoints_load_with_weights_only(tmp_path):
     import torch
 
-    from trainer.train import load_checkpoint
+    from ablate.trainer.train import load_checkpoint
 
     class Payload:
         def __reduce__(self):
@@ -54,7 +54,7 @@ def test_checkpoints_load_with_weights_only(tmp_path):
 
 @pytest.mark.parametrize("name", ["..", "../up", "/abs", "a/b", "a\\b", ".hidden", "", "x" * 101])
 def test_sweep_names_cannot_leave_the_storage_root(name):
-    from sweeps.spec import SpecError, parse_spec
+    from ablate.sweeps.spec import SpecError, parse_spec
 
     with pytest.raises(SpecError, match="sweep.name"):
         parse_spec({"sweep": {"name": name}})

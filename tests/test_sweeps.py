@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
-from results.curves import SCHEMA
+from ablate.results.curves import SCHEMA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweeps.cli import main
-from sweeps.spec import SpecError, parse_spec
+from ablate.sweeps.cli import main
+from ablate.sweeps.spec import SpecError, parse_spec
 
 # Three trials of one budget; lr_head = 0 plants a bad one (its logits stay near zero). It runs
 # second, so the last trial can only start once the stopped one has given its CPUs back.
@@ -163,7 +163,7 @@ def test_max_trials_is_a_flag(tmp_path, capsys):
 
 def test_bad_spec_exit_status_and_no_traceback_from_the_console_script(tmp_path):
     spec = write_spec(tmp_path, '[sweep]\nname = "x"\n[axes]\nextra_embeddings = [7]\n')
-    proc = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", str(spec)],
+    proc = subprocess.run([sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -212,7 +212,7 @@ def test_ranges_and_early_stopping_answer_a_spec_or_one_line(axis, stopping):
 
 @pytest.mark.parametrize("preset", ["demo.toml", "embeds-medium.toml"])
 def test_the_shipped_sweep_presets_are_valid_specs(preset):
-    from sweeps.spec import load_spec
+    from ablate.sweeps.spec import load_spec
 
     assert load_spec(Path(__file__).parents[1] / "sweeps" / "presets" / preset).size >= 1
 
@@ -228,7 +228,7 @@ def test_ranges_expand_with_the_stop_included():
 
 
 def test_a_saved_spec_reads_back_the_same():
-    from sweeps.run import spec_dict
+    from ablate.sweeps.run import spec_dict
 
     spec = parse_spec({"sweep": {"name": "r", "seeds": 2, "target": 3},
                        "resources": {"workers": 1, "placement": "spread"},
@@ -243,7 +243,7 @@ def result(step, loss, budget=100):
 
 
 def test_same_budget_stopper_compares_only_equal_budgets_at_equal_steps():
-    from sweeps.stoppers import SameBudgetStopper
+    from ablate.sweeps.stoppers import SameBudgetStopper
 
     stop = SameBudgetStopper(margin=0.1, grace_steps=20)
     assert not stop("a", result(0, 5.0)) and not stop("b", result(0, 9.0))  # step 0: never
@@ -262,8 +262,8 @@ def test_same_budget_stopper_compares_only_equal_budgets_at_equal_steps():
 def test_asha_and_same_budget_as_tune_objects():
     from ray.tune.schedulers import ASHAScheduler
 
-    from sweeps.spec import EarlyStopping
-    from sweeps.stoppers import SameBudgetStopper, early_stopping
+    from ablate.sweeps.spec import EarlyStopping
+    from ablate.sweeps.stoppers import SameBudgetStopper, early_stopping
 
     assert early_stopping(None, 100) == (None, None)
     stopper, scheduler = early_stopping(EarlyStopping("same_budget", 20, 0.05), 100)
@@ -281,7 +281,7 @@ def trial(trial_id, status, last=None, **config):
 def test_json_log_counts_trials_and_estimates_the_time_left():
     import io
 
-    from sweeps.progress import JsonLog
+    from ablate.sweeps.progress import JsonLog
 
     out = io.StringIO()
     view = JsonLog(["extra_embeddings"], trials=3, total_steps=30, sweep="s", stream=out)
@@ -304,8 +304,8 @@ def test_json_log_counts_trials_and_estimates_the_time_left():
 
 
 def test_upload_to_a_uri_and_the_finished_trial_guard(tmp_path):
-    from results.curves import write_curve
-    from sweeps.worker import final_row, upload
+    from ablate.results.curves import write_curve
+    from ablate.sweeps.worker import final_row, upload
 
     local = tmp_path / "local.parquet"
     row = {"sweep": "s", "trial_id": "t", "step": 0, "val_loss": 5.0, "status": "running"}

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import tiny
-from results.curves import SCHEMA, read_curve
-from trainer.train import lr_multiplier, train
+from ablate.results.curves import SCHEMA, read_curve
+from ablate.trainer.train import lr_multiplier, train
 
 
 def test_a_run_writes_its_curve(tmp_path, data_dir):
@@ -39,7 +39,7 @@ DDP_SCRIPT = textwrap.dedent("""
     import sys, torch, torch.distributed as dist
     sys.path.insert(0, {tests!r})
     from conftest import tiny
-    from trainer.train import _Run
+    from ablate.trainer.train import _Run
     cfg = tiny({data!r}, out={out!r}, workers=2, extra_embeddings=1)
     run = _Run(cfg, None)
     run._own_group = False  # keep the group to compare weights after the run

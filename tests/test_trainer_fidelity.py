@@ -5,12 +5,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-import model.gpt
+import ablate.model.gpt
 from conftest import tiny
-from model import GPT, GPTConfig
-from results.curves import trial_meta
-from results.logs import parse_log, to_record_log
-from trainer.train import _Run, load_checkpoint, train
+from ablate.model import GPT, GPTConfig
+from ablate.results.curves import trial_meta
+from ablate.results.logs import parse_log, to_record_log
+from ablate.trainer.train import _Run, load_checkpoint, train
 
 EXACT = ("step", "val_loss", "train_loss", "tokens_seen", "lr", "lambdas", "status")
 
@@ -70,7 +70,7 @@ def test_same_seed_same_curve_bit_for_bit(tmp_path, data_dir):
 
 
 def test_nan_loss_ends_the_run_as_diverged_with_rows_kept(tmp_path, data_dir, monkeypatch):
-    forward, calls = model.gpt.GPT.forward, []
+    forward, calls = ablate.model.gpt.GPT.forward, []
 
     def poisoned(self, tokens, targets=None):
         out = forward(self, tokens, targets)
@@ -80,7 +80,7 @@ def test_nan_loss_ends_the_run_as_diverged_with_rows_kept(tmp_path, data_dir, mo
                 return out * float("nan")
         return out
 
-    monkeypatch.setattr(model.gpt.GPT, "forward", poisoned)
+    monkeypatch.setattr(ablate.model.gpt.GPT, "forward", poisoned)
     result = train(tiny(data_dir, out=str(tmp_path / "c.parquet")))
     assert result.status == "diverged"
     rows = pq.read_table(tmp_path / "c.parquet").to_pylist()
@@ -134,7 +134,7 @@ def test_medium_preset_has_the_record_models_shapes():
 
 
 def test_export_log_command_prints_the_record_format(tmp_path, data_dir, capsys):
-    from sweeps.cli import main
+    from ablate.sweeps.cli import main
 
     result = train(tiny(data_dir, out=str(tmp_path / "c.parquet")))
     assert main(["export-log", str(result.curve)]) == 0
@@ -144,7 +144,7 @@ def test_export_log_command_prints_the_record_format(tmp_path, data_dir, capsys)
 
 
 def test_ablate_train_resume_continues_from_the_kept_checkpoint(tmp_path, data_dir, capsys):
-    from sweeps.cli import main
+    from ablate.sweeps.cli import main
 
     args = ["train", "--data", str(data_dir), "--out", str(tmp_path / "c.parquet"),
             "-s", "num_iterations=8", "-s", "val_every=4", "-s", "checkpoint_every=4",

@@ -1,7 +1,7 @@
-"""`python -m trainer train ...`, e.g. `torchrun --nproc_per_node=2 -m trainer train ...`."""
+"""`python -m ablate.trainer train ...`, e.g. `torchrun --nproc_per_node=2 -m ablate.trainer train ...`."""
 
 import sys
 
-from trainer.cli import main
+from ablate.trainer.cli import main
 
 sys.exit(main())

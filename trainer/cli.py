@@ -1,6 +1,6 @@
 """`ablate train` and `ablate data`: one local training run, and making token shards.
 
-Also `python -m trainer ...` (e.g. under `torchrun --nproc_per_node=2 -m trainer train ...`).
+Also `python -m ablate.trainer ...` (e.g. under `torchrun --nproc_per_node=2 -m ablate.trainer train ...`).
 Heavy imports happen inside the commands so that `ablate --help` stays instant.
 """
 
@@ -20,7 +20,7 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            from model import ConfigError
+            from ablate.model import ConfigError
             raise ConfigError(f"--set {item!r}: expected key=value")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
@@ -38,7 +38,7 @@ class LogReporter:
 
     def report(self, metrics, checkpoint):
         if self.rank == 0:
-            from results.logs import record_line
+            from ablate.results.logs import record_line
             print(record_line(metrics["step"], metrics["num_iterations"], metrics["val_loss"],
                               metrics["train_time_ms"]), flush=True)
         if checkpoint is not None and self.checkpoint_dir is not None:
@@ -58,9 +58,9 @@ class LogReporter:
 def cmd_train(args) -> int:
     import os
 
-    from model import ConfigError
-    from trainer.config import TrainConfig
-    from trainer.train import CHECKPOINT_FILE, train
+    from ablate.model import ConfigError
+    from ablate.trainer.config import TrainConfig
+    from ablate.trainer.train import CHECKPOINT_FILE, train
 
     values = parse_assignments(args.set or [])
     values.setdefault("preset", args.preset)
@@ -88,7 +88,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_data_builtin(args) -> int:
-    from trainer.data import builtin_documents, prepare
+    from ablate.trainer.data import builtin_documents, prepare
     meta = prepare(builtin_documents(), args.out, source="pydoc_data.topics")
     print(f"wrote {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
           f"(bytes, vocab {meta['vocab_size']}) to {args.out}")
@@ -96,7 +96,7 @@ def cmd_data_builtin(args) -> int:
 
 
 def cmd_data_prepare(args) -> int:
-    from trainer.data import prepare, text_documents
+    from ablate.trainer.data import prepare, text_documents
     meta = prepare(text_documents(args.text), args.out, source=", ".join(args.text))
     print(f"wrote {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
           f"(bytes, vocab {meta['vocab_size']}) to {args.out}")
@@ -127,13 +127,13 @@ def add_commands(sub) -> None:
 
 
 def input_errors() -> tuple[type[Exception], ...]:
-    from model import ConfigError
-    from trainer.data import DataError
+    from ablate.model import ConfigError
+    from ablate.trainer.data import DataError
     return (ConfigError, DataError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer")
+    parser = argparse.ArgumentParser(prog="python -m ablate.trainer")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:

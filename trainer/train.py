@@ -26,10 +26,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from model import GPT, ConfigError
-from results.curves import write_curve
-from trainer.config import TrainConfig
-from trainer.data import StreamPosition, TokenStream, data_vocab, find_shards, read_tokens
+from ablate.model import GPT, ConfigError
+from ablate.results.curves import write_curve
+from ablate.trainer.config import TrainConfig
+from ablate.trainer.data import StreamPosition, TokenStream, data_vocab, find_shards, read_tokens
 
 CHECKPOINT_FILE = "state.pt"
 
