@@ -1,5 +1,16 @@
-"""The GPT under ablation. Pure torch: imports nothing else of the project."""
+"""The GPT under ablation. Pure torch: imports nothing else of the project.
 
-from ablate.model.gpt import GPT, ConfigError, GPTConfig, flops_per_token, param_count
+The config (`ablate.model.config`) imports no torch; `GPT` loads torch on first use, so that
+validating a spec or printing `--help` never pays for it.
+"""
+
+from ablate.model.config import ConfigError, GPTConfig, flops_per_token, param_count
 
 __all__ = ["GPT", "GPTConfig", "ConfigError", "param_count", "flops_per_token"]
+
+
+def __getattr__(name):
+    if name == "GPT":
+        from ablate.model.gpt import GPT
+        return GPT
+    raise AttributeError(f"module 'ablate.model' has no attribute {name!r}")
