@@ -11,43 +11,54 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 import numpy as np
-from rich.console import Console
 
 from ablate.results import render
+from ablate.results.compare import BaselineChoice
 from ablate.results.curves import CurveError, read_curve
 from ablate.results.errors import InputError
-from ablate.results.load import load_curves
 from ablate.results.logs import import_logs, to_record_log
 from ablate.results.report import build_report, jsonable
 from ablate.results.stats import summarize, ttest_less
-from ablate.results.trials import DEFAULT_BY
 
 INPUT_ERRORS: tuple[type[Exception], ...] = (CurveError, InputError)
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = render.FORMATS
+PLOT_FORMATS = ("png", "pdf", "svg")
 
 
 def add_commands(subparsers: Any) -> None:
     """Add report, stats and import-logs to `subparsers` (from add_subparsers)."""
     report = subparsers.add_parser(
         "report", help="tables and plots of the curves under storage directories",
-        description="Per config (trials differing only by seed): final val loss and training "
-                    "time over seeds, time to target, t-test against the target, Pareto "
-                    "frontier with P(non-dominated).")
+        description="Per config (trials whose params agree on every field but the seed and "
+                    "run labels): final val loss and training time over distinct seeds, time "
+                    "to target, t-test against the target, Pareto frontier with "
+                    "P(non-dominated), and differences from a baseline config.")
     report.add_argument("dirs", nargs="+", metavar="DIR",
                         help="storage roots (searched for **/curves/*.parquet) or curve files")
-    report.add_argument("--target", type=float, help="target val loss (e.g. 2.92, 3.28)")
+    report.add_argument("--target", type=float,
+                        help="target val loss (e.g. 2.92, 3.28); default: the sweep's")
     report.add_argument("--alpha", type=float, default=0.05,
-                        help="significance level of the test and intervals (default 0.05)")
-    report.add_argument("--by", type=_column_list, default=DEFAULT_BY, metavar="COL,COL",
-                        help="columns (or params keys) defining a config "
-                             f"(default: {','.join(DEFAULT_BY)})")
+                        help="significance level of the tests and intervals (default 0.05)")
+    report.add_argument("--by", type=_column_list, metavar="FIELD,FIELD",
+                        help="pool configs by these fields (params keys or columns) instead "
+                             "of telling configs apart by every field")
+    report.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="compare every config with this one (Welch's and paired "
+                             "t-tests); default: the sweep's, if it recorded one")
     report.add_argument("--format", choices=FORMATS, default="table")
-    report.add_argument("--plot", type=Path, metavar="DIR", help="also write PNG plots here")
+    report.add_argument("--plot", type=Path, metavar="DIR", help="also write plots here")
+    report.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
+                        help="file format of the plots (default png)")
+    report.add_argument("--dpi", type=int, help="resolution of the plots (default 110-120)")
+    report.add_argument("--lambdas", type=_number_list, metavar="N,N",
+                        help="config numbers (#) to plot block lambdas for (default: every "
+                             "config)")
     report.add_argument("--resamples", type=int, default=1000,
                         help="bootstrap resamples for P(non-dominated) (default 1000)")
     report.set_defaults(func=run_report)
@@ -80,39 +91,32 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    """Validate every option, build the report, refuse existing plot files, then print and
+    draw: nothing is written when any input is bad."""
     _check_alpha(args.alpha)
     if args.resamples < 1:
         raise InputError(f"--resamples: must be at least 1, not {args.resamples}")
+    if args.dpi is not None and not 10 <= args.dpi <= 2400:
+        raise InputError(f"--dpi: must be between 10 and 2400, not {args.dpi}")
     if args.plot is not None:
-        try:
-            args.plot.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"--plot {args.plot}: cannot create that folder "
-                             f"({e.strerror or e})") from None
-    loaded = load_curves(args.dirs, lambdas=args.plot is not None)  # only plots need them
-    skipped = [str(p) for p in loaded.problems]
-    for problem in skipped:
-        print(f"ablate: warning: skipped {problem}", file=sys.stderr)
-    if loaded.table.num_rows == 0:
-        why = f"{len(skipped)} skipped, see warnings" if skipped else \
-            "looked for **/curves/*.parquet"
-        raise InputError(f"{', '.join(map(str, args.dirs))}: no readable curve files ({why})")
-    report = build_report(loaded.table, target=args.target, alpha=args.alpha, by=args.by,
-                          resamples=args.resamples)
-    if args.format == "table":
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=200)
-        render.print_tables(report, console, skipped)
-    elif args.format == "markdown":
-        sys.stdout.write(render.markdown(report, skipped))
-    elif args.format == "csv":
-        sys.stdout.write(render.csv_text(report))
-    else:
-        sys.stdout.write(render.json_text(report, skipped))
+        _check_plot_folder(args.plot)
+    baseline = None if args.baseline is None else BaselineChoice.parse(args.baseline)
+    report = build_report(args.dirs, target=args.target, baseline=baseline, alpha=args.alpha,
+                          by=args.by, resamples=args.resamples,
+                          lambdas=args.plot is not None)  # only plots need them
+    plots = None
     if args.plot is not None:
-        from ablate.results.plots import write_plots  # matplotlib only when asked for
-        paths = write_plots(report, loaded.table, args.plot)
+        from ablate.results.plots import check_free, plan_plots  # matplotlib only when asked
+
+        plots = plan_plots(report, args.plot, args.plot_format, args.lambdas)
+        check_free(plots)
+    for line in render.warning_lines(report):
+        print(line, file=sys.stderr)
+    render.write_report(report, sys.stdout, args.format)
+    if plots is not None:
+        from ablate.results.plots import write_plots
+
+        paths = write_plots(report, args.plot, args.plot_format, args.dpi, args.lambdas)
         print(f"ablate: wrote {len(paths)} plots to {args.plot}", file=sys.stderr)
     return 0
 
@@ -171,6 +175,30 @@ def _column_list(text: str) -> tuple[str, ...]:
     if not columns:
         raise argparse.ArgumentTypeError("expected column names separated by commas")
     return columns
+
+
+def _number_list(text: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(n) for n in text.split(",") if n.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected config numbers separated by commas, "
+                                         f"got {text!r}") from None
+    if not numbers:
+        raise argparse.ArgumentTypeError("expected config numbers separated by commas")
+    return numbers
+
+
+def _check_plot_folder(folder: Path) -> None:
+    """The plot folder is a folder, or can be made one (checked without creating it)."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(f"--plot {folder}: {probe} is not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"--plot {folder}: cannot write in {probe} (permission denied)")
 
 
 def _check_alpha(alpha: float) -> None:

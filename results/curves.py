@@ -3,11 +3,19 @@
 One Parquet file per trial, one row per validation point. Pure pyarrow, so the trainer can
 import it without results ever importing torch. The schema version lives in the file's
 metadata; readers refuse versions they do not know.
+
+Schema 2 carries only what every run has, whatever the study: labels (sweep, trial_id,
+seed), the step budget, the measurements at each validation point, and `params`, the JSON
+of every config field. A study's own axes are not columns: they are keys of `params`, and
+the sweep that ran the trial names them (with its target) in the file metadata under
+`"sweep"`. Schema 1 files, which also had preset, extra_embeddings, lambda_init,
+token_lambdas and workers as columns, are still read (see load.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -16,33 +24,21 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERSION_KEY = b"ablate.schema_version"
 META_KEY = b"ablate.trial"  # JSON of the trial's full config and provenance
+SWEEP_KEY = "sweep"  # key of META_KEY's JSON: {"axes": [field, ...], "target": float | None}
 
 STATUSES = ("running", "completed", "diverged", "failed")
-
-CONFIG_COLUMNS = (
-    "preset",
-    "extra_embeddings",
-    "num_iterations",
-    "lambda_init",
-    "token_lambdas",
-    "seed",
-    "workers",
-)
 
 SCHEMA = pa.schema(
     [
         ("sweep", pa.string()),
         ("trial_id", pa.string()),
-        ("preset", pa.string()),
-        ("extra_embeddings", pa.int32()),
+        ("seed", pa.int64()),  # null where unknown (an imported record log)
+        # The run's step budget: the lr schedule's length, and the M of a record log's
+        # `step:N/M`. Every run has one, so it is a column and not only a params key.
         ("num_iterations", pa.int32()),
-        ("lambda_init", pa.string()),
-        ("token_lambdas", pa.bool_()),
-        ("seed", pa.int64()),
-        ("workers", pa.int32()),
         ("step", pa.int64()),
         ("train_time_ms", pa.float64()),
         ("val_loss", pa.float64()),
@@ -52,7 +48,18 @@ SCHEMA = pa.schema(
         ("peak_mem_mb", pa.float64()),
         ("lambdas", pa.list_(pa.list_(pa.float32()))),  # [layer][residual, x00, x01, ...]
         ("status", pa.string()),  # "running" on all rows but the last
-        ("params", pa.string()),  # JSON of every config field, for --by on any axis
+        ("params", pa.string()),  # JSON of every config field: what makes a config (configs.py)
+    ]
+)
+
+# Schema 1 had this study's axes as columns; readers fold them into `params`.
+SCHEMA_V1_EXTRA = pa.schema(
+    [
+        ("preset", pa.string()),
+        ("extra_embeddings", pa.int32()),
+        ("lambda_init", pa.string()),
+        ("token_lambdas", pa.bool_()),
+        ("workers", pa.int32()),
     ]
 )
 
@@ -67,14 +74,50 @@ def curve_path(storage: str | os.PathLike, sweep: str, trial_id: str) -> Path:
 
 
 def to_table(rows: Iterable[Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> pa.Table:
-    """Rows (dicts keyed by column) -> a table with the versioned schema."""
+    """Rows (dicts keyed by column) -> a table with the versioned schema.
+
+    Only the schema's columns are taken from each row; other keys (a writer's own fields,
+    already in `params`) are ignored. `meta["sweep"]`, if given, is checked (check_sweep_meta).
+    """
     rows = list(rows)
     columns = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}
     table = pa.Table.from_pydict(columns, schema=SCHEMA)
     file_meta = {VERSION_KEY: str(SCHEMA_VERSION).encode()}
     if meta is not None:
+        if meta.get(SWEEP_KEY) is not None:
+            check_sweep_meta(meta[SWEEP_KEY])
         file_meta[META_KEY] = json.dumps(meta, sort_keys=True, default=str).encode()
     return table.replace_schema_metadata(file_meta)
+
+
+def check_sweep_meta(value: Any, where: str = "meta") -> dict[str, Any]:
+    """The sweep's part of a curve's metadata, checked; ValueError names the bad key.
+
+    {"axes": ["extra_embeddings", ...], "target": 3.28 or None} and optionally
+    "baseline": {field: value, ...}, the config the others are compared with.
+    """
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}.sweep: must be a mapping, not {type(value).__name__}")
+    unknown = sorted(set(value) - {"axes", "target", "baseline"})
+    if unknown:
+        raise ValueError(f"{where}.sweep.{unknown[0]}: unknown key (axes, target, baseline)")
+    axes = value.get("axes", [])
+    if not isinstance(axes, (list, tuple)) or not all(isinstance(a, str) and a for a in axes):
+        raise ValueError(f"{where}.sweep.axes: must be a list of field names, not {axes!r}")
+    target = value.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
+                               or not math.isfinite(target)):
+        raise ValueError(f"{where}.sweep.target: must be a finite number or null, not {target!r}")
+    baseline = value.get("baseline")
+    if baseline is not None and (not isinstance(baseline, Mapping) or not baseline
+                                 or not all(isinstance(k, str) for k in baseline)):
+        raise ValueError(f"{where}.sweep.baseline: must map field names to values, "
+                         f"not {baseline!r}")
+    out: dict[str, Any] = {"axes": list(axes),
+                           "target": None if target is None else float(target)}
+    if baseline is not None:
+        out["baseline"] = dict(baseline)
+    return out
 
 
 def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
@@ -82,6 +125,7 @@ def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
     """Write atomically: a temp file in the same folder, fsync, then rename over the target.
 
     A crash (or a full disk) leaves either the previous file or the new one, never half.
+    `meta` (JSON-able) goes into the file metadata; see check_sweep_meta for its "sweep" key.
     """
     path = Path(path)
     table = to_table(rows, meta)
@@ -108,7 +152,7 @@ def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
 
 
 def read_curve(path: str | os.PathLike) -> pa.Table:
-    """Read one curve file, checking its schema version; CurveError names the file."""
+    """Read one curve file as written, checking its schema version; CurveError names the file."""
     path = Path(path)
     try:
         table = pq.read_table(path)
@@ -120,21 +164,41 @@ def read_curve(path: str | os.PathLike) -> pa.Table:
     return table
 
 
-def check_schema(schema: pa.Schema, path: str | os.PathLike) -> None:
-    meta = schema.metadata or {}
-    version = meta.get(VERSION_KEY)
+def schema_version(schema: pa.Schema, path: str | os.PathLike) -> int:
+    """The file's schema version; CurveError if it has none or is newer than this ablate."""
+    version = (schema.metadata or {}).get(VERSION_KEY)
     if version is None:
         raise CurveError(f"{path}: not an ablate curve (no schema version in its metadata)")
-    if int(version) > SCHEMA_VERSION:
-        raise CurveError(f"{path}: schema version {int(version)} is newer than this ablate "
+    try:
+        number = int(version)
+    except ValueError:
+        raise CurveError(f"{path}: schema version {version[:20]!r} is not a number") from None
+    if number > SCHEMA_VERSION:
+        raise CurveError(f"{path}: schema version {number} is newer than this ablate "
                          f"reads ({SCHEMA_VERSION}); upgrade ablate")
-    missing = [f.name for f in SCHEMA if f.name not in schema.names]
+    return number
+
+
+def check_schema(schema: pa.Schema, path: str | os.PathLike) -> int:
+    """Check the version and the columns it promises; returns the version."""
+    version = schema_version(schema, path)
+    wanted = list(SCHEMA.names) + (SCHEMA_V1_EXTRA.names if version < 2 else [])
+    missing = [name for name in wanted if name not in schema.names]
     if missing:
         raise CurveError(f"{path}: missing columns {', '.join(missing)}")
+    return version
 
 
 def trial_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The trial metadata stored in a curve file's footer (config, provenance)."""
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(META_KEY)
-    return json.loads(raw) if raw else {}
+    return meta_of(pq.read_schema(path))
+
+
+def meta_of(schema: pa.Schema) -> dict[str, Any]:
+    """The trial metadata of a file's schema; {} if it has none or it is not JSON."""
+    raw = (schema.metadata or {}).get(META_KEY)
+    try:
+        value = json.loads(raw) if raw else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}

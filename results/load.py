@@ -4,6 +4,11 @@ A sweep's storage is many small files written by different trials, some of which
 half-copied, foreign, or from a newer ablate. A bad file found while walking a directory is
 reported as a Problem and skipped, never silently dropped; a file named directly by the user
 is an error instead, because they asked for exactly that file.
+
+Every file is read into the current schema: a schema-1 file's config columns (preset,
+extra_embeddings, ...) are folded into its `params`, where schema 2 keeps them. Besides the
+rows, each file's sweep metadata (axes, target) and each trial's file are kept, so that a
+report can default to the sweep's own axes and name the files behind a warning.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ablate.results.curves import SCHEMA, CurveError, check_schema
+from ablate.results.curves import (SCHEMA, SCHEMA_V1_EXTRA, SWEEP_KEY, CurveError, check_schema,
+                                   check_sweep_meta, meta_of)
 from ablate.results.errors import InputError
 
 # Strings repeat on every row of a trial (sweep, trial_id, params, ...): keeping them
@@ -49,6 +55,18 @@ class Loaded:
     table: pa.Table
     files: list[Path] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    sweeps: dict[Path, dict[str, Any]] = field(default_factory=dict)  # file -> its sweep meta
+    trial_files: dict[tuple[str, str], Path] = field(default_factory=dict)  # (sweep, id) -> file
+    warnings: list[str] = field(default_factory=list)  # read, but something in it was ignored
+
+
+@dataclass(frozen=True)
+class CurveFile:
+    """One file as read: its rows (LOAD_SCHEMA) and its sweep metadata (None if none)."""
+
+    table: pa.Table
+    sweep: dict[str, Any] | None
+    warning: str | None = None  # e.g. malformed sweep metadata, ignored
 
 
 def find_curves(roots: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
@@ -77,7 +95,12 @@ def find_curves(roots: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Pa
 
 
 def read_table(path: Path, lambdas: bool = True) -> pa.Table:
-    """One curve file as a LOAD_SCHEMA table; CurveError (naming the file) if unreadable.
+    """One curve file as a LOAD_SCHEMA table; CurveError (naming the file) if unreadable."""
+    return read_file(path, lambdas).table
+
+
+def read_file(path: Path, lambdas: bool = True) -> CurveFile:
+    """One curve file in the current schema, with its sweep metadata; CurveError names it.
 
     Without `lambdas` that column is not read (a nested list per row: the slowest column
     to decode, and only the lambda plots need it).
@@ -85,17 +108,48 @@ def read_table(path: Path, lambdas: bool = True) -> pa.Table:
     schema = _schema(lambdas)
     try:
         footer = pq.ParquetFile(path)
-        check_schema(footer.schema_arrow, path)
+        version = check_schema(footer.schema_arrow, path)
+        legacy = SCHEMA_V1_EXTRA.names if version < 2 else []
         file = pq.ParquetFile(path, metadata=footer.metadata, read_dictionary=_STRINGS)
-        table = file.read(columns=schema.names)
+        table = file.read(columns=schema.names + legacy)
     except FileNotFoundError:
         raise CurveError(f"{path}: no such curve file") from None
     except (pa.ArrowException, OSError) as e:
         raise CurveError(f"{path}: not a readable Parquet file ({_one_line(e)})") from None
     try:
-        return table.replace_schema_metadata(None).cast(schema)
+        if legacy:
+            table = _fold_legacy(table)
+        table = table.replace_schema_metadata(None).cast(schema)
     except (pa.ArrowException, ValueError) as e:
         raise CurveError(f"{path}: columns of unexpected types ({_one_line(e)})") from None
+    sweep, warning = None, None
+    raw = meta_of(footer.schema_arrow).get(SWEEP_KEY)
+    if raw is not None:
+        try:
+            sweep = check_sweep_meta(raw, where=f"{path}: meta")
+        except ValueError as e:
+            warning = f"{e}; ignored"
+    return CurveFile(table, sweep, warning)
+
+
+def _fold_legacy(table: pa.Table) -> pa.Table:
+    """A schema-1 table with its config columns moved into `params` (a key already in
+    `params` wins: it is the trainer's own record). Each distinct combination is merged once."""
+    names = ["params", *SCHEMA_V1_EXTRA.names]
+    merged: dict[tuple[Any, ...], str] = {}
+    values = []
+    for combo in zip(*(table[n].to_pylist() for n in names)):
+        text = merged.get(combo)
+        if text is None:
+            params = _parse(combo[0])
+            for key, value in zip(SCHEMA_V1_EXTRA.names, combo[1:]):
+                if value is not None:
+                    params.setdefault(key, value)
+            text = merged[combo] = json.dumps(params, sort_keys=True)
+        values.append(text)
+    table = table.drop_columns(SCHEMA_V1_EXTRA.names)
+    column = pc.dictionary_encode(pa.array(values, pa.string()))
+    return table.set_column(table.column_names.index("params"), "params", column)
 
 
 def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
@@ -115,25 +169,31 @@ def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
     tables: list[pa.Table] = []
     files: list[Path] = []
     problems: list[Problem] = []
+    sweeps: dict[Path, dict[str, Any]] = {}
+    warnings: list[str] = []
     seen: dict[tuple[Any, Any], Path] = {}
     for path, result in zip(paths, results):
         if isinstance(result, CurveError):
             problems.append(Problem(path, str(result)))
             continue
-        if result.num_rows == 0:
+        if result.table.num_rows == 0:
             problems.append(Problem(path, f"{path}: no rows"))
             continue
-        trials = _trial_keys(result)
+        trials = _trial_keys(result.table)
         clash = next((t for t in trials if t in seen), None)
         if clash is not None:
             problems.append(Problem(path, f"{path}: trial {clash[0]}/{clash[1]} is already "
                                           f"loaded from {seen[clash]}; skipped"))
             continue
         seen.update(dict.fromkeys(trials, path))
-        tables.append(result)
+        tables.append(result.table)
         files.append(path)
+        if result.sweep is not None:
+            sweeps[path] = result.sweep
+        if result.warning is not None:
+            warnings.append(result.warning)
     table = pa.concat_tables(tables) if tables else _schema(lambdas).empty_table()
-    return Loaded(table, files, problems)
+    return Loaded(table, files, problems, sweeps, seen, warnings)
 
 
 def _one_line(error: Exception) -> str:
@@ -144,9 +204,9 @@ def _schema(lambdas: bool) -> pa.Schema:
     return LOAD_SCHEMA if lambdas else LOAD_SCHEMA.remove(LOAD_SCHEMA.get_field_index("lambdas"))
 
 
-def _try_read(path: Path, lambdas: bool) -> pa.Table | CurveError:
+def _try_read(path: Path, lambdas: bool) -> CurveFile | CurveError:
     try:
-        return read_table(path, lambdas)
+        return read_file(path, lambdas)
     except CurveError as e:
         return e
 

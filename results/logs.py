@@ -76,7 +76,7 @@ def log_rows(points: Sequence[LogPoint], sweep: str, trial_id: str) -> list[dict
         final = "diverged"
     else:
         final = "completed" if last.step == total else "failed"
-    return [{"sweep": sweep, "trial_id": trial_id, "preset": PRESET, "num_iterations": total,
+    return [{"sweep": sweep, "trial_id": trial_id, "num_iterations": total,
              "step": p.step, "train_time_ms": p.train_time_ms, "val_loss": p.val_loss,
              "status": final if p is last else "running", "params": params}
             for p in points]

@@ -1,14 +1,17 @@
-"""PNG plots of a report (matplotlib, drawn off-screen with the Agg canvas).
+"""Plots of a report (matplotlib, drawn off-screen): PNG, PDF or SVG.
 
 Figures are built from `matplotlib.figure.Figure` rather than pyplot: no global state, no
-GUI backend, safe to call from any thread or a headless cluster node.
+GUI backend, safe to call from any thread or a headless cluster node. Every file a call
+would write is known before drawing (`plan_plots`), so an existing file is refused before
+anything is written.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -17,26 +20,103 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ablate.results.configs import display
+from ablate.results.errors import InputError
 from ablate.results.render import label
 from ablate.results.report import Report
-from ablate.results.stats import mean_ci, summarize
 
 GRID_POINTS = 200
+PLOT_FORMATS = ("png", "pdf", "svg")
+LEGEND_CHARS = 36  # legend labels are cut to this; the table has the full config
 
 
-def write_plots(report: Report, table: pa.Table, out: str | Path,
-                max_configs: int = 8, max_lambda_plots: int = 4) -> list[Path]:
-    """Every plot that the data supports, written into `out`; returns the paths."""
+@dataclass(frozen=True)
+class Plot:
+    """A file to draw: where, and the function that draws it (None: no data, not written)."""
+
+    path: Path
+    draw: Callable[[Path, int | None], Path | None]
+
+
+def plan_plots(report: Report, out: str | Path, format: str = "png",
+               lambdas: Sequence[int] | None = None, max_configs: int = 8) -> list[Plot]:
+    """Every plot the report supports: loss vs time, the Pareto plot, final loss vs each
+    numeric field shown in the table, and block lambdas for each config in `lambdas`
+    (config numbers, 1-based; None: every config). InputError for a config number that
+    does not exist or an unknown format."""
+    if format not in PLOT_FORMATS:
+        raise InputError(f"--plot-format: must be one of {', '.join(PLOT_FORMATS)}, "
+                         f"not {format!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [plot_curves(report, out / "loss_vs_time.png", max_configs),
-             plot_pareto(report, out / "pareto.png"),
-             plot_extra_embeddings(report, out / "loss_vs_extra_embeddings.png")]
-    paths += plot_lambdas(report, table, out, max_lambda_plots)
-    return [p for p in paths if p is not None]
+    n = len(report.configs)
+    chosen = list(range(1, n + 1)) if lambdas is None else list(dict.fromkeys(lambdas))
+    bad = [c for c in chosen if not 1 <= c <= n]
+    if bad:
+        raise InputError(f"--lambdas: no config #{bad[0]} (the report has 1..{n})")
+    plots = [
+        Plot(out / f"loss_vs_time.{format}",
+             lambda path, dpi: plot_curves(report, path, max_configs, dpi)),
+        Plot(out / f"pareto.{format}", lambda path, dpi: plot_pareto(report, path, dpi)),
+    ]
+    for field in numeric_fields(report):
+        plots.append(Plot(out / f"final_loss_vs_{_slug(field)}.{format}",
+                          lambda path, dpi, field=field: plot_final_loss(report, field, path,
+                                                                         dpi)))
+    for number in chosen:
+        config = number - 1
+        name = f"lambdas_{number:03d}_{_slug(label(report, config))}.{format}"
+        plots.append(Plot(out / name, lambda path, dpi, config=config:
+                          plot_lambdas(report, config, path, dpi)))
+    return plots
 
 
-def plot_curves(report: Report, path: Path, max_configs: int = 8) -> Path:
+def check_free(plots: Sequence[Plot]) -> None:
+    """InputError naming the first plot file that exists already (nothing is overwritten)."""
+    for plot in plots:
+        if plot.path.exists():
+            raise InputError(f"{plot.path}: already exists; refusing to overwrite it "
+                             "(choose another --plot folder)")
+
+
+def write_plots(report: Report, out: str | Path, format: str = "png", dpi: int | None = None,
+                lambdas: Sequence[int] | None = None, max_configs: int = 8) -> list[Path]:
+    """Draw every planned plot into `out` (created if needed); returns the paths written.
+    Refuses, before writing anything, if any of the files exists."""
+    plots = plan_plots(report, out, format, lambdas, max_configs)
+    check_free(plots)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    written = [plot.draw(plot.path, dpi) for plot in plots]
+    return [p for p in written if p is not None]
+
+
+def numeric_fields(report: Report) -> list[str]:
+    """Shown fields whose values are numbers (not booleans), with at least two of them."""
+    out = []
+    for field in report.fields:
+        values = [c.key[field] for c in report.configs if c.key[field] is not None]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers and len(numbers) == len(values) and len(set(numbers)) > 1:
+            out.append(field)
+    return out
+
+
+def short_label(report: Report, config: int) -> str:
+    """`#3 1, one`: the config number and its shown values (the legend title names the
+    fields), cut to LEGEND_CHARS."""
+    values = ", ".join(display(report.configs[config].key[f]) for f in report.fields)
+    text = f"#{config + 1} {values}".rstrip()
+    return text if len(text) <= LEGEND_CHARS else text[:LEGEND_CHARS - 1] + "…"
+
+
+def legend_title(report: Report) -> str | None:
+    fields = ", ".join(report.fields)
+    if not fields:
+        return None
+    return fields if len(fields) <= 2 * LEGEND_CHARS else fields[:2 * LEGEND_CHARS - 1] + "…"
+
+
+def plot_curves(report: Report, path: Path, max_configs: int = 8,
+                dpi: int | None = None) -> Path:
     """Val loss vs training time: per config the mean over seeds and a min-max band.
 
     Seeds validate at different times, so each is interpolated on a common time grid that
@@ -55,35 +135,38 @@ def plot_curves(report: Report, path: Path, max_configs: int = 8) -> Path:
         lines.append((grid, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0)))
         for ax in (whole, tail):
             ax.plot(grid, lines[-1][1], color=color, lw=1.6,
-                    label=f"#{config + 1} {label(report, config)} (n={len(members)})")
+                    label=f"{short_label(report, config)} (n={len(members)})")
             if len(members) > 1:
                 ax.fill_between(grid, lines[-1][2], lines[-1][3], color=color, alpha=0.2, lw=0)
     if lines:
         start = 0.5 * max(grid[-1] for grid, *_ in lines)
         window = [(lo[grid >= start], mean[grid >= start]) for grid, mean, lo, _ in lines]
-        low = min(lo.min() for lo, _ in window if len(lo))
-        high = max(mean.max() for _, mean in window if len(mean))
+        low = min((lo.min() for lo, _ in window if len(lo)), default=np.nan)
+        high = max((mean.max() for _, mean in window if len(mean)), default=np.nan)
         if report.target is not None:
             low = min(low, report.target)
-        pad = 0.05 * (high - low) if high > low else 0.01
-        tail.set_xlim(start, 1.02 * max(grid[-1] for grid, *_ in lines))
-        tail.set_ylim(low - pad, high + pad)
+        if np.isfinite(low) and np.isfinite(high):
+            pad = 0.05 * (high - low) if high > low else 0.01
+            tail.set_ylim(low - pad, high + pad)
+        tail.set_xlim(start, 1.02 * max(grid[-1] for grid, *_ in lines) or 1.0)
     for ax in (whole, tail):
         if report.target is not None:
             ax.axhline(report.target, color="black", ls="--", lw=1,
                        label=f"target {report.target:g}")
         ax.set(xlabel="training time (s)", ylabel="val loss")
+        ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
     whole.set_title("Val loss vs training time (mean over seeds, band: min-max)")
     tail.set_title("Second half, zoomed")
-    tail.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    tail.legend(fontsize=8, title=legend_title(report), title_fontsize=8)
+    fig.savefig(path, dpi=dpi or 110)
     return path
 
 
-def plot_pareto(report: Report, path: Path) -> Path:
+def plot_pareto(report: Report, path: Path, dpi: int | None = None) -> Path:
     """Mean final loss vs mean training time per config, t-interval error bars on both
-    axes, the config frontier as a step line, and the best single curve point per budget.
+    axes (a time interval stops at 0), the config frontier as a step line, and the best
+    single curve point per budget.
 
     Points carry their config number (#, as in the table); the legend says which is which.
     """
@@ -92,11 +175,13 @@ def plot_pareto(report: Report, path: Path) -> Path:
     configs = [(i, c) for i, c in enumerate(report.configs) if c.loss["n"] > 0]
     named = len(configs) <= 30
     for i, c in configs:
-        ax.errorbar(c.time["mean"], c.loss["mean"], xerr=_finite(c.time_ci),
+        below, above = _time_bar(c.time["mean"], c.time_ci)
+        p_nd = "n/a" if np.isnan(c.p_nondominated) else f"{c.p_nondominated:.2f}"
+        ax.errorbar(c.time["mean"], c.loss["mean"], xerr=[[below], [above]],
                     yerr=_finite(c.loss_ci), fmt="o" if c.pareto else "s",
                     color="tab:red" if c.pareto else "tab:gray", ms=6 if c.pareto else 4,
-                    capsize=3, lw=1, label=f"#{i + 1} {label(report, i)}: "
-                    f"P(nd)={c.p_nondominated:.2f}" if named else None)
+                    capsize=3, lw=1,
+                    label=f"{short_label(report, i)}: P(nd) {p_nd}" if named else None)
         if named or c.pareto:
             ax.annotate(f"#{i + 1}", (c.time["mean"], c.loss["mean"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -112,93 +197,82 @@ def plot_pareto(report: Report, path: Path) -> Path:
     if report.target is not None:
         ax.axhline(report.target, color="black", ls="--", lw=1, label=f"target {report.target:g}")
     if configs:
-        ax.set_xlim(*_padded([c.time["mean"] - _finite(c.time_ci) for _, c in configs] +
-                             [c.time["mean"] + _finite(c.time_ci) for _, c in configs]))
+        bars = [_time_bar(c.time["mean"], c.time_ci) for _, c in configs]
+        low, high = _padded([c.time["mean"] - b for (_, c), (b, _) in zip(configs, bars)] +
+                            [c.time["mean"] + a for (_, c), (_, a) in zip(configs, bars)])
+        ax.set_xlim(max(low, 0.0), high)
         ax.set_ylim(*_padded([c.loss["mean"] - _finite(c.loss_ci) for _, c in configs] +
                              [c.loss["mean"] + _finite(c.loss_ci) for _, c in configs]))
     level = f"{1 - report.alpha:.0%}"
     ax.set(xlabel="mean training time (s)", ylabel="mean final val loss",
            title=f"Pareto frontier of configs (error bars: {level} t-interval over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    fig.savefig(path, dpi=110)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0,
+              title=legend_title(report) if named else None, title_fontsize=7)
+    fig.savefig(path, dpi=dpi or 110)
     return path
 
 
-def plot_extra_embeddings(report: Report, path: Path) -> Path | None:
-    """Mean final loss vs extra_embeddings, one line per lambda_init (and per value of any
-    other config column that varies), with t-interval error bars. None without the axis."""
-    info = report.info
-    done = report.trials.outcome == "completed"
-    if "extra_embeddings" not in info.column_names:
-        return None
-    extra = np.array([np.nan if v is None else v
-                      for v in info["extra_embeddings"].to_pylist()], dtype=float)
-    done &= ~np.isnan(extra)
-    if not done.any():
-        return None
-    others = [k for k in report.by if k != "extra_embeddings"
-              and len(set(info[k].to_pylist())) > 1]
-    if "lambda_init" in info.column_names and "lambda_init" not in others:
-        others.insert(0, "lambda_init")
-    line_keys = list(zip(*(info[k].to_pylist() for k in others))) if others else \
-        [()] * len(info)
-    loss = report.trials.final_loss
+def plot_final_loss(report: Report, field: str, path: Path, dpi: int | None = None) -> Path:
+    """Mean final loss vs one numeric field, a line per value of the other shown fields,
+    with t-interval error bars (configs with no completed seed are left out)."""
+    others = [f for f in report.fields if f != field]
+    lines: dict[tuple[str, ...], list[int]] = {}
+    for i, c in enumerate(report.configs):
+        if c.loss["n"] > 0 and c.key[field] is not None:
+            lines.setdefault(tuple(display(c.key[f]) for f in others), []).append(i)
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
-    for line in sorted({line_keys[i] for i in np.flatnonzero(done)}, key=repr):
-        members = np.flatnonzero(done & np.array([k == line for k in line_keys]))
-        xs, group = np.unique(extra[members], return_inverse=True)
-        summary = summarize(loss[members], group, len(xs))
-        ci = np.nan_to_num(mean_ci(summary, report.alpha))
-        name = ", ".join(f"{k}={v}" for k, v in zip(others, line)) or "all"
-        ax.errorbar(xs, summary.mean, yerr=ci, marker="o", capsize=3, label=name)
+    for line, members in lines.items():
+        members.sort(key=lambda i: report.configs[i].key[field])
+        xs = [report.configs[i].key[field] for i in members]
+        ys = [report.configs[i].loss["mean"] for i in members]
+        ci = [_finite(report.configs[i].loss_ci) for i in members]
+        name = ", ".join(line) or "all"
+        ax.errorbar(xs, ys, yerr=ci, marker="o", capsize=3,
+                    label=name if len(name) <= LEGEND_CHARS else name[:LEGEND_CHARS - 1] + "…")
     if report.target is not None:
         ax.axhline(report.target, color="black", ls="--", lw=1, label=f"target {report.target:g}")
     level = f"{1 - report.alpha:.0%}"
-    ax.set(xlabel="extra_embeddings (k)", ylabel="final val loss (mean over seeds)",
-           title=f"Final val loss vs extra embeddings (error bars: {level} t-interval)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(xlabel=field, ylabel="final val loss (mean over seeds)",
+           title=f"Final val loss vs {field} (error bars: {level} t-interval)")
+    if all(isinstance(c.key[field], int) for c in report.configs if c.key[field] is not None):
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
+    ax.legend(fontsize=8, title=", ".join(others) or None, title_fontsize=8)
+    fig.savefig(path, dpi=dpi or 120)
     return path
 
 
-def plot_lambdas(report: Report, table: pa.Table, out: Path, max_plots: int = 4) -> list[Path]:
-    """Per config (the first `max_plots` that logged lambdas), one representative trial
-    (final loss nearest the config's median): one panel per mixing weight, a line per layer."""
-    paths = []
-    for config in range(len(report.configs)):
-        if len(paths) >= max_plots:
-            break
-        trial = _representative(report, config)
-        steps, lambdas = _lambdas(report, table, trial)
-        if lambdas is None:
+def plot_lambdas(report: Report, config: int, path: Path, dpi: int | None = None) -> Path | None:
+    """One config's representative trial (final loss nearest the config's median): one
+    panel per mixing weight, a line per layer. None (nothing written) if it logged none."""
+    trial = _representative(report, config)
+    steps, lambdas = _lambdas(report, report.table, trial)
+    if lambdas is None:
+        return None
+    n_weights = lambdas.shape[2]
+    cols = min(n_weights, 4)
+    rows = -(-n_weights // cols)
+    fig = Figure(figsize=(3.6 * cols, 2.8 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
+    layers = ScalarMappable(Normalize(0, max(lambdas.shape[1] - 1, 1)), "viridis")
+    for w, ax in enumerate(axes.flat):
+        if w >= n_weights:
+            ax.set_visible(False)
             continue
-        n_weights = lambdas.shape[2]
-        cols = min(n_weights, 4)
-        rows = -(-n_weights // cols)
-        fig = Figure(figsize=(3.6 * cols, 2.8 * rows + 0.6), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
-        layers = ScalarMappable(Normalize(0, max(lambdas.shape[1] - 1, 1)), "viridis")
-        for w, ax in enumerate(axes.flat):
-            if w >= n_weights:
-                ax.set_visible(False)
-                continue
-            for layer in range(lambdas.shape[1]):
-                ax.plot(steps, lambdas[:, layer, w], color=layers.to_rgba(layer), lw=1.2)
-            ax.set_title("residual x" if w == 0 else f"x0{w - 1}", fontsize=10)
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-        bar = fig.colorbar(layers, ax=axes, label="layer", shrink=0.9)
-        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        trial_id = report.trials.info["trial_id"][trial].as_py()
-        fig.suptitle(f"Block lambdas over training: {label(report, config)} (trial {trial_id})")
-        path = out / f"lambdas_{config:03d}_{_slug(label(report, config))}.png"
-        fig.savefig(path, dpi=110)
-        paths.append(path)
-    return paths
+        for layer in range(lambdas.shape[1]):
+            ax.plot(steps, lambdas[:, layer, w], color=layers.to_rgba(layer), lw=1.2)
+        ax.set_title("residual x" if w == 0 else f"x0{w - 1}", fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    bar = fig.colorbar(layers, ax=axes, label="layer", shrink=0.9)
+    bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    trial_id = report.trials.info["trial_id"][trial].as_py()
+    fig.suptitle(f"Block lambdas over training: #{config + 1} {label(report, config)} "
+                 f"(trial {trial_id})")
+    fig.savefig(path, dpi=dpi or 110)
+    return path
 
 
 def _members(report: Report, config: int) -> np.ndarray:
@@ -262,6 +336,12 @@ def _padded(values: list[float], share: float = 0.08) -> tuple[float, float]:
 
 def _finite(x: float) -> float:
     return x if np.isfinite(x) else 0.0
+
+
+def _time_bar(mean: float, ci: float) -> tuple[float, float]:
+    """(below, above) the mean time: the interval's half-width, stopped at 0 below."""
+    half = _finite(ci)
+    return min(half, max(mean, 0.0)), half
 
 
 def _slug(text: str) -> str:

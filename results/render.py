@@ -1,8 +1,9 @@
 """Text output of a report: a rich table for the terminal, Markdown, CSV and JSON.
 
-The terminal and Markdown tables show what a reader compares at a glance (config columns
-that vary, seeds, loss mean ± std, time, time to target, the test, Pareto); CSV and JSON
-carry every number at full precision for other tools.
+The terminal and Markdown tables show what a reader compares at a glance (config fields
+that vary, seeds, loss mean ± std, time, time to target, the test, Pareto, and the
+differences from a baseline); CSV and JSON carry every number at full precision for other
+tools. `write_report` is the one entry point for all four formats.
 """
 
 from __future__ import annotations
@@ -11,36 +12,66 @@ import csv
 import io
 import json
 import math
-from typing import Any, Sequence
+from typing import Any, TextIO
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ablate.results.configs import config_label, display
 from ablate.results.report import ConfigResult, Report
 from ablate.results.stats import Summary, TTest
 
 BUDGET_ROWS = 12  # rows of the best-loss-within-budget table (thinned evenly)
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+def write_report(report: Report, stream: TextIO, format: str = "table",
+                 width: int | None = None) -> None:
+    """Print `report` to `stream` as a table (rich; `width` columns, 200 when not a
+    terminal), markdown, csv or json. Warnings are not printed: see `warning_lines`."""
+    if format == "table":
+        console = Console(file=stream, width=width)
+        if width is None and not console.is_terminal:
+            console = Console(file=stream, width=200)
+        print_tables(report, console)
+    elif format == "markdown":
+        stream.write(markdown(report))
+    elif format == "csv":
+        stream.write(csv_text(report))
+    elif format == "json":
+        stream.write(json_text(report))
+    else:
+        raise ValueError(f"format: must be one of {', '.join(FORMATS)}, not {format!r}")
+
+
+def warning_lines(report: Report) -> list[str]:
+    """What the report has to warn about (skipped files, seeds counted once, ignored
+    metadata), one `ablate: warning: ...` line each, for stderr."""
+    return ([f"ablate: warning: skipped {s}" for s in report.skipped]
+            + [f"ablate: warning: {w}" for w in report.warnings])
 
 
 def varying(report: Report) -> list[str]:
-    """The `by` columns whose value differs between configs (the others go in the title)."""
-    return [k for k in report.by if len({repr(c.key[k]) for c in report.configs}) > 1]
+    """The fields whose value differs between configs (the others go in the title)."""
+    return list(report.fields)
 
 
 def label(report: Report, config: int) -> str:
-    """A config's short name: its varying columns, `k=v, ...` (or "all" if none vary)."""
-    key = report.configs[config].key
-    return ", ".join(f"{k}={_value(key[k])}" for k in varying(report)) or "all"
+    """A config's name: its shown fields, `k=v, ...` (or "all" if none vary)."""
+    return config_label(report.fields, report.groups.keys[config])
 
 
-def title(report: Report, skipped: Sequence[str] = ()) -> str:
-    fixed = [k for k in report.by if k not in varying(report)]
+def title(report: Report) -> str:
     text = f"{len(report.trials)} trials in {len(report.configs)} configs"
-    if fixed and report.configs:
-        text += " (" + ", ".join(f"{k}={_value(report.configs[0].key[k])}" for k in fixed) + ")"
-    if skipped:
-        text += f"; {len(skipped)} files skipped (see warnings)"
+    if report.by is not None:
+        text += f" pooled by {', '.join(report.by)}"
+    if report.fixed and report.configs:
+        text += " (" + ", ".join(f"{k}={display(v)}" for k, v in report.fixed.items()) + ")"
+    if report.duplicates:
+        text += f"; {len(report.duplicates)} seeds run more than once, each counted once"
+    if report.skipped:
+        text += f"; {len(report.skipped)} files skipped (see warnings)"
     return text
 
 
@@ -54,13 +85,51 @@ def config_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     headers += ["Pareto", "P(nd)", "apart"]
     rows = []
     for number, c in enumerate(report.configs, 1):
-        row = [str(number), *(_value(c.key[k]) for k in keys)]
-        row += [str(c.counts["completed"]), _mean_std(c.loss, 4), _mean_std(c.time)]
+        row = [str(number), *(display(c.key[k]) for k in keys)]
+        row += [_seeds(c), _mean_std(c.loss, 4), _mean_std(c.time)]
         if c.ttest is not None and c.to_target is not None:
-            row += [_to_target(c), _num(c.ttest["p"], 3), _fixed(c.ttest["upper"], 4),
+            row += [_to_target(c), _test(c.ttest["p"]), _test(c.ttest["upper"], 4, fixed=True),
                     _decision(c)]
-        row += ["★" if c.pareto else "", _fixed(c.p_nondominated, 2), _apart(c)]
+        row += ["★" if c.pareto else "", _test(c.p_nondominated, 2, fixed=True), _apart(c)]
         rows.append(row)
+    return headers, rows
+
+
+def baseline_title(report: Report) -> str:
+    assert report.baseline is not None
+    level = f"{1 - report.alpha:.0%}"
+    return (f"Against baseline #{report.baseline + 1} ({label(report, report.baseline)}): "
+            f"config minus baseline, two-sided {level} intervals; Welch's t-test, and the "
+            "paired t-test where both ran the same seeds")
+
+
+def baseline_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of the comparison with the baseline: a Welch row per config, and a
+    paired row where the seeds pair."""
+    level = f"{1 - report.alpha:.0%}"
+    keys = varying(report)
+    headers = ["#", *keys, "test", "n", "Δ loss", f"{level} CI", "p", "Δ time (s)",
+               f"{level} CI", "p"]
+    rows = []
+    if report.baseline is None:
+        return headers, rows
+    n_base = report.configs[report.baseline].loss["n"]
+    for number, c in enumerate(report.configs, 1):
+        vs = c.vs_baseline
+        if vs is None:
+            continue
+        front = [str(number), *(display(c.key[k]) for k in keys)]
+        tests = [("Welch", f"{c.loss['n']} vs {n_base}", "welch")]
+        if vs["pairs"] is not None:
+            tests.append(("paired", f"{vs['pairs']} pairs", "paired"))
+        for name, n, test in tests:
+            row = [*front, name, n]
+            for side, decimals in (("loss", 4), ("time_s", None)):
+                result = vs[side][test]
+                digits = decimals if decimals is not None else _decimals(c.time["mean"])
+                row += [_signed(vs[side]["delta"], digits),
+                        _interval(result["low"], result["high"], digits), _test(result["p"])]
+            rows.append(row)
     return headers, rows
 
 
@@ -76,14 +145,23 @@ def budget_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def print_tables(report: Report, console: Console, skipped: Sequence[str] = ()) -> None:
+def print_tables(report: Report, console: Console) -> None:
+    shown = len(varying(report))
     headers, rows = config_rows(report)
-    table = Table(title=title(report, skipped), title_justify="left")
+    table = Table(title=title(report), title_justify="left")
     for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if 0 < i <= len(varying(report)) else "right")
+        table.add_column(h, justify="left" if 0 < i <= shown else "right")
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if report.baseline is not None:
+        headers, rows = baseline_rows(report)
+        versus = Table(title=baseline_title(report), title_justify="left")
+        for i, h in enumerate(headers):
+            versus.add_column(h, justify="left" if 0 < i <= shown + 1 else "right")
+        for row in rows:
+            versus.add_row(*row)
+        console.print(versus)
     headers, rows = budget_rows(report)
     budget = Table(title="Best val loss within a training-time budget (any curve point)",
                    title_justify="left")
@@ -94,18 +172,21 @@ def print_tables(report: Report, console: Console, skipped: Sequence[str] = ()) 
     console.print(budget)
 
 
-def markdown(report: Report, skipped: Sequence[str] = ()) -> str:
-    parts = [f"**{title(report, skipped)}**", "", _md_table(*config_rows(report)), "",
-             "**Best val loss within a training-time budget (any curve point)**", "",
-             _md_table(*budget_rows(report))]
+def markdown(report: Report) -> str:
+    parts = [f"**{title(report)}**", "", _md_table(*config_rows(report)), ""]
+    if report.baseline is not None:
+        parts += [f"**{baseline_title(report)}**", "", _md_table(*baseline_rows(report)), ""]
+    parts += ["**Best val loss within a training-time budget (any curve point)**", "",
+              _md_table(*budget_rows(report))]
     return "\n".join(parts) + "\n"
 
 
 def csv_text(report: Report) -> str:
     """One row per config, every number at full precision (empty = not defined)."""
-    records = [_flat(c) for c in report.configs]
+    records = [_flat(c, number, report.baseline is not None)
+               for number, c in enumerate(report.configs, 1)]
     out = io.StringIO()
-    fields = list(records[0]) if records else list(report.by)
+    fields = list(records[0]) if records else ["config", *report.fields]
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in records:
@@ -113,8 +194,8 @@ def csv_text(report: Report) -> str:
     return out.getvalue()
 
 
-def json_text(report: Report, skipped: Sequence[str] = ()) -> str:
-    return json.dumps({**report.to_dict(), "skipped": list(skipped)}, indent=2) + "\n"
+def json_text(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2) + "\n"
 
 
 def stats_text(summary: Summary, ttest: TTest) -> str:
@@ -140,8 +221,8 @@ def stats_text(summary: Summary, ttest: TTest) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _flat(c: ConfigResult) -> dict[str, Any]:
-    row: dict[str, Any] = dict(c.key)
+def _flat(c: ConfigResult, number: int, with_baseline: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {"config": number, **c.key, "n": c.loss["n"]}
     row.update({f"n_{k}": v for k, v in c.counts.items()})
     for name, summary, ci in (("loss", c.loss, c.loss_ci), ("time_s", c.time, c.time_ci)):
         row.update({f"{name}_{k}": v for k, v in summary.items() if k != "n"})
@@ -152,14 +233,36 @@ def _flat(c: ConfigResult) -> dict[str, Any]:
         row.update({f"to_target_{k}": v for k, v in c.to_target.items()})
     row["pareto"] = c.pareto
     row["p_nondominated"] = c.p_nondominated
+    if with_baseline:
+        row.update(_flat_baseline(c.vs_baseline))
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v
             for k, v in row.items()}
+
+
+def _flat_baseline(vs: dict[str, Any] | None) -> dict[str, Any]:
+    """Columns of the comparison with the baseline, present (maybe empty) in every row."""
+    row: dict[str, Any] = {"baseline": None if vs is None else vs["baseline"],
+                           "pairs": None if vs is None else vs["pairs"]}
+    for side in ("loss", "time_s"):
+        row[f"{side}_delta"] = None if vs is None else vs[side]["delta"]
+        for test in ("welch", "paired"):
+            result = None if vs is None else vs[side][test]
+            for k in ("t", "df", "p", "low", "high"):
+                row[f"{side}_{test}_{k}"] = None if result is None else result[k]
+    return row
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
     return "\n".join([line(headers), line(["---"] * len(headers)), *map(line, rows)])
+
+
+def _decimals(mean: float) -> int:
+    """Decimals giving 4 significant digits of `mean` (at most 3): 1408, 103.2, 4.532."""
+    if not mean or not math.isfinite(mean):
+        return 3
+    return min(3, max(0, 3 - math.floor(math.log10(abs(mean)))))
 
 
 def _mean_std(summary: dict[str, Any], decimals: int | None = None) -> str:
@@ -169,7 +272,7 @@ def _mean_std(summary: dict[str, Any], decimals: int | None = None) -> str:
     if summary["n"] == 0:
         return "-"
     if decimals is None:
-        decimals = min(3, max(0, 3 - math.floor(math.log10(abs(mean))))) if mean else 3
+        decimals = _decimals(mean)
     if math.isnan(std):
         return _fixed(mean, decimals)
     return f"{_fixed(mean, decimals)} ± {_fixed(std, decimals)}"
@@ -188,6 +291,29 @@ def _decision(c: ConfigResult) -> str:
     return "n/a" if math.isnan(c.ttest["p"]) else ("yes" if c.ttest["reject"] else "no")
 
 
+def _seeds(c: ConfigResult) -> str:
+    """Replicates, and the completed trials behind them when a seed ran more than once."""
+    n, runs = c.loss["n"], c.counts["completed"]
+    return f"{n} ({runs} runs)" if runs > n else str(n)
+
+
+def _test(x: float | None, digits: int = 3, fixed: bool = False) -> str:
+    """A test's number; `n/a` where it is undefined (fewer than 2 replicates)."""
+    if x is None or math.isnan(x):
+        return "n/a"
+    return _fixed(x, digits) if fixed else _num(x, digits)
+
+
+def _signed(x: float, decimals: int) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:+.{decimals}f}"
+
+
+def _interval(low: float, high: float, decimals: int) -> str:
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "n/a"
+    return f"[{low:+.{decimals}f}, {high:+.{decimals}f}]"
+
+
 def _apart(c: ConfigResult) -> str:
     return ", ".join(f"{n} {o}" for o, n in c.counts.items() if o != "completed" and n)
 
@@ -200,5 +326,4 @@ def _fixed(x: float, decimals: int) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.{decimals}f}"
 
 
-def _value(v: Any) -> str:
-    return "-" if v is None else str(v)
+

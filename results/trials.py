@@ -1,4 +1,4 @@
-"""From loaded rows to trials (one curve each) and configs (trials that differ only by seed).
+"""From loaded rows to trials: one curve each, with its final row (configs.py groups them).
 
 Everything downstream is vectorised numpy over one flat layout: the curve points of all
 trials back to back, sorted by trial then step, with `offsets` marking where each trial
@@ -8,20 +8,17 @@ starts (compressed sparse rows). Ten million points then cost a few array passes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ablate.results.curves import CONFIG_COLUMNS
-from ablate.results.errors import InputError
-from ablate.results.load import expand_params, params_keys
+from ablate.results.configs import trial_params
 
-DEFAULT_BY = tuple(c for c in CONFIG_COLUMNS if c != "seed")
 OUTCOMES = ("completed", "running", "diverged", "failed")
-_INFO_COLUMNS = ["sweep", "trial_id", *CONFIG_COLUMNS, "step", "train_time_ms", "val_loss",
-                 "status", "params"]
+_INFO_COLUMNS = ["sweep", "trial_id", "seed", "num_iterations", "step", "train_time_ms",
+                 "val_loss", "status", "params"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +36,15 @@ class Trials:
     def __len__(self) -> int:
         return self.info.num_rows
 
+    def seeds(self) -> list[int | None]:
+        """Each trial's seed: the `seed` column, else its params' "seed", else None."""
+        column = self.info["seed"].to_pylist()
+        if all(s is not None for s in column):
+            return column
+        params = trial_params(self.info)
+        return [s if s is not None else _int_or_none(p.get("seed"))
+                for s, p in zip(column, params)]
+
     @property
     def final_loss(self) -> np.ndarray:
         return self.val_loss[self.offsets[1:] - 1]
@@ -46,21 +52,6 @@ class Trials:
     @property
     def final_time_s(self) -> np.ndarray:
         return self.time_s[self.offsets[1:] - 1]
-
-
-@dataclass(frozen=True)
-class Groups:
-    """Configs: trials sharing every `by` value. Keys are sorted; `index` maps trial -> config."""
-
-    by: tuple[str, ...]
-    keys: list[tuple[Any, ...]]
-    index: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def key_dict(self, config: int) -> dict[str, Any]:
-        return dict(zip(self.by, self.keys[config]))
 
 
 def trials_from(table: pa.Table) -> Trials:
@@ -99,30 +90,6 @@ def outcome_of(status: Sequence[str | None], final_loss: np.ndarray) -> np.ndarr
     return out
 
 
-def group_configs(info: pa.Table, by: Sequence[str] = DEFAULT_BY) -> tuple[Groups, pa.Table]:
-    """Group trials by `by` (columns, or keys of the params JSON); returns (groups, info).
-
-    The returned info has a column for every `by` key. An unknown key is an InputError that
-    lists the keys there are.
-    """
-    by = tuple(by)
-    missing = [k for k in by if k not in info.column_names]
-    if missing:
-        available = params_keys(info)
-        unknown = [k for k in missing if k not in available]
-        if unknown:
-            choices = sorted(set(info.column_names) - {"params"} | set(available))
-            raise InputError(f"--by: unknown column {', '.join(unknown)} "
-                             f"(known: {', '.join(choices)})")
-        info = expand_params(info, missing)
-    columns = [info[k].to_pylist() for k in by]
-    trial_keys = list(zip(*columns)) if by else [()] * info.num_rows
-    keys = sorted(set(trial_keys), key=lambda k: tuple(_sortable(v) for v in k))
-    position = {k: i for i, k in enumerate(keys)}
-    index = np.array([position[k] for k in trial_keys], dtype=np.int64)
-    return Groups(by, keys, index), info
-
-
 def _codes(column: pa.ChunkedArray) -> np.ndarray:
     """Integer codes of a string column (0 for null), equal for equal strings in any chunk."""
     if not pa.types.is_dictionary(column.type):
@@ -149,10 +116,5 @@ def _decoded(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def _sortable(value: Any) -> tuple[int, float, str]:
-    """Sort key that orders None first, then numbers, then text, without TypeErrors."""
-    if value is None:
-        return (0, 0.0, "")
-    if isinstance(value, (bool, int, float)):
-        return (1, float(value), "")
-    return (2, 0.0, str(value))
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

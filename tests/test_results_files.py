@@ -24,7 +24,7 @@ from ablate.results.errors import InputError
 from ablate.results.load import expand_params, load_curves
 from ablate.results.logs import import_logs, parse_log, to_record_log
 from ablate.results.plots import write_plots
-from ablate.results.report import build_report
+from ablate.results.report import analyse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_bad_files_are_reported_by_path_and_the_rest_analysed(tmp_path: Path) ->
     assert "newer" in next(str(p) for p in loaded.problems if p.path == future)
     assert "no schema version" in next(str(p) for p in loaded.problems if p.path == foreign)
     assert sorted(set(loaded.table["trial_id"].to_pylist())) == ["good-a", "good-b"]
-    report = build_report(loaded.table)
+    report = analyse(loaded.table)
     assert report.configs[0].counts["completed"] == 2
 
 
@@ -132,7 +132,7 @@ def test_params_keys_expand_into_columns(tmp_path: Path) -> None:
 
 def test_report_groups_seeds_and_matches_scipy(tmp_path: Path) -> None:
     finals = sweep_of_configs(tmp_path)
-    report = build_report(load_curves([tmp_path]).table, target=3.25, alpha=0.05)
+    report = analyse(load_curves([tmp_path]).table, target=3.25, alpha=0.05)
     assert len(report.configs) == 4
     for c in report.configs:
         x = np.array(finals[(c.key["extra_embeddings"], c.key["lambda_init"])])
@@ -154,7 +154,7 @@ def test_failed_and_diverged_trials_are_counted_apart(tmp_path: Path) -> None:
     write_trial(tmp_path, "bad", [5.0, 1.0], seed=3, status="failed")
     write_trial(tmp_path, "live", [5.0, 0.5], seed=4, status="running")
     write_trial(tmp_path, "inf", [5.0, float("inf")], seed=5)  # "completed" but not finite
-    (c,) = build_report(load_curves([tmp_path]).table).configs
+    (c,) = analyse(load_curves([tmp_path]).table).configs
     assert c.counts == {"completed": 2, "running": 1, "diverged": 2, "failed": 1}
     assert c.loss["n"] == 2 and c.loss["mean"] == pytest.approx(3.1)
 
@@ -164,7 +164,7 @@ def test_final_row_is_the_max_step_whatever_the_row_order(tmp_path: Path) -> Non
              "val_loss": 10.0 - s, "status": "completed" if s == 4 else "running",
              "params": "{}"} for s in (4, 0, 2, 1, 3)]
     write_curve(curve_path(tmp_path, "s", "t"), rows)
-    report = build_report(load_curves([tmp_path]).table, by=())
+    report = analyse(load_curves([tmp_path]).table, by=())
     assert report.configs[0].loss["mean"] == 6.0
     assert report.trials.step.tolist() == [0, 1, 2, 3, 4]
 
@@ -172,17 +172,17 @@ def test_final_row_is_the_max_step_whatever_the_row_order(tmp_path: Path) -> Non
 def test_by_accepts_params_keys_and_rejects_unknown_ones(tmp_path: Path) -> None:
     sweep_of_configs(tmp_path)
     table = load_curves([tmp_path]).table
-    report = build_report(table, by=["muon_lr"])
+    report = analyse(table, by=["muon_lr"])
     assert [c.key["muon_lr"] for c in report.configs] == [0.01, 0.03]
     assert [c.loss["n"] for c in report.configs] == [6, 6]
     with pytest.raises(InputError, match="nosuchkey"):
-        build_report(table, by=["nosuchkey"])
+        analyse(table, by=["nosuchkey"])
 
 
 def test_budget_frontier_reports_the_best_point_within_each_budget(tmp_path: Path) -> None:
     write_trial(tmp_path, "fast", [6.0, 4.0, 3.5], [0.0, 1.0, 2.0])
     write_trial(tmp_path, "slow", [6.5, 3.8, 3.0], [0.0, 1.5, 4.0], seed=1)
-    report = build_report(load_curves([tmp_path]).table)
+    report = analyse(load_curves([tmp_path]).table)
     assert [(p.time_s, p.val_loss, p.trial_id) for p in report.budget] == [
         (0.0, 6.0, "fast"), (1.0, 4.0, "fast"), (1.5, 3.8, "slow"), (2.0, 3.5, "fast"),
         (4.0, 3.0, "slow")]
@@ -222,7 +222,8 @@ def test_import_logs_writes_curves_and_never_overwrites(tmp_path: Path) -> None:
     assert path == out / "records" / "curves" / "0c3f0e4a-record.parquet"
     table = read_curve(path)
     assert table["status"].to_pylist() == ["running", "running", "completed"]
-    assert set(table["preset"].to_pylist()) == {"record"}
+    assert {json.loads(p)["preset"] for p in table["params"].to_pylist()} == {"record"}
+    assert table["seed"].to_pylist() == [None] * 3
     assert table["num_iterations"].to_pylist() == [1770] * 3
     with pytest.raises(InputError, match="refusing to overwrite"):
         import_logs([log], out)
@@ -271,19 +272,20 @@ def test_plots_are_written_and_non_empty(tmp_path: Path,
     sweep_of_configs(tmp_path / "s")
     code, _, err = run(["report", str(tmp_path / "s"), "--target", "3.25",
                         "--plot", str(tmp_path / "plots")], capsys)
-    assert code == 0 and "wrote 7 plots" in err
+    assert code == 0 and "wrote 8 plots" in err
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert {"loss_vs_time.png", "pareto.png", "loss_vs_extra_embeddings.png"} <= set(names)
+    assert {"loss_vs_time.png", "pareto.png", "final_loss_vs_extra_embeddings.png",
+            "final_loss_vs_muon_lr.png"} <= set(names)
     assert sum(n.startswith("lambdas_") for n in names) == 4  # one per config
     for path in (tmp_path / "plots").iterdir():
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
-def test_no_extra_embeddings_plot_without_that_axis(tmp_path: Path) -> None:
-    write_trial(tmp_path / "s", "t", [5.0, 3.0], extra_embeddings=None)
-    loaded = load_curves([tmp_path / "s"])
-    paths = write_plots(build_report(loaded.table), loaded.table, tmp_path / "plots")
+def test_no_final_loss_plot_without_a_numeric_field_that_varies(tmp_path: Path) -> None:
+    write_trial(tmp_path / "s", "t", [5.0, 3.0])
+    write_trial(tmp_path / "s", "u", [5.0, 3.1], lambda_init="one")
+    paths = write_plots(analyse(load_curves([tmp_path / "s"])), tmp_path / "plots")
     assert sorted(p.name for p in paths) == ["loss_vs_time.png", "pareto.png"]
 
 
@@ -330,6 +332,7 @@ def test_report_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     code, out, _ = run(["report", str(tmp_path), "--format", "markdown", "--by",
                         "lambda_init"], capsys)
     assert code == 0 and "| # | lambda_init | seeds |" in out and "| 2 | zero | 6 |" in out
+    assert "pooled by lambda_init" in out
 
 
 def test_report_warns_about_skipped_files(tmp_path: Path,
@@ -409,7 +412,7 @@ def test_python_dash_m_results(tmp_path: Path) -> None:
                            "--format", "csv"], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("preset,extra_embeddings")
+    assert done.stdout.startswith("config,n,n_completed")
 
 
 def test_results_never_imports_torch_or_ray() -> None:

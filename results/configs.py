@@ -1,0 +1,222 @@
+"""Config identity: which trials are runs of the same config, decided by the data.
+
+A trial's `params` holds every field of its config. Two trials are the same config when
+every field is equal except the LABELS: fields that name or place a run without changing
+what it computes or what is measured. A field that a list of column names did not foresee
+(an lr swept by hand, a new model option) therefore always tells configs apart; `--by`
+pools configs deliberately.
+
+Which fields are labels:
+- `seed`: the replicate within a config, not the config.
+- `sweep`, `trial_id`: names.
+- `out`: where the curve file goes.
+- `data`: where the shards are; the same shards in another folder are the same data.
+- `checkpoint_every`: checkpoints are taken at validation points while the training
+  clock is stopped, and a resumed run equals an uninterrupted one, so neither loss nor
+  time depends on it.
+Not labels, though they may look like it: `workers` (each step sees the same data, but the
+training time is measured with that many workers), `device` and `compile` (numerics and
+time), `val_every` and `val_tokens` (where and on what the loss is measured).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Hashable, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ablate.results.errors import InputError
+
+LABELS = frozenset({"seed", "sweep", "trial_id", "out", "data", "checkpoint_every"})
+
+
+@dataclass(frozen=True)
+class Configs:
+    """Trials grouped into configs. `index` maps trial -> config; configs are sorted by
+    their shown fields."""
+
+    fields: tuple[str, ...]  # shown as columns: the fields whose value differs between configs
+    fixed: dict[str, Any]  # fields with one value in every config (shown in the title)
+    keys: list[dict[str, Any]]  # every field of each config (the `by` fields when pooled)
+    index: np.ndarray  # trial -> config
+    identity: np.ndarray  # trial -> config identity (equal to `index` unless pooled)
+    by: tuple[str, ...] | None  # the fields pooled by (`--by`); None: config identity
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def key_dict(self, config: int) -> dict[str, Any]:
+        """The config's shown fields and their values."""
+        return {f: self.keys[config].get(f) for f in self.fields}
+
+
+def trial_params(info: pa.Table) -> list[dict[str, Any]]:
+    """Each trial's params dict (info has one row per trial); each distinct JSON parsed once."""
+    column = info["params"]
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    combined = column.combine_chunks()
+    parsed = [_parse(text) for text in combined.dictionary.to_pylist()]
+    empty: dict[str, Any] = {}
+    return [empty if i is None else parsed[i] for i in combined.indices.to_pylist()]
+
+
+def group_configs(info: pa.Table, by: Sequence[str] | None = None,
+                  axes: Sequence[str] = ()) -> Configs:
+    """Configs of the trials in `info` (one row per trial, with `params`).
+
+    Without `by`: config identity (module doc); the shown fields are the sweep's `axes`
+    that vary, then any other varying field that the axes do not already determine (a
+    preset's sizes follow the preset). With `by`: trials pooled by those fields (params
+    keys or info columns); an unknown field is an InputError that lists the known ones.
+    """
+    params = trial_params(info)
+    identity, identity_keys = _distinct([_identity(p) for p in params])
+    if by is None:
+        keys = [dict(k) for k in identity_keys]
+        fields, fixed = shown_fields(keys, _field_order(params), axes)
+        index = identity
+    else:
+        by = tuple(by)
+        columns = {name: info[name].to_pylist() for name in by
+                   if name in info.column_names and name != "params"}
+        known = set(columns) | {k for p in params for k in p}
+        unknown = [name for name in by if name not in known]
+        if unknown:
+            choices = sorted({k for p in params for k in p}
+                             | (set(info.column_names) - {"params"}))
+            raise InputError(f"--by: unknown field {', '.join(unknown)} "
+                             f"(known: {', '.join(choices)})")
+        values = [tuple((name, _hashable(p[name] if name in p else columns[name][t]))
+                        for name in by) for t, p in enumerate(params)]
+        index, distinct = _distinct(values)
+        keys = [dict(k) for k in distinct]
+        fields = tuple(f for f in by if len({_hashable(k.get(f)) for k in keys}) > 1)
+        fixed = {f: keys[0][f] for f in by if f not in fields} if keys else {}
+    order = sorted(range(len(keys)), key=lambda i: (
+        tuple(_sortable(keys[i].get(f)) for f in fields), json.dumps(keys[i], sort_keys=True,
+                                                                      default=str)))
+    rank = np.empty(len(keys), np.int64)
+    rank[order] = np.arange(len(keys))
+    return Configs(fields=fields, fixed=fixed, keys=[keys[i] for i in order],
+                   index=rank[index] if len(index) else index, identity=identity,
+                   by=by)
+
+
+def shown_fields(keys: Sequence[dict[str, Any]], order: Sequence[str],
+                 axes: Sequence[str] = ()) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """(fields that vary between configs, in display order; fields with one value everywhere).
+
+    A field missing from some configs but not others varies (missing reads as None).
+    """
+    names = list(dict.fromkeys([*order, *(k for key in keys for k in key)]))
+    values = {f: [_hashable(key.get(f)) for key in keys] for f in names}
+    varying = [f for f in names if len(set(values[f])) > 1]
+    fixed = {f: keys[0][f] for f in names if f not in varying and keys and f in keys[0]}
+    shown_axes = [a for a in axes if a in varying]
+    if not shown_axes:
+        return tuple(varying), fixed
+    along = list(zip(*(values[a] for a in shown_axes)))
+    others = [f for f in varying if f not in shown_axes
+              and not _determined(along, values[f])]
+    return tuple(shown_axes + others), fixed
+
+
+def field_value(text: str) -> Any:
+    """A value typed on the command line, as JSON if it parses (0, 0.008, true, null,
+    [1, 2]), else the text itself (zero, tiny)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def same_value(value: Any, typed: str) -> bool:
+    """Whether a config's field value is what the user typed (`typed` as in field_value).
+
+    Numbers compare as numbers (0.5 = 0.50), booleans only with booleans (1 is not true),
+    and anything also matches its own display text.
+    """
+    wanted = field_value(typed)
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return isinstance(value, bool) and isinstance(wanted, bool) and value == wanted \
+            or str(value).lower() == typed.lower()
+    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)):
+        return value == wanted
+    return _hashable(value) == _hashable(wanted) or display(value) == typed
+
+
+def display(value: Any) -> str:
+    """A field value as the tables show it ("-" for a field the config does not have)."""
+    if value is None:
+        return "-"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _identity(params: dict[str, Any]) -> tuple[tuple[str, Hashable], ...]:
+    return tuple(sorted((k, _hashable(v)) for k, v in params.items() if k not in LABELS))
+
+
+def _distinct(items: Sequence[Hashable]) -> tuple[np.ndarray, list[Any]]:
+    """(index of each item's class, the classes in order of first appearance)."""
+    position: dict[Hashable, int] = {}
+    index = np.fromiter((position.setdefault(item, len(position)) for item in items),
+                        dtype=np.int64, count=len(items))
+    return index, list(position)
+
+
+def _field_order(params: Iterable[dict[str, Any]]) -> list[str]:
+    """Fields in the order trials list them (the trainer's own order), first seen first."""
+    seen: dict[str, None] = {}
+    last: dict[str, Any] | None = None
+    for p in params:
+        if p is not last:  # trials of one file share one parsed dict: look at it once
+            seen.update(dict.fromkeys(p))
+            last = p
+    return [k for k in seen if k not in LABELS]
+
+
+def _determined(along: Sequence[tuple[Any, ...]], values: Sequence[Any]) -> bool:
+    """Whether `values` is a function of `along` (one value per distinct `along`)."""
+    seen: dict[tuple[Any, ...], Any] = {}
+    return all(seen.setdefault(a, v) == v for a, v in zip(along, values))
+
+
+def _hashable(value: Any) -> Hashable:
+    """Lists and dicts as their JSON text; NaN as text (NaN never equals itself)."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def _parse(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _sortable(value: Any) -> tuple[int, float, str]:
+    """Sort key that orders None first, then numbers, then text, without TypeErrors."""
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, (bool, int, float)):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))
+
+
+def config_label(fields: Sequence[str], key: dict[str, Any]) -> str:
+    """A config's name in tables: its shown fields as `k=v, ...` ("all" if there are none)."""
+    return ", ".join(f"{f}={display(key.get(f))}" for f in fields) or "all"
