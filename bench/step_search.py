@@ -24,8 +24,8 @@ import optuna
 from rich.console import Console
 from rich.table import Table
 
-from ablate.sweeps.search_bisect import MORE, PASS, StepSearch, decide
-from ablate.sweeps.search_spec import SearchSettings
+from ablate.sweeps.search.method import MORE, PASS, StepSearch, decide
+from ablate.sweeps.search.spec import SearchSettings
 
 MEDIUM = SearchSettings(min_steps=3000, max_steps=8000, granularity=125, target=2.92,
                         alpha=0.05, seeds_per_probe=3, max_seeds=8, max_trials=10_000)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ablate.sweeps.spec import SpecError
 
+DISTRIBUTION = "ablate-sweeps"  # on PyPI; the command and the import root are `ablate`
+
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit status 2, as argparse does)."""
@@ -23,21 +25,35 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_sweep(args) -> int:
-    from ablate.sweeps.run import SPEC_FILE, build_tuner, claim, exists, ray_session
-    from ablate.sweeps.spec import join, load_spec, resolve_data, storage_root
+    from ablate.sweeps.spec import load_spec
+    from ablate.sweeps.storage import is_stored, join, storage_root
+    from ablate.trainer.cli import parse_assignments
 
     if args.max_trials < 1:
         raise SpecError(f"--max-trials: must be >= 1, got {args.max_trials}")
-    spec = load_spec(args.spec, max_trials=None if args.yes else args.max_trials)
+    settings = parse_assignments(args.set or [], flag="-s")
+    if args.name is not None:
+        settings["sweep.name"] = args.name
+    spec = load_spec(args.spec, max_trials=None if args.yes else args.max_trials, settings=settings)
     storage = storage_root(args.storage or spec.storage)
     folder = join(storage, spec.name)
-    try:
-        stored = any(exists(join(folder, f)) for f in ("tuner.pkl", "curves", SPEC_FILE))
-    except (OSError, ValueError, NotImplementedError) as e:  # pyarrow: bad scheme, bucket, access
-        raise SpecError(f"{storage}: storage not reachable ({' '.join(str(e).split())})") from None
-    if stored:
+    if args.dry_run:
+        from rich.console import Console
+
+        from ablate.sweeps.plan import plan, print_plan
+
+        print_plan(plan(spec, folder, args.address), Console())
+        return 0
+    if is_stored(folder):
         raise SpecError(f"{folder}: a sweep named {spec.name!r} is already stored there; "
-                        "resume it with `ablate resume`, or choose another --storage or name")
+                        "resume it with `ablate resume`, or choose another --storage or --name")
+    return run_sweep(spec, storage, folder, args)
+
+
+def run_sweep(spec, storage: str, folder: str, args) -> int:
+    from ablate.sweeps.storage import claim, resolve_data
+    from ablate.sweeps.tuner import build_tuner, ray_session
+
     data = resolve_data(spec, storage)
     out = sys.stdout
     view = make_view(spec, out if args.json_log else None)
@@ -51,8 +67,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from ablate.sweeps.run import load_sweep, ray_session, restore_tuner
-    from ablate.sweeps.spec import storage_root
+    from ablate.sweeps.storage import load_sweep, storage_root
+    from ablate.sweeps.tuner import ray_session, restore_tuner
 
     folder = storage_root(args.dir)
     spec, settings = load_sweep(folder)
@@ -66,9 +82,8 @@ def cmd_resume(args) -> int:
 def cmd_status(args) -> int:
     from rich.console import Console
 
-    from ablate.sweeps.progress import print_status, sweep_status
-    from ablate.sweeps.run import load_sweep
-    from ablate.sweeps.spec import storage_root
+    from ablate.sweeps.status import print_status, sweep_status
+    from ablate.sweeps.storage import load_sweep, storage_root
 
     folder = storage_root(args.dir)
     spec, _ = load_sweep(folder)
@@ -111,7 +126,7 @@ def finish(results, folder: str, target: float | None, json_out=None) -> int:
     import tempfile
 
     from ablate.results.cli import main as results_main
-    from ablate.sweeps.spec import filesystem, is_uri, join
+    from ablate.sweeps.storage import copy_folder, is_uri, join
 
     failed = [r for r in results if r.error is not None]
     for r in failed:
@@ -125,13 +140,7 @@ def finish(results, folder: str, target: float | None, json_out=None) -> int:
     with tempfile.TemporaryDirectory(prefix="ablate-report-") as tmp:
         local = folder
         if is_uri(folder):
-            import pyarrow.fs
-
-            fs, path = filesystem(join(folder, "curves"))
-            local = Path(tmp) / "curves"
-            local.mkdir()
-            pyarrow.fs.copy_files(path, str(local), source_filesystem=fs,
-                                  destination_filesystem=pyarrow.fs.LocalFileSystem())
+            local = copy_folder(join(folder, "curves"), Path(tmp) / "curves")
         argv = ["report", str(local)] + (["--target", str(target)] if target is not None else [])
         if json_out:
             out = io.StringIO()
@@ -157,6 +166,12 @@ def add_commands(sub) -> None:
     p.add_argument("--storage", help="storage root: a path or a URI such as s3://bucket/runs "
                    "(default: the spec's, else ./runs)")
     p.add_argument("--address", help="join a Ray cluster: auto, or ray://host:port")
+    p.add_argument("-s", "--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override the spec, e.g. -s fixed.num_iterations=200 -s sweep.seeds=3 "
+                        "-s 'axes.extra_embeddings=[0,1]' (pinning a key in fixed drops its axis)")
+    p.add_argument("--name", help="the sweep's name (its folder under the storage root)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and list the trials, steps, tokens and resources; start nothing")
     p.add_argument("--max-trials", type=int, default=500,
                    help="refuse a grid of more trials unless --yes (default 500)")
     p.add_argument("--yes", action="store_true", help="launch however many trials the grid has")
@@ -177,8 +192,18 @@ def add_commands(sub) -> None:
     s.set_defaults(func=cmd_status)
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "(not installed)"
+
+
 def input_errors() -> tuple[type[BaseException], ...]:
-    from ablate.model import ConfigError
+    from ablate.model.config import ConfigError
     from ablate.results.cli import INPUT_ERRORS
     from ablate.results.curves import CurveError
     from ablate.trainer.data import DataError
@@ -187,13 +212,14 @@ def input_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     import ablate.results.cli
-    import ablate.sweeps.search
+    import ablate.sweeps.search.cli
     import ablate.trainer.cli
 
     parser = Parser(prog="ablate", description="Ablation sweeps for LLM speedrun research.")
+    parser.add_argument("--version", action="version", version=f"ablate {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_commands(sub)
-    ablate.sweeps.search.add_commands(sub)
+    ablate.sweeps.search.cli.add_commands(sub)
     ablate.trainer.cli.add_commands(sub)
     ablate.results.cli.add_commands(sub)
     args = parser.parse_args(argv)

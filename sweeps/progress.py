@@ -1,5 +1,5 @@
-"""What a sweep is doing: live views on the driver (Tune callbacks), and `ablate status` from
-storage (Tune's experiment state plus the curve files).
+"""What a sweep is doing, live, on the driver: views fed by Tune's callback hooks.
+(`ablate status`, which reads a sweep from storage, is sweeps/status.py.)
 
 Two live views share one tally of the trials: `RichView` (a bar per trial, counts, ETA) and
 `JsonLog` (one JSON object per line per event on stdout, for machines).
@@ -16,9 +16,9 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
+from ablate.sweeps import states
 from ablate.trainer.config import TrainConfig
 
-FINISHED = ("done", "stopped", "diverged", "error")
 DEFAULT_BUDGET = TrainConfig.num_iterations  # a trial whose config leaves num_iterations out
 
 
@@ -28,7 +28,7 @@ class TrialLine:
     trial_id: str
     label: str
     num_iterations: int
-    state: str = "pending"  # pending | running | done | stopped | diverged | error
+    state: str = states.PENDING  # one of states.STATES
     step: int = 0
     val_loss: float | None = None
     node_id: str | None = None
@@ -39,10 +39,7 @@ def describe(config: dict[str, Any], axes: list[str]) -> str:
 
 
 def _finished_state(trial) -> str:
-    """A trial Tune calls finished: done, diverged, or stopped early (the last result Tune
-    had from it was not its last validation point: status "running")."""
-    status = (trial.last_result or {}).get("status")
-    return {"completed": "done", "diverged": "diverged"}.get(status, "stopped")
+    return states.ended_state((trial.last_result or {}).get("status"))
 
 
 class View(Callback):
@@ -70,7 +67,7 @@ class View(Callback):
             if trial.status == "TERMINATED":  # restored finished trials fire no hooks
                 self._finish(self.lines[trial.trial_id], _finished_state(trial), trial.last_result)
             elif trial.status == "ERROR":
-                self.lines[trial.trial_id].state = "error"
+                self.lines[trial.trial_id].state = states.FAILED
         return self.lines[trial.trial_id]
 
     def _finish(self, line: TrialLine, state: str, result: dict[str, Any] | None) -> None:
@@ -79,7 +76,7 @@ class View(Callback):
             line.step, line.val_loss = result.get("step", line.step), result.get("val_loss", line.val_loss)
 
     def counts(self) -> dict[str, int]:
-        c = {s: 0 for s in ("running", "done", "stopped", "diverged", "error")}
+        c = {s: 0 for s in states.STATES if s != states.PENDING}
         for line in self.lines.values():
             if line.state in c:
                 c[line.state] += 1
@@ -88,7 +85,8 @@ class View(Callback):
 
     def done_steps(self) -> int:
         """Steps trained or no longer needed (a stopped trial's remaining steps are saved)."""
-        return sum(l.num_iterations if l.state in FINISHED else l.step for l in self.lines.values())
+        return sum(line.num_iterations if line.state in states.FINISHED else line.step
+                   for line in self.lines.values())
 
     def eta(self) -> float | None:
         """Seconds left at this session's rate of steps (all trials together)."""
@@ -102,14 +100,14 @@ class View(Callback):
         for t in trials:
             self.line(t)
         line = self.line(trial)
-        line.state = "running"
+        line.state = states.RUNNING
         self.changed(line, "trial_start")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.t0 is None:
             self.t0, self.steps0 = time.monotonic(), self.done_steps()
         line = self.line(trial)
-        line.state = "running"
+        line.state = states.RUNNING
         line.step, line.val_loss = result.get("step", line.step), result.get("val_loss")
         line.node_id = result.get("node_id", line.node_id)
         self.changed(line, "result")
@@ -121,7 +119,7 @@ class View(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         line = self.line(trial)
-        line.state = "error"
+        line.state = states.FAILED
         self.changed(line, "trial_error", error=_error_line(trial))
 
     def changed(self, line: TrialLine, event: str, **extra) -> None:
@@ -165,8 +163,8 @@ class RichView(View):
             self.tasks[line.trial_id] = self.progress.add_task(
                 line.label, total=line.num_iterations, trial=line.trial_id, note="")
         loss = f"val {line.val_loss:.4f}" if line.val_loss is not None else ""
-        state = {"done": "[green]done[/]", "stopped": "[yellow]stopped[/]",
-                 "diverged": "[red]diverged[/]", "error": "[red]error[/]"}.get(line.state, "")
+        colour = {states.COMPLETED: "green", states.STOPPED: "yellow"}.get(line.state, "red")
+        state = f"[{colour}]{line.state}[/]" if line.state in states.FINISHED else ""
         self.progress.update(self.tasks[line.trial_id], completed=line.step, note=f"{loss} {state}")
         self.summarize()
 
@@ -218,7 +216,7 @@ def _error_line(trial) -> str:
         text = trial.get_error() or ""
     except Exception:  # the error file may not have reached storage yet
         text = ""
-    lines = [l for l in str(text).strip().splitlines() if l.strip()]
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1] if lines else "error"
 
 
@@ -239,91 +237,3 @@ def json_text(value: Any) -> str:
         return v
 
     return json.dumps(clean(value), default=str, allow_nan=False)
-
-
-# --- `ablate status`: from storage ------------------------------------------------------------
-
-TUNE_STATES = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "pending",
-               "TERMINATED": "terminated", "ERROR": "error"}
-
-
-def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
-    """Every trial Tune knows of (and every curve it does not): state, config, last step and
-    val loss. Steps and losses come from the curves (written at every validation point), else
-    from Tune's last result. A trial Tune terminated after a report that was not its last was
-    stopped early (its Train run may have got a little further before it was aborted)."""
-    import pyarrow.parquet as pq
-    from ray.tune import ExperimentAnalysis
-
-    from ablate.sweeps.spec import filesystem, join
-
-    try:
-        trials = ExperimentAnalysis(folder).trials
-    except Exception:  # no experiment state yet (the driver died in its first seconds)
-        trials = []
-    fs, curves = filesystem(join(folder, "curves"))
-    files = {info.base_name.removesuffix(".parquet"): info.path
-             for info in fs.get_file_info(_selector(curves)) if info.base_name.endswith(".parquet")}
-    rows = []
-    for trial in trials:
-        reported = trial.last_result or {}
-        last = {k: reported.get(k) for k in ("step", "val_loss", "status", "node_id")}
-        if trial.trial_id in files:
-            last |= _last_row(pq, fs, files.pop(trial.trial_id))
-        state = TUNE_STATES.get(trial.status, trial.status.lower())
-        if state == "terminated" and reported.get("status") == "running":
-            state = "stopped"
-        rows.append(_status_row(trial.trial_id, trial.config, axes, state, last))
-    for trial_id, path in files.items():
-        last = _last_row(pq, fs, path)
-        rows.append(_status_row(trial_id, last.get("config", {}), axes, "untracked", last))
-    return sorted(rows, key=lambda r: r["trial_id"])
-
-
-def _selector(path: str):
-    import pyarrow.fs
-
-    return pyarrow.fs.FileSelector(path, allow_not_found=True)
-
-
-def _last_row(pq, fs, path: str) -> dict[str, Any]:
-    try:
-        table = pq.read_table(path, filesystem=fs)
-    except Exception:
-        return {}
-    row = table.slice(table.num_rows - 1).to_pylist()[0] if table.num_rows else {}
-    return {"step": row.get("step"), "val_loss": row.get("val_loss"), "status": row.get("status"),
-            "num_iterations": row.get("num_iterations"),
-            "config": json.loads(row["params"]) if row.get("params") else {}}
-
-
-def _status_row(trial_id: str, config: dict[str, Any], axes: list[str], state: str,
-                last: dict[str, Any]) -> dict[str, Any]:
-    last.pop("config", None)
-    return dict(trial_id=trial_id, state=state, config={k: config.get(k) for k in [*axes, "seed"]},
-                num_iterations=last.get("num_iterations") or config.get("num_iterations", DEFAULT_BUDGET),
-                step=last.get("step"),
-                val_loss=last.get("val_loss"), curve_status=last.get("status"),
-                node_id=last.get("node_id"))
-
-
-def print_status(rows: list[dict[str, Any]], expected: int, console) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} of {expected} trials started")
-    for name in ("trial", "config", "state", "step", "val loss", "curve"):
-        table.add_column(name, justify="right" if name in ("step", "val loss") else "left")
-    colour = {"terminated": "green", "stopped": "yellow", "error": "red", "running": "cyan"}
-    for r in rows:
-        step = f"{r['step']}/{r['num_iterations']}" if r["step"] is not None else ""
-        loss = f"{r['val_loss']:.4f}" if r["val_loss"] is not None else ""
-        state = f"[{colour.get(r['state'], 'white')}]{r['state']}[/]"
-        table.add_row(r["trial_id"], " ".join(f"{k}={v}" for k, v in r["config"].items()), state,
-                      step, loss, r["curve_status"] or "")
-    console.print(table)
-    counts = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    if expected > len(rows):
-        counts["not started"] = expected - len(rows)
-    console.print(" · ".join(f"{n} {k}" for k, n in counts.items()))

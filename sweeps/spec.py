@@ -13,23 +13,20 @@ example; in short:
     [early_stopping]  kind = "same_budget" (margin, grace_steps) | "asha" (grace_steps,
                       reduction_factor, brackets)
 
-Storage is a local path or any URI that pyarrow (and so Ray) opens: s3://, gs://, file://.
+No torch and no ray here: a spec is checked (and `--dry-run` answers) in a moment.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import os
 import re
-import shutil
-import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ablate.model import ConfigError
+from ablate.model.config import ConfigError
 from ablate.trainer.config import TrainConfig
 
 BUILTIN_DATA = "builtin"
@@ -110,16 +107,45 @@ _RANGE_KEYS = {"start", "stop", "step"}
 _RESERVED = ("seed", "preset", "data", "out", "sweep", "trial_id", "workers")
 
 
-def load_spec(path: str | Path, max_trials: int | None = None) -> SweepSpec:
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """A spec file's TOML tables; a missing, unreadable or malformed file -> SpecError."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SpecError(f"{path}: not valid TOML ({e})") from None
     except IsADirectoryError:
         raise SpecError(f"{path}: is a folder, not a spec file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: not valid TOML ({e})") from None
+    except (OSError, RecursionError) as e:
+        raise SpecError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def override(raw: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The spec's tables with `section.key = value` settings applied (`ablate sweep -s`).
+    Pinning a key in [fixed] takes it off [axes], and the other way round: an override
+    states what the user wants, whatever the file said."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for where, value in settings.items():
+        section, dot, key = where.partition(".")
+        if not dot or not key or section not in _SECTIONS:
+            raise SpecError(f"-s {where}: expected section.key=value with a section among "
+                            f"{', '.join(sorted(_SECTIONS))} (e.g. fixed.num_iterations=200)")
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise SpecError(f"-s {where}: [{section}] is not a table in the spec")
+        table[key] = value
+        other = {"fixed": "axes", "axes": "fixed"}.get(section)
+        if other and isinstance(raw.get(other), dict):
+            raw[other].pop(key, None)
+    return raw
+
+
+def load_spec(path: str | Path, max_trials: int | None = None,
+              settings: dict[str, Any] | None = None) -> SweepSpec:
+    path = Path(path)
+    raw = override(load_toml(path), settings or {})
     return parse_spec(raw, source=str(path), base=path.parent, max_trials=max_trials)
 
 
@@ -276,73 +302,15 @@ def _describe(trial: dict[str, Any], axes: dict[str, Any]) -> str:
     return ", ".join(f"{k}={trial[k]!r}" for k in axes)
 
 
-# --- storage: a local folder or a URI --------------------------------------------------------
-
-def is_uri(location: str | os.PathLike) -> bool:
-    return "://" in str(location)
-
-
-def storage_root(location: str | os.PathLike) -> str:
-    """A URI as given; a local path made absolute (trials run in other processes and nodes)."""
-    location = str(location)
-    return location.rstrip("/") if is_uri(location) else str(Path(location).expanduser().resolve())
-
-
-def join(root: str | os.PathLike, *parts: str) -> str:
-    """Path join that keeps a URI's `scheme://`."""
-    if is_uri(root):
-        return "/".join([str(root).rstrip("/"), *parts])
-    return str(Path(root, *parts))
-
-
-def filesystem(location: str | os.PathLike):
-    """(pyarrow filesystem, path in it) for a local path or a URI."""
-    import pyarrow.fs
-
-    if is_uri(location):
-        return pyarrow.fs.FileSystem.from_uri(str(location))
-    return pyarrow.fs.LocalFileSystem(), str(Path(location).resolve())
-
-
-def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
-    """The shard folder a sweep reads: the spec's, or the built-in corpus. For local storage
-    the corpus is prepared once under the storage root (shared storage: every node sees the
-    same shards); for a URI each node prepares its own copy in the local temp folder."""
-    from ablate.trainer.data import DataError, find_shards
-
-    if spec.data != BUILTIN_DATA:
-        folder = Path(spec.data).resolve()
-        try:
-            find_shards(folder, "train")
-            find_shards(folder, "val")
-        except DataError as e:
-            raise SpecError(f"{spec.source}: sweep.data: {e}") from None
-        return folder
-    folder = (builtin_cache() if is_uri(storage) else Path(storage) / "data" / "builtin").resolve()
-    ensure_builtin(folder)
-    return folder
-
-
-def builtin_cache() -> Path:
-    """Where a node keeps the built-in corpus when the storage is not a local folder."""
-    return Path(tempfile.gettempdir()) / "ablate" / "data" / "builtin"
-
-
-def ensure_builtin(folder: Path) -> None:
-    """Prepare the built-in corpus in `folder` unless it is there; atomic (a temp folder,
-    then a rename), so trials racing on one node never read half-written shards."""
-    from ablate.trainer.data import builtin_documents, prepare
-
-    if (folder / "meta.json").is_file():
-        return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".builtin-", dir=folder.parent))
-    try:
-        prepare(builtin_documents(), staging / "shards", source="pydoc_data.topics")
-        try:
-            os.rename(staging / "shards", folder)
-        except OSError:  # another process won the race (or left an empty folder)
-            if not (folder / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def spec_dict(spec: SweepSpec) -> dict[str, Any]:
+    """The spec as the TOML tables it came from (parse_spec reads it back)."""
+    sweep = {k: v for k, v in dict(
+        name=spec.name, preset=spec.preset, data=spec.data, storage=spec.storage,
+        seeds=list(spec.seeds), target=spec.target, max_concurrent_trials=spec.max_concurrent_trials,
+        max_failures=spec.max_failures).items() if v is not None}
+    out = dict(sweep=sweep, resources=asdict(spec.resources), fixed=spec.fixed, axes=spec.axes)
+    if spec.early_stopping is not None:
+        keep = {"kind", "grace_steps", *({"margin"} if spec.early_stopping.kind == "same_budget"
+                                          else {"reduction_factor", "brackets"})}
+        out["early_stopping"] = {k: v for k, v in asdict(spec.early_stopping).items() if k in keep}
+    return out

@@ -16,7 +16,6 @@ import functools
 import queue
 import tempfile
 import threading
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,9 +25,9 @@ from ray.train import Checkpoint, FailureConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from ablate.results.curves import curve_path
-from ablate.sweeps.spec import ensure_builtin, filesystem, is_uri, join
+from ablate.sweeps import states
+from ablate.sweeps.storage import curve_location, is_uri, join, last_row, upload
 
-TERMINAL = ("completed", "diverged")  # curve statuses of a trial that must never run again
 REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms", "tokens_seen",
             "status")
 
@@ -88,7 +87,7 @@ class TrainRun:
         self.thread = None
         if self.final is not None:
             return
-        uri = join(storage, sweep, "curves", f"{trial_id}.parquet") if is_uri(storage) else None
+        uri = curve_location(storage, sweep, trial_id) if is_uri(storage) else None
         local_root = Path(tempfile.gettempdir()) / "ablate" if uri else storage
         labels = dict(data=settings["data"], sweep=sweep, trial_id=trial_id, workers=res["workers"],
                       out=str(curve_path(local_root, sweep, trial_id)),
@@ -121,7 +120,9 @@ class TrainRun:
     def next(self) -> dict[str, Any]:
         """The next validation point's metrics, with `done` set on the last one."""
         if self.final is not None:
-            report = {k: self.final[k] for k in REPORTED}
+            report = {k: self.final.get(k) for k in REPORTED}
+            report["num_iterations"] = self.final["config"].get("num_iterations",
+                                                                report["num_iterations"])
         else:
             while True:
                 try:
@@ -132,7 +133,7 @@ class TrainRun:
                         raise self.error or RuntimeError(
                             "the Train run ended without reporting its last validation point")
         self.last = report
-        return report | {"done": report["status"] != "running"}
+        return report | {"done": report["status"] != states.RUNNING}
 
     def close(self) -> None:
         """Wait for a finished run to wind down; abort one stopped early (Tune's decision) so
@@ -140,7 +141,7 @@ class TrainRun:
         the State API, which the embedded Ray (no dashboard) does not serve."""
         if self.thread is None:
             return
-        finished = self.last is not None and self.last["status"] != "running"
+        finished = self.last is not None and self.last["status"] != states.RUNNING
         if self.thread.is_alive() and not finished and self.controller is not None:
             try:  # the call Ray's own Ctrl-C handler makes: workers and placement group go
                 ray.get(self.controller.abort.remote(), timeout=60)
@@ -178,6 +179,8 @@ def train_worker(config: dict[str, Any]) -> None:
     """Per-worker function of the TorchTrainer: the process group is already set up."""
     from ablate.trainer.config import TrainConfig
     from ablate.trainer.train import train
+
+    from ablate.trainer.data import ensure_builtin
 
     uri = config.pop("_curve_uri", None)
     if config.pop("_builtin", False):
@@ -218,27 +221,5 @@ def run_trial(config: dict[str, Any], *, settings: dict[str, Any]) -> None:
 
 def final_row(storage: str, sweep: str, trial_id: str) -> dict[str, Any] | None:
     """The last row of a trial's curve if the trial has finished (completed or diverged)."""
-    import pyarrow.fs
-    import pyarrow.parquet as pq
-
-    fs, path = filesystem(join(storage, sweep, "curves", f"{trial_id}.parquet"))
-    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
-        return None
-    try:
-        rows = pq.read_table(path, filesystem=fs).to_pylist()
-    except Exception:  # unreadable: run the trial again, it rewrites the file
-        return None
-    return rows[-1] if rows and rows[-1]["status"] in TERMINAL else None
-
-
-def upload(local: str | Path, uri: str) -> None:
-    """Copy a local file to a URI atomically: a temp name, then a move (on object stores
-    the final key appears whole or not at all)."""
-    import pyarrow.fs
-
-    fs, path = filesystem(uri)
-    parent, name = path.rsplit("/", 1)
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
-    pyarrow.fs.copy_files(str(local), tmp, destination_filesystem=fs)
-    fs.move(tmp, path)
+    row = last_row(curve_location(storage, sweep, trial_id))
+    return row if row is not None and row["status"] in states.FINAL_CURVE else None

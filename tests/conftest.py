@@ -27,7 +27,7 @@ def data_dir(tmp_path_factory):
 def local_ray():
     """An embedded local Ray (2 CPUs) shared by a module's tests, shut down after them so
     that a module starting its own cluster never finds a second Ray running."""
-    from ablate.sweeps.run import ray_session
+    from ablate.sweeps.tuner import ray_session
     with ray_session(num_cpus=2):
         yield
 

@@ -46,7 +46,7 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from ablate.sweeps.run import TRIAL_SLOT, ray_session
+    from ablate.sweeps.tuner import TRIAL_SLOT, ray_session
 
     was_up = ray.is_initialized()
     ray.shutdown()
@@ -73,7 +73,7 @@ def read_events(proc: subprocess.Popen, log: list[dict], until) -> None:
 
 def killable(log: list[dict]) -> bool:
     """One trial has finished and another has reported but not finished."""
-    done = {e["trial_id"] for e in log if e["event"] == "trial_end" and e["state"] == "done"}
+    done = {e["trial_id"] for e in log if e["event"] == "trial_end" and e["state"] == "completed"}
     running = {e["trial_id"] for e in log if e["event"] == "result"} - done
     return bool(done) and bool(running)
 
@@ -96,7 +96,7 @@ def test_trials_use_both_nodes_and_resume_after_the_driver_is_killed(
     assert killable(first), f"driver ended early: {first[-3:]}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = {e["trial_id"] for e in first if e["event"] == "trial_end" and e["state"] == "done"}
+    finished = {e["trial_id"] for e in first if e["event"] == "trial_end" and e["state"] == "completed"}
     mtimes = {t: (folder / "curves" / f"{t}.parquet").stat().st_mtime_ns for t in finished}
 
     # status reads what the killed driver left: Tune's state and the curves

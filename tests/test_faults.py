@@ -43,7 +43,7 @@ def faulty_ray(tmp_path_factory):
     """A local Ray whose worker processes carry the fault hook."""
     import ray
 
-    from ablate.sweeps.run import RAY_ENV, TRIAL_SLOT
+    from ablate.sweeps.tuner import RAY_ENV, TRIAL_SLOT
 
     marks = tmp_path_factory.mktemp("marks")
     env = dict(RAY_ENV, ABLATE_TEST_FAULTS=FAULTS, ABLATE_TEST_FAULT_DIR=str(marks),
@@ -131,7 +131,7 @@ def test_two_sweeps_on_one_storage_root_never_touch_each_others_files(
 def test_two_drivers_claiming_one_sweep_folder_at_once_one_wins(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from ablate.sweeps.run import claim
+    from ablate.sweeps.storage import claim
     from ablate.sweeps.spec import SpecError
 
     def attempt(_):

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-from ablate.sweeps.search_bisect import FAIL, MORE, PASS, StepSearch, decide
-from ablate.sweeps.search_spec import SearchSettings
+from ablate.sweeps.search.method import FAIL, MORE, PASS, StepSearch, decide
+from ablate.sweeps.search.spec import SearchSettings
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

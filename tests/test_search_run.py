@@ -9,10 +9,10 @@ import pytest
 from optuna.trial import TrialState
 
 from ablate.results.curves import curve_path, read_curve, write_curve
-from ablate.sweeps.search import add_commands
-from ablate.sweeps.search_bisect import StepSearch
-from ablate.sweeps.search_spec import load_search_spec
-from ablate.sweeps.search_store import default_url, open_study, settle, study_name
+from ablate.sweeps.search.cli import add_commands
+from ablate.sweeps.search.method import StepSearch
+from ablate.sweeps.search.spec import load_search_spec
+from ablate.sweeps.search.study import default_url, open_study, settle, study_name
 from ablate.sweeps.spec import SpecError
 from ablate.trainer.train import train
 
@@ -90,7 +90,7 @@ def test_the_searcher_takes_a_probes_loss_from_its_curve(tmp_path, data_dir):
     searcher then stops proposing."""
     from ray.tune.search import Searcher
 
-    from ablate.sweeps.search_tune import StepSearcher
+    from ablate.sweeps.search.searcher import StepSearcher
 
     spec = load_search_spec(write_spec(tmp_path, data_dir))
     searcher = StepSearcher(StepSearch(spec.search, optuna.create_study()), tmp_path, spec.name)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ablate.sweeps.search_spec import load_search_spec
+from ablate.sweeps.search.spec import load_search_spec
 from ablate.sweeps.spec import SpecError
 
 GOOD = """

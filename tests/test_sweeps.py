@@ -78,7 +78,7 @@ def test_sweep_on_uri_storage_stops_the_planted_bad_trial_then_status_and_report
     for lr in (0.008, 0.006):  # the good ones ran to the end
         trial_id, rows = by_lr[lr]
         assert [r["step"] for r in rows] == [0, 4, 8, 12]
-        assert rows[-1]["status"] == "completed" and ends[trial_id]["state"] == "done"
+        assert rows[-1]["status"] == "completed" and ends[trial_id]["state"] == "completed"
     trial_id, rows = by_lr[0.0]  # the bad one was stopped at its first judged step
     assert [r["step"] for r in rows][:2] == [0, 4]  # (its run may get further before the abort)
     assert ends[trial_id]["state"] == "stopped" and ends[trial_id]["step"] == 4
@@ -86,7 +86,7 @@ def test_sweep_on_uri_storage_stops_the_planted_bad_trial_then_status_and_report
     assert main(["status", str(folder), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     states = {r["trial_id"]: r["state"] for r in status["status"]}
-    assert states == {by_lr[0.008][0]: "terminated", by_lr[0.006][0]: "terminated",
+    assert states == {by_lr[0.008][0]: "completed", by_lr[0.006][0]: "completed",
                       trial_id: "stopped"}
     assert all(r["step"] is not None and r["val_loss"] is not None for r in status["status"])
 
@@ -228,7 +228,7 @@ def test_ranges_expand_with_the_stop_included():
 
 
 def test_a_saved_spec_reads_back_the_same():
-    from ablate.sweeps.run import spec_dict
+    from ablate.sweeps.spec import spec_dict
 
     spec = parse_spec({"sweep": {"name": "r", "seeds": 2, "target": 3},
                        "resources": {"workers": 1, "placement": "spread"},
@@ -299,13 +299,15 @@ def test_json_log_counts_trials_and_estimates_the_time_left():
     assert lines[1]["label"] == "extra_embeddings=0 seed=None"
     assert lines[3]["step"] == 5 and lines[3]["node_id"] == "n1" and lines[3]["eta_s"] > 0
     assert lines[4]["state"] == "stopped"
-    assert lines[5]["counts"] == {"running": 0, "done": 0, "stopped": 1, "diverged": 0,
-                                  "error": 1, "pending": 1}
+    assert lines[5]["state"] == "failed"
+    assert lines[5]["counts"] == {"running": 0, "completed": 0, "stopped": 1, "diverged": 0,
+                                  "failed": 1, "pending": 1}
 
 
 def test_upload_to_a_uri_and_the_finished_trial_guard(tmp_path):
     from ablate.results.curves import write_curve
-    from ablate.sweeps.worker import final_row, upload
+    from ablate.sweeps.storage import upload
+    from ablate.sweeps.worker import final_row
 
     local = tmp_path / "local.parquet"
     row = {"sweep": "s", "trial_id": "t", "step": 0, "val_loss": 5.0, "status": "running"}

@@ -14,18 +14,22 @@ from pathlib import Path
 from typing import Any
 
 
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """`key=value` pairs; values are read as TOML (1, 0.5, true, "one") or else as text."""
+def parse_assignments(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """`key=value` pairs; values are read as TOML (1, 0.5, true, "one", [0, 1]) or else as
+    text. The one parser of every command's `-s`."""
+    from ablate.model.config import ConfigError
+
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            from ablate.model import ConfigError
-            raise ConfigError(f"--set {item!r}: expected key=value")
+            raise ConfigError(f"{flag} {item!r}: expected key=value")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
+        except RecursionError:
+            raise ConfigError(f"{flag} {key.strip()}: value nested too deeply") from None
         out[key.strip()] = value
     return out
 
@@ -58,7 +62,7 @@ class LogReporter:
 def cmd_train(args) -> int:
     import os
 
-    from ablate.model import ConfigError
+    from ablate.model.config import ConfigError
     from ablate.trainer.config import TrainConfig
     from ablate.trainer.train import CHECKPOINT_FILE, train
 
@@ -127,7 +131,7 @@ def add_commands(sub) -> None:
 
 
 def input_errors() -> tuple[type[Exception], ...]:
-    from ablate.model import ConfigError
+    from ablate.model.config import ConfigError
     from ablate.trainer.data import DataError
     return (ConfigError, DataError)
 

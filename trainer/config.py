@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-from ablate.model import ConfigError, GPTConfig
+from ablate.model.config import ConfigError, GPTConfig
 
 
 @dataclass(frozen=True)

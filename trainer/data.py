@@ -191,6 +191,32 @@ def prepare(documents: Sequence[tuple[str, str]], out: str | os.PathLike, *,
     return meta
 
 
+BUILTIN_SOURCE = "pydoc_data.topics"
+
+
+def ensure_builtin(folder: str | os.PathLike) -> Path:
+    """The built-in corpus's shards in `folder`, prepared unless they are there; atomic (a temp
+    folder, then a rename), so trials racing on one node never read half-written shards."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    if (folder / "meta.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".builtin-", dir=folder.parent))
+    try:
+        prepare(builtin_documents(), staging / "shards", source=BUILTIN_SOURCE)
+        try:
+            os.rename(staging / "shards", folder)
+        except OSError:  # another process won the race (or left an empty folder)
+            if not (folder / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
 def text_documents(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
     """Documents from text files: each file split on blank-line runs of 3+ newlines,
     or kept whole."""

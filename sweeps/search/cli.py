@@ -1,8 +1,8 @@
 """`ablate search-steps SPEC.toml`: the fewest steps whose mean final val loss beats the target.
 
 Thin, like every subcommand: load and check the spec, open the study, settle it with the
-curves on disk, run the search on Ray (sweeps/search_tune.py), print the verdicts and the
-answer. The method is in sweeps/search_bisect.py and docs/search.md.
+curves on disk, run the search on Ray (`searcher`), print the verdicts and the answer. The
+method is in `method` and docs/search.md.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from ablate.sweeps.search_spec import SearchSpec, load_search_spec
+from ablate.sweeps.search.spec import SearchSpec, load_search_spec
 from ablate.sweeps.spec import SpecError
 
 if TYPE_CHECKING:  # optuna and scipy load with the command, not with `ablate --help`
-    from ablate.sweeps.search_bisect import Probe, StepSearch, Verdict
+    from ablate.sweeps.search.method import Probe, StepSearch, Verdict
 
 STYLE = {"pass": "green", "fail": "red"}
 
@@ -40,11 +40,11 @@ def add_commands(subparsers: Any) -> None:
 def cmd_search_steps(args) -> int:
     import optuna
 
-    from ablate.sweeps.run import ray_session
-    from ablate.sweeps.search_bisect import StepSearch
-    from ablate.sweeps.search_store import default_url, open_study, settle, shown, study_name
-    from ablate.sweeps.search_tune import run_search
-    from ablate.sweeps.spec import resolve_data
+    from ablate.sweeps.tuner import ray_session
+    from ablate.sweeps.search.method import StepSearch
+    from ablate.sweeps.search.searcher import run_search
+    from ablate.sweeps.search.study import default_url, open_study, settle, shown, study_name
+    from ablate.sweeps.storage import SPEC_FILE, TUNE_FILES, resolve_data
 
     spec = load_search_spec(args.spec)
     if "://" in (args.storage or spec.sweep.storage):
@@ -52,15 +52,15 @@ def cmd_search_steps(args) -> int:
                         "mounted) storage folder: its curves and default SQLite study live there")
     storage = Path(args.storage or spec.sweep.storage)
     folder = storage / spec.name
-    if any((folder / f).exists() for f in ("tuner.pkl", "sweep.json")):
+    if any((folder / f).exists() for f in (*TUNE_FILES, SPEC_FILE)):
         raise SpecError(f"{folder}: a sweep named {spec.name!r} is stored there; "
                         "choose another --storage or sweep.name")
+    data = resolve_data(spec.sweep, storage)  # bad data is refused before a study exists
     if args.optuna_storage is None:
         folder.mkdir(parents=True, exist_ok=True)
     url = args.optuna_storage or default_url(folder)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(url, spec)
-    data = resolve_data(spec.sweep, storage)
     console = Console(stderr=True)
     recovered = settle(study, spec, folder / "curves")
     search = StepSearch(spec.search, study)

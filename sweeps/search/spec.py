@@ -25,13 +25,12 @@ Ray starts.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ablate.model import ConfigError
-from ablate.sweeps.spec import SpecError, SweepSpec, parse_spec, typed_table
+from ablate.model.config import ConfigError
+from ablate.sweeps.spec import SpecError, SweepSpec, load_toml, parse_spec, typed_table
 
 SECTIONS = ("sweep", "resources", "fixed", "search")
 CHOSEN_BY_SEARCH = {"sweep.seeds": "search.seeds_per_probe and search.max_seeds",
@@ -102,15 +101,7 @@ class SearchSpec:
 
 def load_search_spec(path: str | Path) -> SearchSpec:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a folder, not a spec file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SpecError(f"{path}: not valid TOML ({e})") from None
-    return parse_search_spec(raw, source=str(path), base=path.parent)
+    return parse_search_spec(load_toml(path), source=str(path), base=path.parent)
 
 
 def parse_search_spec(raw: dict[str, Any], source: str = "<spec>",

@@ -9,17 +9,16 @@ Train's scaling config.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from ablate.sweeps.spec import SpecError, SweepSpec, filesystem, is_uri, join, parse_spec, storage_root
+from ablate.sweeps.spec import BUILTIN_DATA, SweepSpec
+from ablate.sweeps.storage import save_sweep, storage_root
 
 TRIAL_SLOT = "trial_slot"
-SPEC_FILE = "sweep.json"  # spec and trial settings next to Tune's state, for `ablate resume`
 # Ray Train's controller polls workers every 2 s by default and ray.train.report blocks until
 # it does: with reports only at validation points, 0.1 s keeps that wait negligible.
 RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
@@ -78,9 +77,9 @@ def concurrent_trials(spec: SweepSpec) -> int:
 
 
 def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> dict[str, Any]:
-    """What every trial of the sweep needs besides its config (see worker.run_trial)."""
-    from ablate.sweeps.spec import BUILTIN_DATA
-
+    """What every trial of a sweep or a step search needs besides its config: storage, sweep,
+    data, builtin (prepare the built-in corpus on the node if missing), resources (workers,
+    cpus_per_worker, gpus_per_worker, placement) and max_failures."""
     return dict(storage=storage_root(storage), sweep=spec.name, data=str(data),
                 builtin=spec.data == BUILTIN_DATA, resources=asdict(spec.resources),
                 max_failures=spec.max_failures)
@@ -127,73 +126,3 @@ def restore_tuner(folder: str, settings: dict[str, Any]):
 
     return tune.Tuner.restore(folder, _trainable(settings), resume_unfinished=True,
                               resume_errored=True, restart_errored=False)
-
-
-def save_sweep(spec: SweepSpec, settings: dict[str, Any]) -> None:
-    text = json.dumps({"spec": spec_dict(spec), "settings": settings}, indent=2, default=str)
-    write_text(join(settings["storage"], spec.name, SPEC_FILE), text)
-
-
-def load_sweep(folder: str) -> tuple[SweepSpec, dict[str, Any]]:
-    """The spec and trial settings that `ablate sweep` saved in a sweep's folder."""
-    path = join(folder, SPEC_FILE)
-    try:
-        saved = json.loads(read_text(path))
-        return parse_spec(saved["spec"], source=path), saved["settings"]
-    except FileNotFoundError:
-        raise SpecError(f"{folder}: not a sweep folder (no {SPEC_FILE}; "
-                        "give <storage>/<sweep name> of a sweep started by `ablate sweep`)") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise SpecError(f"{path}: corrupt ({e})") from None
-
-
-def spec_dict(spec: SweepSpec) -> dict[str, Any]:
-    """The spec as the TOML tables it came from (parse_spec reads it back)."""
-    sweep = {k: v for k, v in dict(
-        name=spec.name, preset=spec.preset, data=spec.data, storage=spec.storage,
-        seeds=list(spec.seeds), target=spec.target, max_concurrent_trials=spec.max_concurrent_trials,
-        max_failures=spec.max_failures).items() if v is not None}
-    out = dict(sweep=sweep, resources=asdict(spec.resources), fixed=spec.fixed, axes=spec.axes)
-    if spec.early_stopping is not None:
-        keep = {"kind", "grace_steps", *({"margin"} if spec.early_stopping.kind == "same_budget"
-                                          else {"reduction_factor", "brackets"})}
-        out["early_stopping"] = {k: v for k, v in asdict(spec.early_stopping).items() if k in keep}
-    return out
-
-
-def claim(folder: str) -> None:
-    """Take a sweep's folder for this driver. On local storage the folder is made with an
-    exclusive mkdir, so of two drivers starting the same sweep at once exactly one proceeds
-    and neither writes into the other's files. (Object stores have no such primitive: there
-    the existence check before it is what guards.)"""
-    if is_uri(folder):
-        return
-    path = Path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.mkdir()
-    except FileExistsError:
-        raise SpecError(f"{folder}: already exists (another sweep of that name, or one being "
-                        "started now); choose another --storage or name") from None
-
-
-def exists(location: str) -> bool:
-    import pyarrow.fs
-
-    fs, path = filesystem(location)
-    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
-
-
-def read_text(location: str) -> str:
-    fs, path = filesystem(location)
-    if not exists(location):
-        raise FileNotFoundError(location)
-    with fs.open_input_stream(path) as f:
-        return f.read().decode("utf-8")
-
-
-def write_text(location: str, text: str) -> None:
-    fs, path = filesystem(location)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(text.encode("utf-8"))

@@ -1,6 +1,6 @@
 """The step search on Ray Tune: a Tune Searcher whose suggestions are StepSearch's probes.
 
-Each probe is an ordinary Tune trial run by `sweeps.worker.run_trial` (a Ray Train job of W
+Each probe is an ordinary Tune trial run by `ablate.sweeps.worker.run_trial` (a Ray Train job of W
 workers writing its curve under <storage>/<name>/curves/, as sweep trials do), so the cluster,
 gang placement, retries and `ablate report` all work as for sweeps. Tune asks the searcher for
 a trial whenever it has room; the searcher answers with the next probe, None while the search
@@ -9,7 +9,6 @@ waits for results, or FINISHED once it has its answer or has spent its budget.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,9 +16,9 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from ablate.results.curves import curve_path
-from ablate.sweeps.search_bisect import Probe, StepSearch, Verdict
-from ablate.sweeps.search_spec import SearchSpec
-from ablate.sweeps.search_store import curve_loss, final_loss
+from ablate.sweeps.search.method import Probe, StepSearch, Verdict
+from ablate.sweeps.search.spec import SearchSpec
+from ablate.sweeps.search.study import curve_loss, final_loss
 
 OnProbe = Callable[[Probe, str, "float | None", "Verdict | None"], None]
 
@@ -79,13 +78,12 @@ class StepSearcher(Searcher):
 def run_search(spec: SearchSpec, storage: Path, data: Path, search: StepSearch,
                on_probe: OnProbe | None = None) -> StepSearcher:
     """Run probes on the Ray this process is connected to until the search is finished."""
-    from ablate.sweeps.run import concurrent_trials, trial_resources
+    from ablate.sweeps.tuner import concurrent_trials, trial_resources, trial_settings
     from ablate.sweeps.worker import run_trial
 
     storage = storage.resolve()
     sweep = spec.sweep
-    settings = dict(storage=str(storage), sweep=sweep.name, data=str(data),
-                    resources=asdict(sweep.resources), max_failures=sweep.max_failures)
+    settings = trial_settings(sweep, storage, data)
     searcher = StepSearcher(search, storage, sweep.name, on_probe)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, settings=settings), trial_resources()),

@@ -8,7 +8,7 @@ says the mean is above, or when `max_seeds` seeds have not shown it below. In be
 one more seed at a time, so seeds go only where the decision is uncertain. Every step count
 uses the same seeds (0, 1, 2, ...): common seeds make neighbouring step counts comparable.
 
-No Ray here: a Tune searcher (sweeps/search_tune.py) and the benchmark's oracle
+No Ray here: a Tune searcher (sweeps/search/searcher.py) and the benchmark's oracle
 (bench/step_search.py) drive the same StepSearch through `ask` and `tell`. Each probe is an
 Optuna trial (params `steps`, `seed`; value: the final val loss), enqueued with the chosen
 params and asked, so the study records the search as it goes and a new StepSearch on the same
@@ -27,7 +27,7 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 from scipy import stats
 
-from ablate.sweeps.search_spec import SearchSettings
+from ablate.sweeps.search.spec import SearchSettings
 
 PASS, FAIL, MORE = "pass", "fail", "more seeds"
 
@@ -86,7 +86,7 @@ class StepSearch:
     """Proposes (steps, seed) probes with `ask` and takes their final losses with `tell`.
 
     Reads the study's completed trials when made; trials another run left RUNNING are not
-    its own (the runner settles them first, see sweeps/search_store.py)."""
+    its own (the runner settles them first, see sweeps/search/study.py)."""
 
     def __init__(self, settings: SearchSettings, study: optuna.Study):
         self.settings, self.study = settings, study

@@ -20,10 +20,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from ablate.results.curves import CurveError, read_curve, trial_meta
-from ablate.sweeps.search_bisect import distributions
-from ablate.sweeps.search_spec import SearchSpec
+from ablate.sweeps.search.method import distributions
+from ablate.sweeps.search.spec import SearchSpec
 from ablate.sweeps.spec import SpecError
+from ablate.sweeps.states import COMPLETED, DIVERGED
+from ablate.sweeps.storage import last_row
 from ablate.trainer.config import TrainConfig
 
 # Run labels and the probe's own coordinates: not part of what a search asks about.
@@ -79,43 +80,35 @@ def open_study(url: str, spec: SearchSpec) -> optuna.Study:
 
 def final_loss(status: str | None, step: Any, steps: Any, val_loss: Any) -> float | None:
     """A finished run's final val loss: inf if it diverged; None if it did not finish."""
-    if status == "diverged":
+    if status == DIVERGED:
         return math.inf
-    if status == "completed" and step == steps and val_loss is not None:
+    if status == COMPLETED and step == steps and val_loss is not None:
         return float(val_loss)
     return None
 
 
-def read_final(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """A curve's trial config and last row; None if it is missing, unreadable or empty."""
-    try:
-        config = trial_meta(path).get("config", {})
-        table = read_curve(path)
-    except (CurveError, OSError, ValueError):
-        return None  # not ours to judge here; `ablate report` names bad files
-    return (config, table.slice(table.num_rows - 1).to_pylist()[0]) if table.num_rows else None
-
-
 def curve_loss(path: Path) -> float | None:
     """The final loss a trial's curve shows, once it has finished."""
-    got = read_final(path)
-    if got is None:
-        return None
-    row = got[1]
-    return final_loss(row["status"], row["step"], row["num_iterations"], row["val_loss"])
+    row = last_row(str(path))
+    return None if row is None else row_loss(row)
+
+
+def row_loss(row: dict[str, Any]) -> float | None:
+    """The final loss of a curve's last row (see `last_row`), once the run has finished."""
+    steps = row["config"].get("num_iterations", row.get("num_iterations"))
+    return final_loss(row.get("status"), row.get("step"), steps, row.get("val_loss"))
 
 
 def completed_probes(curves: Path, spec: SearchSpec) -> dict[str, tuple[int, int, float]]:
     """trial_id -> (steps, seed, final loss) of every finished curve of this search's config."""
     want, out = spec_question(spec), {}
     for path in sorted(curves.glob("*.parquet")):
-        got = read_final(path)
-        if got is None or question(got[0]) != want:
+        row = last_row(str(path))
+        if row is None or question(row["config"]) != want:
             continue
-        row = got[1]
-        loss = final_loss(row["status"], row["step"], row["num_iterations"], row["val_loss"])
+        loss = row_loss(row)
         if loss is not None:
-            out[row["trial_id"]] = (row["num_iterations"], row["seed"], loss)
+            out[row["trial_id"]] = (row["config"]["num_iterations"], row["config"]["seed"], loss)
     return out
 
 

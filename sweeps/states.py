@@ -1,0 +1,26 @@
+"""One word for each state of a trial, wherever it shows: curves, the live view,
+`ablate status` and JSON events.
+
+    pending    not started yet
+    running    training (or its workers are starting)
+    completed  trained every step
+    stopped    stopped early by the sweep's early stopping
+    diverged   its loss went non-finite; the trainer ended it
+    failed     an error ended it (`ablate resume` runs it again)
+
+A curve's `status` column uses the same words (running, completed, diverged, failed).
+"""
+
+from __future__ import annotations
+
+PENDING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED = (
+    "pending", "running", "completed", "stopped", "diverged", "failed")
+STATES = (PENDING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED)
+FINISHED = (COMPLETED, STOPPED, DIVERGED, FAILED)  # no more steps will come this session
+FINAL_CURVE = (COMPLETED, DIVERGED)  # curve statuses of a trial that must never run again
+
+
+def ended_state(curve_status: str | None) -> str:
+    """The state of a trial Tune ended normally, from the status of its last report: a run
+    whose last report was not its last validation point was stopped early."""
+    return curve_status if curve_status in FINAL_CURVE else STOPPED

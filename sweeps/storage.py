@@ -1,0 +1,209 @@
+"""Where a sweep lives: a local folder or any URI pyarrow (and so Ray) opens: s3://, gs://,
+file://. Every read and write of a sweep's folder outside Tune's own goes through here.
+
+A sweep's folder, `<storage>/<name>/`:
+
+    sweep.json              the spec and trial settings, for `ablate resume` and `ablate status`
+    curves/<trial>.parquet  one curve per trial (the trainer writes, results reads)
+    train/<trial>/          Ray Train's runs and checkpoints
+    experiment_state-*.json, tuner.pkl, ...   Tune's own state
+
+No torch and no ray here: `ablate status` and `--dry-run` stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec, parse_spec, spec_dict
+
+SPEC_FILE = "sweep.json"
+TUNE_FILES = ("tuner.pkl",)  # present once Tune has started a sweep in the folder
+
+
+def is_uri(location: str | os.PathLike) -> bool:
+    return "://" in str(location)
+
+
+def storage_root(location: str | os.PathLike) -> str:
+    """A URI as given; a local path made absolute (trials run in other processes and nodes)."""
+    location = str(location)
+    return location.rstrip("/") if is_uri(location) else str(Path(location).expanduser().resolve())
+
+
+def join(root: str | os.PathLike, *parts: str) -> str:
+    """Path join that keeps a URI's `scheme://`."""
+    if is_uri(root):
+        return "/".join([str(root).rstrip("/"), *parts])
+    return str(Path(root, *parts))
+
+
+def filesystem(location: str | os.PathLike):
+    """(pyarrow filesystem, path in it) for a local path or a URI."""
+    import pyarrow.fs
+
+    if is_uri(location):
+        return pyarrow.fs.FileSystem.from_uri(str(location))
+    return pyarrow.fs.LocalFileSystem(), str(Path(location).resolve())
+
+
+def exists(location: str) -> bool:
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def read_text(location: str) -> str:
+    fs, path = filesystem(location)
+    if not exists(location):
+        raise FileNotFoundError(location)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode("utf-8")
+
+
+def write_text(location: str, text: str) -> None:
+    fs, path = filesystem(location)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def upload(local: str | Path, uri: str) -> None:
+    """Copy a local file to a URI atomically: a temp name, then a move (on object stores
+    the final key appears whole or not at all)."""
+    import pyarrow.fs
+
+    fs, path = filesystem(uri)
+    parent, name = path.rsplit("/", 1)
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    pyarrow.fs.copy_files(str(local), tmp, destination_filesystem=fs)
+    fs.move(tmp, path)
+
+
+def copy_folder(location: str, local: Path) -> Path:
+    """A local copy of a storage folder (curves in a bucket, for the report)."""
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    local.mkdir(parents=True, exist_ok=True)
+    pyarrow.fs.copy_files(path, str(local), source_filesystem=fs,
+                          destination_filesystem=pyarrow.fs.LocalFileSystem())
+    return local
+
+
+# --- the sweep's own files ------------------------------------------------------------------
+
+def sweep_folder(storage: str, name: str) -> str:
+    return join(storage, name)
+
+
+def curve_location(storage: str, sweep: str, trial_id: str) -> str:
+    return join(storage, sweep, "curves", f"{trial_id}.parquet")
+
+
+def is_stored(folder: str) -> bool:
+    """Whether a sweep (or a step search) already lives in `folder`."""
+    try:
+        return any(exists(join(folder, f)) for f in (*TUNE_FILES, "curves", SPEC_FILE))
+    except (OSError, ValueError, NotImplementedError) as e:  # pyarrow: bad scheme, bucket, access
+        raise SpecError(f"{folder}: storage not reachable ({' '.join(str(e).split())})") from None
+
+
+def claim(folder: str) -> None:
+    """Take a sweep's folder for this driver. On local storage the folder is made with an
+    exclusive mkdir, so of two drivers starting the same sweep at once exactly one proceeds
+    and neither writes into the other's files. (Object stores have no such primitive: there
+    the existence check before it is what guards.)"""
+    if is_uri(folder):
+        return
+    path = Path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise SpecError(f"{folder}: already exists (another sweep of that name, or one being "
+                        "started now); choose another --storage or name") from None
+
+
+def save_sweep(spec: SweepSpec, settings: dict[str, Any]) -> None:
+    text = json.dumps({"spec": spec_dict(spec), "settings": settings}, indent=2, default=str)
+    write_text(join(settings["storage"], spec.name, SPEC_FILE), text)
+
+
+def load_sweep(folder: str) -> tuple[SweepSpec, dict[str, Any]]:
+    """The spec and trial settings that `ablate sweep` saved in a sweep's folder."""
+    path = join(folder, SPEC_FILE)
+    try:
+        saved = json.loads(read_text(path))
+        return parse_spec(saved["spec"], source=path), saved["settings"]
+    except FileNotFoundError:
+        raise SpecError(f"{folder}: not a sweep folder (no {SPEC_FILE}; "
+                        "give <storage>/<sweep name> of a sweep started by `ablate sweep`)") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise SpecError(f"{path}: corrupt ({e})") from None
+
+
+def curve_files(folder: str) -> dict[str, str]:
+    """trial id -> path (in the folder's filesystem) of every curve of a sweep."""
+    import pyarrow.fs
+
+    fs, curves = filesystem(join(folder, "curves"))
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(curves, allow_not_found=True))
+    return {i.base_name.removesuffix(".parquet"): i.path for i in infos
+            if i.base_name.endswith(".parquet") and i.type == pyarrow.fs.FileType.File}
+
+
+def last_row(location: str) -> dict[str, Any] | None:
+    """A curve's last row (with `config`: the trial's params), or None if the file is missing,
+    unreadable or empty: a trial with no readable curve has not got anywhere yet."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(location)
+    try:
+        table = pq.read_table(path, filesystem=fs)
+    except Exception:
+        return None
+    if not table.num_rows:
+        return None
+    row = table.slice(table.num_rows - 1).to_pylist()[0]
+    try:
+        row["config"] = json.loads(row["params"]) if row.get("params") else {}
+    except ValueError:
+        row["config"] = {}
+    return row
+
+
+# --- the data a sweep reads -----------------------------------------------------------------
+
+def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
+    """The shard folder a sweep reads: the spec's, or the built-in corpus. For local storage
+    the corpus is prepared once under the storage root (shared storage: every node sees the
+    same shards); for a URI each node prepares its own copy in the local temp folder."""
+    from ablate.trainer.data import DataError, ensure_builtin, find_shards
+
+    if spec.data != BUILTIN_DATA:
+        folder = Path(spec.data).resolve()
+        try:
+            find_shards(folder, "train")
+            find_shards(folder, "val")
+        except DataError as e:
+            raise SpecError(f"{spec.source}: sweep.data: {e}") from None
+        return folder
+    folder = builtin_folder(storage)
+    ensure_builtin(folder)
+    return folder
+
+
+def builtin_folder(storage: str | Path) -> Path:
+    """Where the built-in corpus is kept: under a local storage root, else in the node's
+    temp folder."""
+    if is_uri(storage):
+        return Path(tempfile.gettempdir()) / "ablate" / "data" / "builtin"
+    return (Path(storage) / "data" / "builtin").resolve()
