@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from ablate.sweeps import events
 from ablate.sweeps.spec import SpecError
 
 DISTRIBUTION = "ablate-sweeps"  # on PyPI; the command and the import root are `ablate`
@@ -63,7 +64,7 @@ def run_sweep(spec, storage: str, folder: str, args) -> int:
     with json_only_stdout(args.json_log), ray_session(args.address):
         claim(folder)  # once Ray is up: a cluster that cannot be reached claims nothing
         results = build_tuner(spec, storage, data, callbacks=[view]).fit()
-    return finish(results, folder, spec.target, out if args.json_log else None)
+    return finish(results, folder, spec, out if args.json_log else None)
 
 
 def cmd_resume(args) -> int:
@@ -76,7 +77,7 @@ def cmd_resume(args) -> int:
     make_view(spec, out if args.json_log else None)  # restored views unpickle as this one
     with json_only_stdout(args.json_log), ray_session(args.address):
         results = restore_tuner(folder, settings).fit()
-    return finish(results, folder, spec.target, out if args.json_log else None)
+    return finish(results, folder, spec, out if args.json_log else None)
 
 
 def cmd_status(args) -> int:
@@ -89,7 +90,9 @@ def cmd_status(args) -> int:
     spec, _ = load_sweep(folder)
     rows = sweep_status(folder, list(spec.axes))
     if args.json:
-        _json_line(sys.stdout, {"sweep": spec.name, "trials": spec.size, "status": rows})
+        from ablate.results.report import jsonable
+
+        print(json.dumps(jsonable({"sweep": spec.name, "trials": spec.size, "status": rows})))
     else:
         print_status(rows, spec.size, Console())
     return 0
@@ -119,13 +122,14 @@ def json_only_stdout(enabled: bool):
         sys.stdout = real
 
 
-def finish(results, folder: str, target: float | None, json_out=None) -> int:
-    """Say which trials failed (with the last line of their error), then print the report
-    (as JSON lines to `json_out` with --json-log). Curves in a URI are read from a local copy."""
-    import io
+def finish(results, folder: str, spec, json_out=None) -> int:
+    """Say which trials failed (with the last line of their error), then print the report of
+    the sweep's curves, grouped by its axes and judged against its target (as one JSON event
+    to `json_out` with --json-log). Curves in a URI are read from a local copy."""
     import tempfile
 
-    from ablate.results.cli import main as results_main
+    from ablate.results import build_report, warning_lines, write_report
+    from ablate.results.cli import INPUT_ERRORS
     from ablate.sweeps.storage import copy_folder, is_uri, join
 
     failed = [r for r in results if r.error is not None]
@@ -134,30 +138,23 @@ def finish(results, folder: str, target: float | None, json_out=None) -> int:
         last = text.splitlines()[-1] if text else type(r.error).__name__
         name = r.path and r.path.rstrip("/").rsplit("/", 1)[-1]
         if json_out:
-            _json_line(json_out, {"event": "trial_failed", "trial": name, "error": last})
+            events.emit(json_out, "trial_failed", trial=name, error=last)
         else:
             print(f"ablate: trial {name} failed: {last}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="ablate-report-") as tmp:
-        local = folder
-        if is_uri(folder):
-            local = copy_folder(join(folder, "curves"), Path(tmp) / "curves")
-        argv = ["report", str(local)] + (["--target", str(target)] if target is not None else [])
-        if json_out:
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                code = results_main(argv + ["--format", "json"])
-            if not code:
-                _json_line(json_out, {"event": "report", "report": json.loads(out.getvalue())})
-        else:
-            code = results_main(argv)
-    return 1 if failed or code else 0
-
-
-def _json_line(out, record: dict) -> None:
-    from ablate.sweeps.progress import json_text
-
-    out.write(json_text(record) + "\n")
-    out.flush()
+        local = copy_folder(join(folder, "curves"), Path(tmp) / "curves") if is_uri(folder) else folder
+        try:
+            report = build_report([local], target=spec.target, axes=list(spec.axes))
+        except INPUT_ERRORS as e:
+            print(f"ablate: no report: {e}", file=sys.stderr)
+            return 1
+    for line in warning_lines(report):
+        print(line, file=sys.stderr)
+    if json_out:
+        events.emit(json_out, "report", report=report.to_dict())
+    else:
+        write_report(report, sys.stdout, "table")
+    return 1 if failed else 0
 
 
 def add_commands(sub) -> None:

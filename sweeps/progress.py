@@ -7,8 +7,6 @@ Two live views share one tally of the trials: `RichView` (a bar per trial, count
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -16,7 +14,7 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
-from ablate.sweeps import states
+from ablate.sweeps import events, states
 from ablate.trainer.config import TrainConfig
 
 DEFAULT_BUDGET = TrainConfig.num_iterations  # a trial whose config leaves num_iterations out
@@ -191,10 +189,7 @@ class JsonLog(View):
         self.sweep, self.stream = sweep, stream
 
     def emit(self, event: str, **fields) -> None:
-        record = {"event": event, "time": round(time.time(), 3), "sweep": self.sweep, **fields}
-        out = self.stream or sys.stdout
-        out.write(json_text(record) + "\n")
-        out.flush()
+        events.emit(self.stream or sys.stdout, event, sweep=self.sweep, **fields)
 
     def setup(self, **info):
         self.emit("sweep_start", trials=self.n_trials, total_steps=self.total_steps)
@@ -223,17 +218,3 @@ def _error_line(trial) -> str:
 def _clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def json_text(value: Any) -> str:
-    """Strict JSON on one line: NaN and infinities (a diverged loss) become null."""
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), default=str, allow_nan=False)

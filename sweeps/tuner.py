@@ -10,10 +10,11 @@ Train's scaling config.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ablate.sweeps.spec import BUILTIN_DATA, SweepSpec
 from ablate.sweeps.storage import save_sweep, storage_root

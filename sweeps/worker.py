@@ -16,8 +16,9 @@ import functools
 import queue
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ray.train
 from ray import tune
@@ -131,7 +132,8 @@ class TrainRun:
                 except queue.Empty:
                     if not self.thread.is_alive() and self.bridge.queue.empty():
                         raise self.error or RuntimeError(
-                            "the Train run ended without reporting its last validation point")
+                            "the Train run ended without reporting its last validation point"
+                        ) from None
         self.last = report
         return report | {"done": report["status"] != states.RUNNING}
 
@@ -178,9 +180,8 @@ class Trial(tune.Trainable):
 def train_worker(config: dict[str, Any]) -> None:
     """Per-worker function of the TorchTrainer: the process group is already set up."""
     from ablate.trainer.config import TrainConfig
-    from ablate.trainer.train import train
-
     from ablate.trainer.data import ensure_builtin
+    from ablate.trainer.train import train
 
     uri = config.pop("_curve_uri", None)
     if config.pop("_builtin", False):

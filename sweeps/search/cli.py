@@ -40,11 +40,11 @@ def add_commands(subparsers: Any) -> None:
 def cmd_search_steps(args) -> int:
     import optuna
 
-    from ablate.sweeps.tuner import ray_session
     from ablate.sweeps.search.method import StepSearch
     from ablate.sweeps.search.searcher import run_search
     from ablate.sweeps.search.study import default_url, open_study, settle, shown, study_name
     from ablate.sweeps.storage import SPEC_FILE, TUNE_FILES, resolve_data
+    from ablate.sweeps.tuner import ray_session
 
     spec = load_search_spec(args.spec)
     if "://" in (args.storage or spec.sweep.storage):

@@ -9,8 +9,9 @@ waits for results, or FINISHED once it has its answer or has spent its budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ray import tune
 from ray.tune.search import Searcher

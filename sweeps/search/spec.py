@@ -140,4 +140,4 @@ def _typed(table: dict[str, Any], fail) -> dict[str, Any]:
     for key in _REQUIRED:
         if key not in table:
             fail(f"search.{key}", "missing")
-    return {k: float(v) if _TYPES[k] != int else v for k, v in table.items()}
+    return {k: v if _TYPES[k] is int else float(v) for k, v in table.items()}
