@@ -1,4 +1,5 @@
-"""The model's configuration: presets, validation and the parameter-count formula.
+"""The model's configuration: presets, validation, the attention-window schedule and the
+parameter-count formula.
 
 No torch here: a sweep spec is validated, and `ablate --help` answers, without importing it.
 """
@@ -6,10 +7,14 @@ No torch here: a sweep spec is validated, and `ablate --help` answers, without i
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 MAX_EXTRA_EMBEDDINGS = 5
+LAYER_KINDS = {"L": "long window", "S": "short window", "-": "no attention"}
+WINDOW_SCHEDULES = ("cubic", "linear", "constant")
 
 
 class ConfigError(ValueError):
@@ -18,17 +23,31 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GPTConfig:
-    vocab_size: int = 50304
+    """The GPT's shape and structure. Defaults are the medium record (34f5696 at
+    extra_embeddings = 1, its parent at 0); see `PRESETS` for the CPU sizes."""
+
+    vocab_size: int = 50257  # rows of the input and value tables: the token ids data may hold
+    vocab_multiple: int = 128  # head rows: vocab_size rounded up to this (padding rows join the loss)
+    eot_token: int = 50256  # <|endoftext|>, first token of every document: the document mask's cue
     n_layer: int = 16
     n_head: int = 8
     head_dim: int = 128
     d_model: int = 1024
-    seq_len: int = 1024
     mlp_ratio: int = 4
+    seq_len: int = 65536  # tokens of one training stream (one micro-step on one worker)
     value_embeds: int = 5  # tables used by the first and again by the last `value_embeds` layers
-    window: int | None = None  # sliding-window attention span in tokens; None = full causal
-    logit_softcap: float = 15.0  # 0 disables
-    head_init_std: float = 0.005
+    # One letter per layer: L long window, S short window, - no attention.
+    attn_pattern: str = "LSSSLSS-SSSLSSSL"
+    # U-net skips "src->dst": block src's output, times a learned weight, joins the stream
+    # before block dst's mix.
+    skips: str = "6->9,4->10,2->11"
+    attn_block: int = 128  # the window's granularity, in tokens (FlexAttention's block size)
+    window_final: int = 3456  # the long window at the end of training, in tokens
+    window_schedule: Literal["cubic", "linear", "constant"] = "cubic"
+    attn_scale: float = 0.12  # attention logit scale (q and k are RMS-normed)
+    rotary_min_freq: float = 1 / 1024  # rotary frequencies run 1 .. this over head_dim//4 pairs
+    logit_softcap: float = 15.0  # cap * z / sqrt(z^2 + cap^2); 0 disables
+    eval_chunks: int = 4  # evaluation computes the logits in this many chunks (memory)
     # The ablation axes.
     extra_embeddings: int = 0
     lambda_init: Literal["zero", "one"] = "zero"
@@ -36,15 +55,25 @@ class GPTConfig:
     token_lambda_init: float = 1.0
 
     PRESETS = {
-        # CPU tests: a forward+backward in milliseconds.
-        "tiny": dict(vocab_size=320, n_layer=4, n_head=2, head_dim=16, d_model=32, seq_len=64,
-                     value_embeds=2),
-        # CPU demo: minutes.
-        "small": dict(vocab_size=320, n_layer=6, n_head=4, head_dim=32, d_model=128, seq_len=128,
-                      value_embeds=3),
-        # The record model (GPU only).
-        "medium": dict(vocab_size=50304, n_layer=16, n_head=8, head_dim=128, d_model=1024,
-                       seq_len=8192, window=1792, value_embeds=5),
+        # CPU tests: a forward+backward in milliseconds. The record's structure at 4 layers:
+        # 1 value table (blocks 0 and 3, as the record's first and last five), block 1 without
+        # attention (the record's block 7, just before the middle), one skip 0->3 (the
+        # record's early-to-late skips), long windows on the first and last blocks (record:
+        # 0, 4, 11, 15), windows growing to 48 of 64 tokens in blocks of 8 (record: 3456 in
+        # blocks of 128), document masking on the byte corpus's <|endoftext|> (256), head
+        # padded to 320 rows (257 rounded up to 64), attention scale 0.12 * sqrt(128 / 16).
+        "tiny": dict(vocab_size=257, vocab_multiple=64, eot_token=256, n_layer=4, n_head=2,
+                     head_dim=16, d_model=32, seq_len=64, value_embeds=1, attn_pattern="L-SL",
+                     skips="0->3", attn_block=8, window_final=48, attn_scale=0.34),
+        # CPU demo: minutes. 6 layers: value tables 0-1 on blocks 0-1 and 4-5, block 2 without
+        # attention, skip 1->4, long windows on the first and last blocks, windows growing to
+        # 96 of 128 tokens in blocks of 16, attention scale 0.12 * sqrt(128 / 32).
+        "small": dict(vocab_size=257, vocab_multiple=64, eot_token=256, n_layer=6, n_head=4,
+                      head_dim=32, d_model=128, seq_len=128, value_embeds=2,
+                      attn_pattern="LS-SSL", skips="1->4", attn_block=16, window_final=96,
+                      attn_scale=0.24),
+        # The record model (GPU only): every default above.
+        "medium": dict(),
     }
 
     @classmethod
@@ -62,25 +91,50 @@ class GPTConfig:
             if not ok:
                 raise ConfigError(f"{field}: {why}")
 
-        for name in ("vocab_size", "n_layer", "n_head", "head_dim", "d_model", "seq_len", "mlp_ratio"):
+        def is_int(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("vocab_size", "vocab_multiple", "n_layer", "n_head", "head_dim", "d_model",
+                     "seq_len", "mlp_ratio", "attn_block", "window_final", "eval_chunks"):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v > 0, name,
-                 f"must be a positive integer, got {v!r}")
+            need(is_int(v) and v > 0, name, f"must be a positive integer, got {v!r}")
+        need(is_int(self.eot_token) and 0 <= self.eot_token < self.vocab_size, "eot_token",
+             f"must be a token id in 0..{self.vocab_size - 1}, got {self.eot_token!r}")
         k = self.extra_embeddings
-        need(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= MAX_EXTRA_EMBEDDINGS,
+        need(is_int(k) and 0 <= k <= MAX_EXTRA_EMBEDDINGS,
              "extra_embeddings", f"must be an integer in 0..{MAX_EXTRA_EMBEDDINGS}, got {k!r}")
         need(self.n_head * self.head_dim == self.d_model, "n_head",
              f"n_head * head_dim ({self.n_head} * {self.head_dim}) must equal d_model ({self.d_model})")
-        need(self.head_dim % 2 == 0, "head_dim", "must be even for rotary embeddings")
-        need(isinstance(self.value_embeds, int) and 0 <= self.value_embeds <= self.n_layer // 2,
+        need(self.head_dim % 4 == 0, "head_dim",
+             f"must be a multiple of 4 (half-truncated rotary), got {self.head_dim}")
+        need(is_int(self.value_embeds) and 0 <= self.value_embeds <= self.n_layer // 2,
              "value_embeds", f"must be in 0..n_layer//2 ({self.n_layer // 2}), got {self.value_embeds!r}")
-        need(self.window is None or (isinstance(self.window, int) and self.window > 0), "window",
-             f"must be a positive integer or None, got {self.window!r}")
+        need(isinstance(self.attn_pattern, str) and len(self.attn_pattern) == self.n_layer,
+             "attn_pattern", f"needs one letter per layer ({self.n_layer}), got {self.attn_pattern!r}")
+        for i, c in enumerate(self.attn_pattern):
+            need(c in LAYER_KINDS, "attn_pattern", f"unknown layer kind {c!r} at layer {i} "
+                 "(L long window, S short window, - no attention)")
+        need(isinstance(self.skips, str), "skips", f"must be text such as '6->9,4->10', got {self.skips!r}")
+        _ = self.skip_pairs  # parses and checks the map
+        for i in self.value_layers:
+            need(self.attn_pattern[i] != "-", "attn_pattern",
+                 f"layer {i} reads a value table (value_embeds) but has no attention")
+        need(self.seq_len % self.attn_block == 0, "seq_len",
+             f"{self.seq_len} is not a multiple of attn_block ({self.attn_block})")
+        need(self.window_final <= self.seq_len, "window_final",
+             f"{self.window_final} tokens is longer than the sequence (seq_len {self.seq_len})")
+        need(self.window_schedule in WINDOW_SCHEDULES, "window_schedule",
+             f"must be one of {', '.join(WINDOW_SCHEDULES)}, got {self.window_schedule!r}")
+        for name in ("attn_scale", "rotary_min_freq"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, name,
+                 f"must be a positive number, got {v!r}")
+        need(self.rotary_min_freq <= 1, "rotary_min_freq", f"must be in (0, 1], got {self.rotary_min_freq}")
+        need(self.logit_softcap >= 0, "logit_softcap", "must be >= 0")
         need(self.lambda_init in ("zero", "one"), "lambda_init",
              f"must be 'zero' or 'one', got {self.lambda_init!r}")
         need(isinstance(self.token_lambdas, bool), "token_lambdas",
              f"must be true or false, got {self.token_lambdas!r}")
-        need(self.logit_softcap >= 0, "logit_softcap", "must be >= 0")
         # Zero-gradient trap: the token lambda multiplies x00, whose per-layer scalar starts at
         # 0 with lambda_init "zero". If both factors start at 0, neither ever gets a gradient.
         need(not (self.token_lambdas and self.lambda_init == "zero" and self.token_lambda_init == 0),
@@ -92,18 +146,71 @@ class GPTConfig:
         """Mixing weights per block: the residual, then x00 and each extra table."""
         return self.extra_embeddings + 2
 
+    @property
+    def padded_vocab(self) -> int:
+        """Rows of the LM head."""
+        return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
+
+    @property
+    def attn_layers(self) -> list[int]:
+        return [i for i, c in enumerate(self.attn_pattern) if c != "-"]
+
+    @property
+    def value_layers(self) -> list[int]:
+        """Layers that read a value table: table j serves layer j and layer L - n + j."""
+        n, L = self.value_embeds, self.n_layer
+        return list(range(n)) + list(range(L - n, L))
+
+    @property
+    def skip_pairs(self) -> tuple[tuple[int, int], ...]:
+        """`skips` as (src, dst) pairs; refuses a malformed or impossible map."""
+        pairs = []
+        for item in filter(None, (s.strip() for s in self.skips.split(","))):
+            m = re.fullmatch(r"(\d+)\s*->\s*(\d+)", item)
+            if not m:
+                raise ConfigError(f"skips: {item!r} is not of the form 'src->dst' (e.g. '6->9')")
+            src, dst = int(m[1]), int(m[2])
+            if not src < dst < self.n_layer:
+                raise ConfigError(f"skips: {item!r} must go forward between layers 0..{self.n_layer - 1}")
+            if (src, dst) in pairs:
+                raise ConfigError(f"skips: {item!r} appears twice")
+            pairs.append((src, dst))
+        return tuple(pairs)
+
+    def window_blocks(self, progress: float) -> tuple[int, int]:
+        """(long, short) windows in kv blocks at `progress` = step / num_iterations in [0, 1].
+
+        The long window is window_final * f(progress) tokens rounded up to whole blocks, at
+        least one; cubic f = 4x^3 - 6x^2 + 3x (the record's: 0 -> 1, steep early, flat in the
+        middle). The short window has half as many blocks, rounded down; a window of 0
+        blocks still keeps each query's own block.
+        """
+        if not 0 <= progress <= 1:
+            raise ValueError(f"progress: must be in [0, 1], got {progress}")
+        x = progress
+        f = {"cubic": 4 * x**3 - 6 * x**2 + 3 * x, "linear": x, "constant": 1.0}[self.window_schedule]
+        long = max(1, math.ceil(self.window_final * f / self.attn_block))
+        return long, long // 2
+
 
 def param_count(cfg: GPTConfig) -> int:
     """Parameters implied by the config, for checks and for the cost model in bench/."""
     V, D, L, H = cfg.vocab_size, cfg.d_model, cfg.n_layer, cfg.mlp_ratio * cfg.d_model
-    per_block = 4 * D * D + 2 * D * H + 2
-    return ((1 + cfg.extra_embeddings + cfg.value_embeds) * V * D + L * per_block + V * D
-            + L * cfg.n_mix + (L * V if cfg.token_lambdas else 0) + L // 2)
+    tables = (1 + cfg.extra_embeddings + cfg.value_embeds) * V * D
+    matrices = len(cfg.attn_layers) * 4 * D * D + L * 2 * D * H
+    # skip weights (one per layer, as the record keeps them), mixing lambdas, value lambdas
+    scalars = (L if cfg.skip_pairs else 0) + L * cfg.n_mix + (L * 2 if cfg.attn_layers else 0)
+    scalars += L * V if cfg.token_lambdas else 0
+    return tables + matrices + cfg.padded_vocab * D + scalars
 
 
-def flops_per_token(cfg: GPTConfig) -> float:
-    """Training FLOPs per token (6N for the matmuls + attention), for model FLOP utilisation."""
-    D, L, T = cfg.d_model, cfg.n_layer, cfg.window or cfg.seq_len
-    matmul = 4 * D * D + 2 * D * cfg.mlp_ratio * D
-    return 6 * (L * matmul + cfg.vocab_size * D) + 12 * L * D * min(T, cfg.seq_len) / 2
-
+def flops_per_token(cfg: GPTConfig, progress: float = 1.0) -> float:
+    """Training FLOPs per token (6N for the matmuls + attention within the window at
+    `progress`), for model FLOP utilisation."""
+    D, B = cfg.d_model, cfg.attn_block
+    matmul = len(cfg.attn_layers) * 4 * D * D + cfg.n_layer * 2 * D * cfg.mlp_ratio * D
+    long, short = cfg.window_blocks(progress)
+    context = sum(min(max(long if c == "L" else short, 1) * B, cfg.seq_len) - B / 2
+                  for c in cfg.attn_pattern if c != "-")
+    # QK^T and AV: 2 * 2 * D * context forward, x3 with the backward
+    return 6 * (matmul + cfg.padded_vocab * D) + 12 * D * context

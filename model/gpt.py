@@ -1,122 +1,203 @@
-"""The GPT of modded-nanogpt's medium track, with k extra input embeddings.
+"""The GPT of modded-nanogpt's medium track (RECORD.md), with k extra input embeddings.
 
-Every block mixes the residual stream with all input embeddings before attention:
+Every block first mixes the residual stream with all input embeddings:
 
     x = l[i,0]*x + l[i,1]*x00 + l[i,2]*x01 + ... + l[i,k+1]*x0k,   x0j = norm(embed_j(tokens))
 
-k = 0 is the record baseline (x = l0*x + l1*x0). The rest follows the record model:
-pre-norm blocks, RMS norm without weights, rotary attention with QK-norm, ReLU^2 MLP,
-value embeddings shared by the first and last layers, U-net skips with learned weights, an
-untied LM head with a soft logit cap. Pure torch; imports nothing else of the project.
+k = 0 is the record's parent, k = 1 the record. Then, if the block has attention,
+x = x + attn(x) (no pre-norm: q, k and v are normed inside), and x = x + mlp(norm(x)).
+Attention is document-causal within a sliding window of 128-token blocks that grows over
+training; long windows on some layers, short on the others, none on one. Value tables feed
+the first and last layers, three U-net skips carry early outputs to later blocks, and the
+untied head ends in a soft cap. Pure torch; imports nothing else of the project.
+
+The input is one flat token stream (T,) as in the record (or independent streams (B, T));
+documents are cut at the end-of-text token, and positions run across the whole stream.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ablate.model.config import ConfigError, GPTConfig
+from ablate.model.config import GPTConfig
+
 
 def norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
-class Rotary(nn.Module):
-    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
-        super().__init__()
-        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+# --- rotary ----------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, H, D)
-        T = x.size(1)
-        cos, sin = self.cos[None, :T, None, :], self.sin[None, :T, None, :]
-        x1, x2 = x.float().chunk(2, dim=-1)
-        return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1).type_as(x)
+def rotary_frequencies(head_dim: int, min_freq: float) -> torch.Tensor:
+    """Half-truncated rotary: head_dim/4 frequencies from 1 down to min_freq, then as many
+    zeros (those dimension pairs are not rotated)."""
+    freqs = min_freq ** torch.linspace(0, 1, steps=head_dim // 4, dtype=torch.float32)
+    return torch.cat([freqs, freqs.new_zeros(head_dim // 4)])
 
 
-@functools.lru_cache(maxsize=16)
-def _block_mask(seq_len: int, window: int, device: str):
-    """FlexAttention's block mask for a sliding causal window, built once per shape."""
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    def mask(b, h, q, kv):
-        return (q >= kv) & (q - kv < window)
-
-    return create_block_mask(mask, None, None, seq_len, seq_len, device=device)
+def rotary_tables(T: int, cfg: GPTConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of position x frequency, (T, head_dim/2), fp32; positions are absolute in
+    the stream (not reset at document starts)."""
+    freqs = rotary_frequencies(cfg.head_dim, cfg.rotary_min_freq).to(device)
+    angles = torch.outer(torch.arange(T, dtype=torch.float32, device=device), freqs)
+    return angles.cos(), angles.sin()
 
 
-@torch.compiler.disable
-def attention_mask(seq_len: int, window: int | None, device: torch.device):
-    """What every layer's attention masks with, made once per forward (outside compiled
-    graphs): None for plain causal, a FlexAttention block mask on CUDA, else a boolean band
-    for SDPA (FlexAttention has no backward on CPU)."""
-    if window is None or window >= seq_len:
-        return None
-    if device.type == "cuda":
-        return _block_mask(seq_len, window, str(device))
-    i = torch.arange(seq_len, device=device)
-    return (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
+def rotate(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate the pairs (j, j + head_dim/2) of x (B, T, H, head_dim), in fp32."""
+    cos, sin = (t[None, :, None, :] for t in rope)
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1).type_as(x)
 
 
-def attention(q, k, v, mask) -> torch.Tensor:
-    """Causal attention on (B, H, T, D) with the mask from `attention_mask`."""
-    if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    if isinstance(mask, torch.Tensor):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+# --- the document-causal sliding-window mask -------------------------------------------------
+
+def document_ids(tokens: torch.Tensor, eot: int) -> torch.Tensor:
+    """Running count of end-of-text tokens up to and including each position."""
+    return (tokens == eot).cumsum(-1)
+
+
+def dense_masks(tokens: torch.Tensor, cfg: GPTConfig, window) -> tuple[torch.Tensor, torch.Tensor]:
+    """(long, short) boolean masks (B, 1, T, T) for SDPA: key j is visible to query i if it is
+    not after it, lies in the same document, and its block is one of the `window` most recent
+    blocks up to the query's own (at least the own block)."""
+    T, block = tokens.size(-1), cfg.attn_block
+    docs = document_ids(tokens, cfg.eot_token)
+    pos = torch.arange(T, device=tokens.device)
+    visible = (pos[:, None] >= pos[None, :]) & (docs[:, :, None] == docs[:, None, :])
+    behind = pos[:, None] // block - pos[None, :] // block  # how many blocks back the key lies
+    window = torch.as_tensor(window, device=tokens.device)
+    return tuple((visible & (behind < w.clamp_min(1)))[:, None] for w in (window, window // 2))
+
+
+def block_masks(tokens: torch.Tensor, cfg: GPTConfig, window):
+    """(long, short) FlexAttention block masks, the same visibility as `dense_masks`.
+
+    Per query block, the kv blocks that may hold visible keys are listed most recent first,
+    in two kinds: "full" blocks (strictly earlier, both blocks inside one document: every key
+    visible, no per-element mask needed) and "partial" ones (the diagonal block and blocks
+    across a document boundary: the document-causal mask decides per element). A window of
+    W blocks keeps at most W - 1 full blocks, then as many partial ones as the window has
+    room left for, always at least the diagonal one.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    B, T = tokens.shape
+    block = cfg.attn_block
+    if T % block:
+        raise ValueError(f"stream length {T} is not a multiple of attn_block ({block})")
+    n = T // block
+    docs = document_ids(tokens, cfg.eot_token)
+
+    def document_causal(b, h, q, kv):
+        return (q >= kv) & (docs[b, q] == docs[b, kv])
+
+    idx = torch.arange(n, device=tokens.device)
+    first, last = docs.view(B, n, block)[..., 0], docs.view(B, n, block)[..., -1]
+    q_first, q_last = first[:, :, None], last[:, :, None]
+    kv_first, kv_last = first[:, None, :], last[:, None, :]
+    touching = (idx[:, None] >= idx[None, :]) & (q_first <= kv_last) & (q_last >= kv_first)
+    full = (idx[:, None] > idx[None, :]) & (q_first == kv_last) & (q_last == kv_first)
+    partial = touching & ~full
+
+    def most_recent_first(dense: torch.Tensor):
+        counts = dense.sum(-1, dtype=torch.int32)
+        order = torch.where(dense, idx, -1).argsort(dim=-1, descending=True).to(torch.int32)
+        return counts[:, None].contiguous(), order[:, None].contiguous()
+
+    partial_n, partial_idx = most_recent_first(partial)
+    full_n, full_idx = most_recent_first(full)
+
+    def within(w):
+        w = w.clamp_min(1)
+        return BlockMask.from_kv_blocks(
+            torch.minimum(partial_n, (w - full_n).clamp_min(1)), partial_idx,
+            torch.minimum(full_n, w - 1), full_idx,
+            BLOCK_SIZE=block, mask_mod=document_causal)
+
+    window = torch.as_tensor(window, device=tokens.device, dtype=torch.int32)
+    return within(window), within(window // 2)
+
+
+@functools.cache
+def _compiled_flex_attention():
+    # Eager FlexAttention materialises the whole score matrix; compiled, it is a fused kernel
+    # that skips the blocks the mask leaves out.
     from torch.nn.attention.flex_attention import flex_attention
-    if torch.is_autocast_enabled(q.device.type):  # flex_attention is not autocast-aware
-        dtype = torch.get_autocast_dtype(q.device.type)
-        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-    return flex_attention(q, k, v, block_mask=mask)
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def attend(q, k, v, mask, scale: float) -> torch.Tensor:
+    """Attention on (B, H, T, head_dim) with a mask from `dense_masks` or `block_masks`."""
+    if isinstance(mask, torch.Tensor):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return _compiled_flex_attention()(q, k, v, block_mask=mask, scale=scale)
+
+
+# --- the blocks ------------------------------------------------------------------------------
+
+def init_uniform_(w: torch.Tensor) -> torch.Tensor:
+    """Uniform with std 0.5 / sqrt(fan_in) (the record's, instead of torch's default)."""
+    bound = math.sqrt(3) * 0.5 / math.sqrt(w.size(-1))
+    return nn.init.uniform_(w, -bound, bound)
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.rotary = Rotary(cfg.head_dim, cfg.seq_len)
-        self.ve_lambdas = nn.Parameter(torch.tensor([0.5, 0.5]))  # [v, value embedding]
+        self.n_head, self.head_dim, self.scale = cfg.n_head, cfg.head_dim, cfg.attn_scale
+        D, inner = cfg.d_model, cfg.n_head * cfg.head_dim
+        # q, k, v and the output projection are separate matrices: Muon orthogonalises each.
+        self.q = nn.Parameter(torch.empty(inner, D))
+        self.k = nn.Parameter(torch.empty(inner, D))
+        self.v = nn.Parameter(torch.empty(inner, D))
+        self.o = nn.Parameter(torch.empty(D, inner))
 
-    def forward(self, x: torch.Tensor, ve: torch.Tensor | None, mask) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)
-        q, k = self.rotary(norm(q)), self.rotary(norm(k))  # QK-norm, then rotary
-        if ve is not None:
-            v = self.ve_lambdas[0] * v + self.ve_lambdas[1] * ve.view_as(v)
+    def forward(self, x, ve, ve_lambdas, rope, mask) -> torch.Tensor:
+        B, T, _ = x.shape
+        qkv = F.linear(x, torch.cat((self.q, self.k, self.v)))
+        q, k, v = qkv.view(B, T, 3 * self.n_head, self.head_dim).chunk(3, dim=-2)
+        q, k, v = rotate(norm(q), rope), rotate(norm(k), rope), norm(v)
+        if ve is not None:  # value table: v = a0*v + a1*ve
+            v = ve_lambdas[0] * v + ve_lambdas[1] * ve.view_as(v)
         else:
-            v = self.ve_lambdas[0] * v
-        y = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+            v = ve_lambdas[0] * v
+        y = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, self.scale)
+        return F.linear(y.transpose(1, 2).reshape(B, T, -1), self.o)
 
 
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=False)
-        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=False)
+        hidden = cfg.mlp_ratio * cfg.d_model
+        self.fc = nn.Parameter(torch.empty(hidden, cfg.d_model))
+        self.proj = nn.Parameter(torch.empty(cfg.d_model, hidden))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.relu(self.fc(x)).square())
+        return F.linear(F.relu(F.linear(x, self.fc)).square(), self.proj)
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    """Attention (unless the layer has none) then the MLP; the lambda mix and the skips
+    happen in GPT.forward, before the block."""
+
+    def __init__(self, cfg: GPTConfig, kind: str):
         super().__init__()
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg) if kind != "-" else None
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, ve: torch.Tensor | None, mask) -> torch.Tensor:
-        x = x + self.attn(norm(x), ve, mask)
+    def forward(self, x, ve, ve_lambdas, rope, mask) -> torch.Tensor:
+        if self.attn is not None:
+            x = x + self.attn(x, ve, ve_lambdas, rope, mask)
         return x + self.mlp(norm(x))
 
+
+# --- the model -------------------------------------------------------------------------------
 
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
@@ -125,57 +206,132 @@ class GPT(nn.Module):
         V, D, L = cfg.vocab_size, cfg.d_model, cfg.n_layer
         self.embeds = nn.ModuleList(nn.Embedding(V, D) for _ in range(1 + cfg.extra_embeddings))
         self.value_embeds = nn.ModuleList(nn.Embedding(V, D) for _ in range(cfg.value_embeds))
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(L))
-        self.lm_head = nn.Linear(D, V, bias=False)
-        # Per block [residual, x00, x01, ...]: "zero" is the record's [1, 0, 0, ...].
-        lam = torch.zeros(L, cfg.n_mix) if cfg.lambda_init == "zero" else torch.ones(L, cfg.n_mix)
-        lam[:, 0] = 1.0
-        self.lambdas = nn.Parameter(lam)
+        self.blocks = nn.ModuleList(Block(cfg, kind) for kind in cfg.attn_pattern)
+        self.lm_head = nn.Linear(D, cfg.padded_vocab, bias=False)
+        # Scalars, fp32 always. Per block [residual, x00, x01, ...] mixing weights.
+        self.lambdas = nn.Parameter(torch.empty(L, cfg.n_mix))
+        # Per block (a0, a1) of v = a0*v + a1*ve; kept for every layer, as the record does.
+        self.ve_lambdas = nn.Parameter(torch.empty(L, 2)) if cfg.attn_layers else None
+        # One weight per layer, indexed by the skip's source; only the sources are used.
+        self.skip_weights = nn.Parameter(torch.empty(L)) if cfg.skip_pairs else None
         self.token_lambdas = (nn.ModuleList(nn.Embedding(V, 1) for _ in range(L))
                               if cfg.token_lambdas else None)
-        self.skip_weights = nn.Parameter(torch.ones(L // 2))  # U-net: early outputs -> late layers
         self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self):
-        """The record's init: N(0,1) embeddings, zero value embeddings and output projections,
-        an almost-zero head; token lambdas start at `token_lambda_init`."""
-        for e in self.embeds:
+        """The record's init: N(0, 1) input and value tables, uniform (std 0.5/sqrt(fan_in))
+        q, k, v and MLP fc, zero output projections and head; lambdas [1, 0, ..., 0] ("zero")
+        or all ones ("one"), value lambdas (0.5, 0.5), skip weights 1."""
+        cfg = self.config
+        for e in (*self.embeds, *self.value_embeds):
             nn.init.normal_(e.weight)
-        for e in self.value_embeds:
-            nn.init.zeros_(e.weight)
         for b in self.blocks:
-            nn.init.zeros_(b.attn.proj.weight)
-            nn.init.zeros_(b.mlp.proj.weight)
-        nn.init.normal_(self.lm_head.weight, std=self.config.head_init_std)
-        if self.token_lambdas is not None:
-            for t in self.token_lambdas:
-                nn.init.constant_(t.weight, self.config.token_lambda_init)
+            if b.attn is not None:
+                for w in (b.attn.q, b.attn.k, b.attn.v):
+                    init_uniform_(w)
+                nn.init.zeros_(b.attn.o)
+            init_uniform_(b.mlp.fc)
+            nn.init.zeros_(b.mlp.proj)
+        nn.init.zeros_(self.lm_head.weight)
+        nn.init.constant_(self.lambdas, 0.0 if cfg.lambda_init == "zero" else 1.0)
+        self.lambdas[:, 0] = 1.0
+        if self.ve_lambdas is not None:
+            nn.init.constant_(self.ve_lambdas, 0.5)
+        if self.skip_weights is not None:
+            nn.init.ones_(self.skip_weights)
+        for t in self.token_lambdas or ():
+            nn.init.constant_(t.weight, cfg.token_lambda_init)
 
-    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        cfg, L = self.config, self.config.n_layer
+    def use_bf16(self) -> "GPT":
+        """Store the tables and block matrices in bf16, as the record does on GPUs, so that
+        activations run in bf16; head and scalars stay fp32. Call before building optimizers."""
+        for part in (self.embeds, self.value_embeds, self.blocks):
+            part.bfloat16()
+        return self
+
+    def param_groups(self) -> list[dict]:
+        """Every parameter exactly once, by role: Muon matrices (q, k, v, o each its own matrix;
+        the MLP's with weight-decay multiplier 2), then Adam's tables, head and scalars."""
+        attn = [w for b in self.blocks if b.attn is not None
+                for w in (b.attn.q, b.attn.k, b.attn.v, b.attn.o)]
+        mlp = [w for b in self.blocks for w in (b.mlp.fc, b.mlp.proj)]
+        tables = [e.weight for e in (*self.embeds, *self.value_embeds)]
+        scalars = [p for p in (self.lambdas, self.ve_lambdas, self.skip_weights) if p is not None]
+        scalars += [t.weight for t in self.token_lambdas or ()]
+        return [
+            dict(name="attn", optimizer="muon", params=attn, wd_mul=1.0),
+            dict(name="mlp", optimizer="muon", params=mlp, wd_mul=2.0),
+            dict(name="tables", optimizer="adam", params=tables),
+            dict(name="head", optimizer="adam", params=[self.lm_head.weight]),
+            dict(name="scalars", optimizer="adam", params=scalars),
+        ]
+
+    def attention_masks(self, tokens: torch.Tensor, window):
+        """(long, short) masks for (B, T) streams: FlexAttention block masks on CUDA, dense
+        boolean masks for SDPA elsewhere (FlexAttention has no backward on CPU)."""
+        if tokens.device.type == "cuda":
+            return block_masks(tokens, self.config, window)
+        return dense_masks(tokens, self.config, window)
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None,
+                window=None) -> torch.Tensor:
+        """Loss (if targets) or logits of one stream (T,) or independent streams (B, T).
+
+        `window` is the long window in kv blocks at this step (an int or a 0-dim int tensor:
+        a tensor lets a compiled model take every step's window without recompiling), e.g.
+        `config.window_blocks(step / num_iterations)[0]`; None means the final window.
+        """
+        cfg = self.config
+        stream = tokens.dim() == 1
+        if stream:
+            tokens = tokens[None]
+            targets = targets[None] if targets is not None else None
+        if window is None:
+            window = cfg.window_blocks(1.0)[0]
+        long, short = self.attention_masks(tokens, window)
+        masks = {"L": long, "S": short, "-": None}
+        rope = rotary_tables(tokens.size(1), cfg, tokens.device)
+
         x0s = [norm(e(tokens)) for e in self.embeds]  # x00, x01, ..., x0k
         ve = [e(tokens) for e in self.value_embeds]
-        ve = ve + [None] * (L - 2 * len(ve)) + ve  # first and last layers share the tables
+        ve = ve + [None] * (cfg.n_layer - 2 * len(ve)) + ve  # first and last layers share them
+        sources = {dst: [s for s, d in cfg.skip_pairs if d == dst] for _, dst in cfg.skip_pairs}
+        kept = {s: None for s, _ in cfg.skip_pairs}
         x = x0s[0]
-        mask = attention_mask(tokens.size(1), cfg.window, tokens.device)
-        skips = []
         for i, block in enumerate(self.blocks):
-            streams = x0s if self.token_lambdas is None else \
-                [x0s[0] * self.token_lambdas[i](tokens)] + x0s[1:]
+            for src in sources.get(i, ()):
+                x = x + self.skip_weights[src] * kept[src]
+            streams = x0s
+            if self.token_lambdas is not None:
+                streams = [x0s[0] * self.token_lambdas[i](tokens).type_as(x0s[0])] + x0s[1:]
             lam = self.lambdas[i]
             x = lam[0] * x + sum(lam[j + 1] * s for j, s in enumerate(streams))
-            if i >= L - L // 2 and skips:
-                x = x + self.skip_weights[i - (L - L // 2)] * skips.pop()
-            x = block(x, ve[i], mask)
-            if i < L // 2:
-                skips.append(x)
-        logits = self.lm_head(norm(x)).float()
-        if cfg.logit_softcap:
-            logits = cfg.logit_softcap * torch.tanh(logits / cfg.logit_softcap)
+            ve_lambdas = self.ve_lambdas[i] if self.ve_lambdas is not None else None
+            x = block(x, ve[i], ve_lambdas, rope, masks[cfg.attn_pattern[i]])
+            if i in kept:
+                kept[i] = x
+        x = norm(x)
         if targets is None:
-            return logits
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+            logits = self.logits(x)
+            return logits[0] if stream else logits
+        return self.loss(x, targets)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The head in the stream's dtype, then fp32 and the soft cap cap*z/sqrt(z^2 + cap^2)."""
+        z = F.linear(x, self.lm_head.weight.type_as(x)).float()
+        cap = self.config.logit_softcap
+        return cap * z * torch.rsqrt(z.square() + cap * cap) if cap else z
+
+    def loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over every head row (padding included). In evaluation the
+        logits are made `eval_chunks` pieces at a time, which bounds their memory."""
+        x, targets = x.flatten(0, -2), targets.flatten()
+        if self.training:
+            return F.cross_entropy(self.logits(x), targets)
+        total = sum(F.cross_entropy(self.logits(xc), tc, reduction="sum")
+                    for xc, tc in zip(x.chunk(self.config.eval_chunks), targets.chunk(self.config.eval_chunks)))
+        return total / targets.numel()
 
     def mixing_weights(self) -> list[list[float]]:
         """Each layer's [residual, x00, x01, ...] weights, for the curve's `lambdas` column."""

@@ -1,14 +1,29 @@
+"""The ablation axes on top of the record model, and configs the model refuses."""
+
 import pytest
 import torch
 
-from ablate.model import GPT, ConfigError, GPTConfig, param_count
+from ablate.model import GPT, ConfigError, GPTConfig
+
+
+def awake(model: GPT, seed: int = 0) -> GPT:
+    """Give the zero-initialised output projections and head random values, as a few training
+    steps would: at init they block every gradient but the head's, and every signal."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for b in model.blocks:
+            if b.attn is not None:
+                b.attn.o.copy_(torch.randn(b.attn.o.shape, generator=g) * 0.1)
+            b.mlp.proj.copy_(torch.randn(b.mlp.proj.shape, generator=g) * 0.05)
+        model.lm_head.weight.copy_(torch.randn(model.lm_head.weight.shape, generator=g) * 0.1)
+    return model
 
 
 def grads(cfg: GPTConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
-    model = GPT(cfg)
-    tokens = torch.randint(0, cfg.vocab_size, (2, cfg.seq_len))
-    model(tokens, tokens.roll(-1, 1)).backward()
+    model = awake(GPT(cfg))
+    tokens = torch.randint(0, cfg.vocab_size, (cfg.seq_len,))
+    model(tokens, tokens.roll(-1)).backward()
     return {n: p.grad for n, p in model.named_parameters()}
 
 
@@ -29,20 +44,35 @@ def test_lambda_init_one_trains_every_table(k):
     assert g["lambdas"].abs().sum() > 0
 
 
+def test_at_init_only_the_head_learns_and_the_loss_is_uniform():
+    """Zero head: uniform logits over every head row (padding included), and no gradient
+    reaches anything but the head on the first step."""
+    cfg = GPTConfig.preset("tiny", extra_embeddings=1)
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    tokens = torch.randint(0, cfg.vocab_size, (cfg.seq_len,))
+    loss = model(tokens, tokens.roll(-1))
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(320.0)).item(), abs=1e-6)
+    loss.backward()
+    assert model.lm_head.weight.grad.abs().sum() > 0
+    assert model.embeds[0].weight.grad.abs().sum() == 0
+
+
 def test_mixing_formula_matches_hand_computation():
-    """x = l0*x + l1*x00 + l2*x01 before every block, with x0j = rms_norm(embed_j(tokens))."""
-    cfg = GPTConfig.preset("tiny", extra_embeddings=2, lambda_init="one", n_layer=2, value_embeds=0)
+    """x = l0*x + l1*x00 + l2*x01 + l3*x02 before block 0, with x0j = rms_norm(embed_j(tokens))."""
+    cfg = GPTConfig.preset("tiny", extra_embeddings=2, lambda_init="one", n_layer=2,
+                           value_embeds=0, attn_pattern="LS", skips="")
     torch.manual_seed(0)
     model = GPT(cfg)
     with torch.no_grad():
         model.lambdas.copy_(torch.tensor([[0.5, 2.0, -1.0, 3.0], [1.5, 0.0, 0.25, 0.0]]))
-    tokens = torch.randint(0, cfg.vocab_size, (1, 8))
+    tokens = torch.randint(0, cfg.vocab_size, (8,))
     seen = []
     model.blocks[0].register_forward_pre_hook(lambda m, a: seen.append(a[0]))
     model(tokens)
     x0 = [torch.nn.functional.rms_norm(e(tokens), (cfg.d_model,)) for e in model.embeds]
     expected = 0.5 * x0[0] + 2.0 * x0[0] - 1.0 * x0[1] + 3.0 * x0[2]
-    torch.testing.assert_close(seen[0], expected)
+    torch.testing.assert_close(seen[0][0], expected)
 
 
 def test_token_lambdas_scale_the_main_stream_per_token():
@@ -54,15 +84,15 @@ def test_token_lambdas_scale_the_main_stream_per_token():
     assert g["token_lambdas.0.weight"].abs().sum() > 0
 
 
-def test_shapes():
+def test_shapes_of_streams_and_batches():
     cfg = GPTConfig.preset("tiny", extra_embeddings=2)
     model = GPT(cfg)
     assert len(model.embeds) == 3
     assert model.lambdas.shape == (cfg.n_layer, 4)
     assert torch.equal(model.lambdas[:, 0], torch.ones(cfg.n_layer))
     assert torch.count_nonzero(model.lambdas[:, 1:]) == 0
-    logits = model(torch.zeros(2, 16, dtype=torch.long))
-    assert logits.shape == (2, 16, cfg.vocab_size)
+    assert model(torch.zeros(16, dtype=torch.long)).shape == (16, 320)
+    assert model(torch.zeros(2, 16, dtype=torch.long)).shape == (2, 16, 320)
 
 
 @pytest.mark.parametrize("overrides, field", [
@@ -72,41 +102,45 @@ def test_shapes():
     (dict(lambda_init="half"), "lambda_init"),
     (dict(token_lambdas=True, token_lambda_init=0.0), "token_lambda_init"),
     (dict(value_embeds=9), "value_embeds"),
-    (dict(window=0), "window"),
+    (dict(window_final=128), "window_final"),  # longer than the 64-token sequence
+    (dict(window_final=-8), "window_final"),  # a negative schedule
+    (dict(window_final=0), "window_final"),
+    (dict(window_schedule="exponential"), "window_schedule"),
+    (dict(attn_pattern="LXSL"), "attn_pattern"),  # unknown layer kind
+    (dict(attn_pattern="LSL"), "attn_pattern"),  # not one letter per layer
+    (dict(attn_pattern="-SSL"), "attn_pattern"),  # layer 0 reads a value table
+    (dict(skips="3->1"), "skips"),
+    (dict(skips="0->9"), "skips"),
+    (dict(skips="zero to three"), "skips"),
+    (dict(attn_block=12), "seq_len"),  # 64 is not a whole number of 12-token blocks
+    (dict(attn_block=-8), "attn_block"),
+    (dict(eot_token=400), "eot_token"),
+    (dict(head_dim=18, d_model=36), "head_dim"),
+    (dict(attn_scale=0), "attn_scale"),
     (dict(not_a_field=1), "not_a_field"),
 ])
 def test_impossible_configs_are_refused_naming_the_field(overrides, field):
-    with pytest.raises(ConfigError, match=f"^{field}:"):
+    with pytest.raises(ConfigError, match=f"^{field}:") as e:
         GPTConfig.preset("tiny", **overrides)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("setting, field", [
+    ("window_final=100000", "window_final"), ("attn_pattern=LQSL", "attn_pattern"),
+    ("window_final=-1", "window_final")])
+def test_the_cli_refuses_a_bad_model_field_with_one_line_and_exit_2(setting, field, capsys, tmp_path):
+    from ablate.trainer.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "c.parquet"), "-s", setting]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{field}:" in err
 
 
 def test_zero_token_lambda_init_is_allowed_when_the_scalar_starts_at_one():
     GPTConfig.preset("tiny", token_lambdas=True, token_lambda_init=0.0, lambda_init="one")
 
 
-def test_sliding_window_attends_only_within_the_window():
-    cfg = GPTConfig.preset("tiny", window=4, n_layer=2, value_embeds=0)
-    torch.manual_seed(0)
-    model = GPT(cfg)
-    for b in model.blocks:  # make attention matter: undo the zero init of the projections
-        torch.nn.init.normal_(b.attn.proj.weight, std=0.1)
-    tokens = torch.randint(0, cfg.vocab_size, (1, 16))
-    changed = tokens.clone()
-    changed[0, 0] = (tokens[0, 0] + 1) % cfg.vocab_size
-    a, b = model(tokens), model(changed)
-    # 2 layers of window 4 reach back at most 6 positions; position 15 cannot see position 0
-    torch.testing.assert_close(a[0, 15], b[0, 15])
-    assert not torch.allclose(a[0, 1], b[0, 1])
-
-
-@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
-def test_flex_attention_block_mask_agrees_with_the_sdpa_band():
-    """The CUDA path's mask (FlexAttention runs forward on CPU too) against the CPU path's."""
-    from ablate.model.gpt import _block_mask, attention, attention_mask
-
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(1, 2, 256, 16) for _ in range(3))
-    band = attention_mask(256, 64, torch.device("cpu"))
-    flex = attention(q, k, v, _block_mask(256, 64, "cpu"))
-    torch.testing.assert_close(flex, attention(q, k, v, band), atol=1e-5, rtol=1e-4)
-    assert attention_mask(256, None, torch.device("cpu")) is None
+def test_every_preset_takes_every_axis():
+    for preset in GPTConfig.PRESETS:
+        for k in range(6):
+            GPTConfig.preset(preset, extra_embeddings=k, lambda_init="one", token_lambdas=True)

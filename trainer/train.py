@@ -9,7 +9,6 @@ every validation point. Ray is an edge: results and checkpoints leave through a 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -58,20 +57,18 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
 
 
 def build_optimizers(model: GPT, cfg: TrainConfig, fused: bool) -> list[torch.optim.Optimizer]:
-    """Muon for the blocks' 2-D weights (Muon accepts only 2-D); Adam for everything else."""
-    matrices, embeds, scalars = [], [], []
-    for name, p in model.named_parameters():
-        if name.startswith("blocks.") and p.ndim == 2:
-            matrices.append(p)
-        elif name.startswith(("embeds.", "value_embeds.")):
-            embeds.append(p)
-        elif name != "lm_head.weight":
-            scalars.append(p)  # mixing lambdas, token lambdas, skip weights, value-embed lambdas
+    """Muon for the matrices and Adam for tables, head and scalars, in the groups the model
+    declares (GPT.param_groups)."""
+    groups = model.param_groups()
+    adam_lr = dict(tables=cfg.lr_embed, head=cfg.lr_head, scalars=cfg.lr_scalar)
     adam = torch.optim.Adam(
-        [dict(params=embeds, lr=cfg.lr_embed), dict(params=[model.lm_head.weight], lr=cfg.lr_head),
-         dict(params=scalars, lr=cfg.lr_scalar)],
+        [dict(params=g["params"], lr=adam_lr[g["name"]]) for g in groups if g["optimizer"] == "adam"],
         betas=cfg.adam_betas, eps=1e-10, fused=fused)
-    muon = torch.optim.Muon(matrices, lr=cfg.lr_muon, momentum=cfg.muon_momentum, nesterov=True)
+    muon = torch.optim.Muon(
+        [dict(params=g["params"], wd_mul=g["wd_mul"]) for g in groups if g["optimizer"] == "muon"],
+        lr=cfg.lr_muon, momentum=cfg.muon_momentum, nesterov=True)
+    for group in muon.param_groups:  # torch's Muon has no per-group multiplier of its decay
+        group["weight_decay"] *= group["wd_mul"]
     opts = [adam, muon]
     for opt in opts:
         for group in opt.param_groups:
@@ -93,10 +90,10 @@ class _Run:
                               f"model's vocab_size {cfg.model.vocab_size}")
         cuda = self.device.type == "cuda"
         self.compiled = cfg.compile if cfg.compile is not None else cuda
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda
-                         else contextlib.nullcontext())
         torch.manual_seed(cfg.seed)
         self.model = GPT(cfg.model).to(self.device)
+        if cuda:  # the record's precision: bf16 tables and matrices make bf16 activations
+            self.model.use_bf16()
         self.optimizers = build_optimizers(self.model, cfg, fused=cuda)
         net = DDP(self.model, device_ids=[self.device.index] if cuda else None) \
             if self.world > 1 else self.model
@@ -123,6 +120,12 @@ class _Run:
         return (x[rows].to(self.device, non_blocking=True),
                 y[rows].to(self.device, non_blocking=True))
 
+    def window(self) -> torch.Tensor:
+        """This step's long attention window in blocks; a tensor, so that a compiled model
+        takes each new size without recompiling. Validation uses the current step's too."""
+        blocks = self.cfg.model.window_blocks(min(self.step / self.cfg.num_iterations, 1.0))[0]
+        return torch.tensor(blocks, dtype=torch.int32, device=self.device)
+
     def train_step(self) -> float:
         cfg, mult = self.cfg, lr_multiplier(self.step, self.cfg)
         for opt in self.optimizers:
@@ -132,8 +135,7 @@ class _Run:
         for group in self.optimizers[1].param_groups:
             group["momentum"] = (1 - frac) * 0.85 + frac * cfg.muon_momentum
         x, y = self.batch()
-        with self.autocast:
-            loss = self.train_net(x, y)
+        loss = self.train_net(x, y, window=self.window())
         loss.backward()
         for opt in self.optimizers:
             opt.step()
@@ -147,12 +149,13 @@ class _Run:
     def evaluate(self) -> float:
         total = torch.zeros(2, device=self.device, dtype=torch.float64)
         per = max(1, self.cfg.batch_size // self.world)
+        self.model.eval()  # the model then makes its logits in chunks
         for i in range(0, len(self.val_x), per):
             x = self.val_x[i:i + per].to(self.device)
             y = self.val_y[i:i + per].to(self.device)
-            with self.autocast:
-                loss = self.eval_net(x, y)
+            loss = self.eval_net(x, y, window=self.window())
             total += torch.stack([loss.double() * len(x), torch.tensor(len(x), device=self.device)])
+        self.model.train()
         if self.world > 1:
             dist.all_reduce(total)
         return (total[0] / total[1]).item()

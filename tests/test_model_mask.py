@@ -1,0 +1,194 @@
+"""The document-causal sliding-window mask (RECORD.md, Attention mask): black-box on the tiny
+model, and the CUDA path's FlexAttention block masks against the CPU path's dense masks."""
+
+import warnings
+
+import pytest
+import torch
+
+from ablate.model import GPT, GPTConfig
+from ablate.model.gpt import attend, block_masks, dense_masks
+from test_model import awake
+
+EOT = 256
+
+
+def stream(T: int, eots: list[int], seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, EOT, (T,), generator=g)
+    tokens[eots] = EOT
+    return tokens
+
+
+def tiny_model(seed: int = 0, **overrides) -> GPT:
+    torch.manual_seed(seed)
+    return awake(GPT(GPTConfig.preset("tiny", extra_embeddings=1, **overrides)), seed)
+
+
+def changed(tokens: torch.Tensor, position: int) -> torch.Tensor:
+    out = tokens.clone()
+    out[position] = (tokens[position] + 1) % EOT  # still not an end-of-text token
+    return out
+
+
+# --- black-box, on the tiny model ------------------------------------------------------------
+
+@pytest.mark.parametrize("window", [1, 3, 6])
+def test_a_document_never_sees_another(window):
+    """Documents start at 0, 10, 29 and 45: changing tokens inside the second one changes
+    its own logits and no other document's, earlier or later."""
+    model = tiny_model()
+    tokens = stream(64, [0, 10, 29, 45])
+    other = tokens.clone()
+    for p in (12, 20, 28):
+        other = changed(other, p)
+    a, b = model(tokens, window=window), model(other, window=window)
+    outside = torch.cat([torch.arange(0, 10), torch.arange(29, 64)])
+    assert torch.equal(a[outside], b[outside])
+    assert not torch.allclose(a[12:29], b[12:29])
+
+
+def test_no_document_marker_means_one_document():
+    model = tiny_model()
+    tokens = stream(64, [])
+    a, b = model(tokens), model(changed(tokens, 3))
+    assert not torch.allclose(a[40:], b[40:])
+
+
+@pytest.mark.parametrize("position", [0, 17, 40, 63])
+def test_a_token_never_changes_earlier_logits(position):
+    model = tiny_model()
+    tokens = stream(64, [0, 30])
+    a, b = model(tokens), model(changed(tokens, position))
+    assert torch.equal(a[:position], b[:position])
+    assert not torch.allclose(a[position], b[position])
+
+
+def test_a_key_beyond_the_window_has_no_effect_one_inside_does():
+    """One attention layer (then MLPs only): a query in block 5 (positions 40..47, blocks of 8)
+    with a 3-block window sees blocks 3, 4 and 5 and nothing before."""
+    model = tiny_model(attn_pattern="L---", value_embeds=0, skips="")
+    tokens = stream(64, [0])  # one document
+    logits = model(tokens, window=3)
+    far, near = model(changed(tokens, 23), window=3), model(changed(tokens, 24), window=3)
+    assert torch.equal(far[40:48], logits[40:48])  # block 2: three blocks back
+    assert not torch.allclose(near[40:48], logits[40:48])  # block 3: inside
+    # the short window (half, rounded down: 1 block) sees only the query's own block
+    model = tiny_model(attn_pattern="S---", value_embeds=0, skips="")
+    logits = model(tokens, window=3)
+    assert torch.equal(model(changed(tokens, 39), window=3)[40:48], logits[40:48])
+    assert not torch.allclose(model(changed(tokens, 40), window=3)[41:48], logits[41:48])
+
+
+def test_the_whole_tiny_model_reaches_back_no_farther_than_its_windows_add_up():
+    """tiny has attention L, -, S, L: with a 3-block long window (short: 1) each long layer
+    reaches 2 blocks back, so 4 blocks in all; a key 5 blocks back has no effect."""
+    model = tiny_model()
+    tokens = stream(64, [0])
+    logits = model(tokens, window=3)
+    assert torch.equal(model(changed(tokens, 15), window=3)[48:56], logits[48:56])  # block 1
+    assert not torch.allclose(model(changed(tokens, 16), window=3)[48:56], logits[48:56])  # block 2
+
+
+def test_window_zero_keeps_the_diagonal_block():
+    cfg = GPTConfig.preset("tiny")
+    tokens = stream(64, [0])[None]
+    for mask in dense_masks(tokens, cfg, 0):  # long 0 and short 0: the own block only
+        i = torch.arange(64)
+        expected = (i[:, None] >= i[None, :]) & (i[:, None] // 8 == i[None, :] // 8)
+        assert torch.equal(mask[0, 0], expected)
+
+
+def test_validation_uses_the_window_it_is_given():
+    model = tiny_model()
+    model.eval()
+    tokens = stream(64, [0])
+    assert not torch.equal(model(tokens, tokens.roll(-1), window=1),
+                           model(tokens, tokens.roll(-1), window=6))
+
+
+# --- the FlexAttention block mask means the dense mask ---------------------------------------
+
+def random_streams(n: int, T: int, seed: int = 0):
+    """Streams with no, one, few or many documents, boundaries on and off block edges."""
+    g = torch.Generator().manual_seed(seed)
+    out = [stream(T, []), stream(T, [0]), stream(T, list(range(0, T, 8))),
+           stream(T, [0, 8, 9, 16, 47, 48])]
+    for _ in range(n):
+        density = [0.01, 0.05, 0.2][int(torch.randint(0, 3, (), generator=g))]
+        eots = (torch.rand(T, generator=g) < density).nonzero().flatten().tolist()
+        out.append(stream(T, eots, seed=int(torch.randint(0, 10**6, (), generator=g))))
+    return out
+
+
+def kernel_view(bm, docs: torch.Tensor) -> torch.Tensor:
+    """What a FlexAttention kernel computes with a block mask: the listed partial blocks
+    through the mask function, the listed full blocks entirely. (B, T, T) booleans."""
+    B, T = docs.shape
+    block = bm.BLOCK_SIZE[0]
+    visible = torch.zeros(B, T, T, dtype=torch.bool)
+    i = torch.arange(T)
+    element = (i[:, None] >= i[None, :]) & (docs[:, :, None] == docs[:, None, :])
+    for b in range(B):
+        for qb in range(T // block):
+            rows = slice(qb * block, (qb + 1) * block)
+            for counts, indices, full in ((bm.kv_num_blocks, bm.kv_indices, False),
+                                          (bm.full_kv_num_blocks, bm.full_kv_indices, True)):
+                for kb in indices[b, 0, qb, :max(int(counts[b, 0, qb]), 0)].tolist():
+                    cols = slice(kb * block, (kb + 1) * block)
+                    if full:
+                        assert element[b, rows, cols].all(), "a full block must be all visible"
+                        visible[b, rows, cols] = True
+                    else:
+                        visible[b, rows, cols] |= element[b, rows, cols]
+    return visible
+
+
+def test_block_masks_mean_exactly_the_dense_masks():
+    cfg = GPTConfig.preset("tiny")
+    for tokens in random_streams(12, 64):
+        tokens = tokens[None]
+        docs = (tokens == EOT).cumsum(-1)
+        for window in range(0, 10):
+            for bm, dense in zip(block_masks(tokens, cfg, window), dense_masks(tokens, cfg, window)):
+                assert torch.equal(kernel_view(bm, docs), dense[:, 0]), (tokens, window)
+
+
+def test_block_masks_of_independent_streams():
+    cfg = GPTConfig.preset("tiny")
+    tokens = torch.stack(random_streams(2, 64)[3:6])
+    docs = (tokens == EOT).cumsum(-1)
+    for bm, dense in zip(block_masks(tokens, cfg, 2), dense_masks(tokens, cfg, 2)):
+        assert torch.equal(kernel_view(bm, docs), dense[:, 0])
+
+
+def test_flex_attention_agrees_with_sdpa_on_random_streams():
+    """FlexAttention (compiled: the eager fallback ignores which blocks the mask lists) on
+    CPU, with the block masks the model uses on CUDA, against SDPA with the dense masks."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    cfg = GPTConfig.preset("tiny")
+    flex = torch.compile(flex_attention, dynamic=False)
+    g = torch.Generator().manual_seed(0)
+    for tokens in random_streams(3, 64, seed=1):
+        tokens = tokens[None]
+        q, k, v = (torch.randn(1, 2, 64, 16, generator=g) for _ in range(3))
+        for window in (0, 1, 2, 3, 5, 8):
+            for bm, dense in zip(block_masks(tokens, cfg, torch.tensor(window)),
+                                 dense_masks(tokens, cfg, window)):
+                expected = attend(q, k, v, dense, cfg.attn_scale)
+                got = flex(q, k, v, block_mask=bm, scale=cfg.attn_scale)
+                torch.testing.assert_close(got, expected, atol=2e-6, rtol=1e-5)
+
+
+def test_the_model_on_block_masks_equals_the_model_on_dense_masks(monkeypatch):
+    """The whole tiny model with its CUDA path's masks and FlexAttention, run on CPU."""
+    model = tiny_model().requires_grad_(False)  # FlexAttention has no backward on CPU
+    tokens = stream(64, [0, 13, 40])
+    expected = model(tokens, window=3)
+    monkeypatch.setattr(GPT, "attention_masks",
+                        lambda self, t, w: block_masks(t, self.config, w))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = model(tokens, window=torch.tensor(3))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
