@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     n = args.draws
     console.print(
-        f"search: right {totals['search_ok']}/{n} (exactly {totals['exact']}), {totals['search_trials'] / n:.1f} trials and "
+        f"search: right {totals['search_ok']}/{n} (exactly {totals['exact']}), "
+        f"{totals['search_trials'] / n:.1f} trials and "
         f"{totals['probes'] / n:.1f} step counts per draw | grid: right {totals['grid_ok']}/{n}, "
         f"{totals['grid_trials'] / n:.1f} trials ({len(s.grid)} step counts) | search/grid "
         f"trials {totals['search_trials'] / totals['grid_trials']:.2f} | noiseless bisection: "

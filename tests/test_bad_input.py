@@ -3,9 +3,8 @@ line naming the thing, exit status 2, no traceback, and nothing written or overw
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa

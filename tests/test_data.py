@@ -1,9 +1,20 @@
 import numpy as np
 import pytest
 
-from ablate.trainer.data import (BYTE_EOT, HEADER_BYTES, MAGIC, DataError, StreamPosition, TokenStream,
-                          builtin_documents, find_shards, prepare, read_shard, text_documents,
-                          write_shard)
+from ablate.trainer.data import (
+    BYTE_EOT,
+    HEADER_BYTES,
+    MAGIC,
+    DataError,
+    StreamPosition,
+    TokenStream,
+    builtin_documents,
+    find_shards,
+    prepare,
+    read_shard,
+    text_documents,
+    write_shard,
+)
 
 
 def test_shard_round_trip(tmp_path):

@@ -131,8 +131,8 @@ def test_two_sweeps_on_one_storage_root_never_touch_each_others_files(
 def test_two_drivers_claiming_one_sweep_folder_at_once_one_wins(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from ablate.sweeps.storage import claim
     from ablate.sweeps.spec import SpecError
+    from ablate.sweeps.storage import claim
 
     def attempt(_):
         try:

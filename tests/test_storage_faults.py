@@ -3,11 +3,9 @@ every file written before stays intact (curves are replaced atomically, never tr
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 
-import pyarrow.parquet as pq
 import pytest
 
 from ablate.results.curves import CurveError, read_curve, write_curve

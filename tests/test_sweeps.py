@@ -7,11 +7,10 @@ from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
-
-from ablate.results.curves import SCHEMA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ablate.results.curves import SCHEMA
 from ablate.sweeps.cli import main
 from ablate.sweeps.spec import SpecError, parse_spec
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from ablate.model.config import ConfigError, GPTConfig
 
@@ -82,7 +83,7 @@ class TrainConfig:
         return flat
 
     @classmethod
-    def from_flat(cls, values: Mapping[str, Any]) -> "TrainConfig":
+    def from_flat(cls, values: Mapping[str, Any]) -> TrainConfig:
         """A flat dict of model and trainer fields -> TrainConfig; the preset gives the model's
         defaults. Unknown keys and wrong types are refused with the key named."""
         values = dict(values)
