@@ -5,7 +5,10 @@ Prints each k's measured step-time ratio to k = 0 next to two predictions: the F
 optimizer's pass over every parameter, which each extra V x D table adds to). Figures only;
 nothing is asserted.
 
-    python bench/throughput.py [--preset small] [--steps 5] [--rounds 4]
+    python bench/throughput.py [--preset small] [--steps 5] [--rounds 4] [--progress 0.5]
+
+`--progress` places every timed step at that point of training, which sets the attention
+window (it grows over training, and so does the step time on GPUs).
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ def measure(runs: dict[int, _Run], steps: int, rounds: int) -> dict[int, float]:
     return best
 
 
+def configs_window(args) -> str:
+    long, short = TrainConfig.from_flat(dict(preset=args.preset)).model.window_blocks(args.progress)
+    return f"{long}/{short}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="small")
@@ -63,6 +71,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--progress", type=float, default=0.5, help="training progress of the timed steps")
     p.add_argument("--data", help="shard folder (default: the built-in corpus in a temp dir)")
     args = p.parse_args()
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp()) / "builtin"
@@ -70,7 +79,8 @@ def main() -> None:
         prepare(builtin_documents(), data)
     console = Console()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    table = Table(title=f"{args.preset} preset on {device}: step time vs extra embeddings")
+    table = Table(title=f"{args.preset} preset on {device}: step time vs extra embeddings "
+                        f"(window {configs_window(args)} blocks)")
     for col in ("k", "params (M)", "step (ms)", "tokens/s", "measured ratio", "FLOP ratio",
                 "param-bytes ratio"):
         table.add_column(col, justify="right")
@@ -79,12 +89,14 @@ def main() -> None:
         val_tokens=8192, data=str(data))) for k in range(6)}
     runs = {k: _Run(cfg, None) for k, cfg in configs.items()}
     for run in runs.values():
+        run.step = round(args.progress * run.cfg.num_iterations)
+    for run in runs.values():
         timed_steps(run, args.warmup)
     step_s = measure(runs, args.steps, args.rounds)
     base = None
     for k, cfg in configs.items():
         step = step_s[k]
-        flops = flops_per_token(cfg.model) + extra_flops_per_token(cfg.model)
+        flops = flops_per_token(cfg.model, args.progress) + extra_flops_per_token(cfg.model)
         params = param_count(cfg.model)
         base = base or (step, flops, params)
         table.add_row(str(k), f"{params / 1e6:.2f}", f"{step * 1000:.1f}",

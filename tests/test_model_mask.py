@@ -162,6 +162,7 @@ def test_block_masks_of_independent_streams():
         assert torch.equal(kernel_view(bm, docs), dense[:, 0])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own internals
 def test_flex_attention_agrees_with_sdpa_on_random_streams():
     """FlexAttention (compiled: the eager fallback ignores which blocks the mask lists) on
     CPU, with the block masks the model uses on CUDA, against SDPA with the dense masks."""
@@ -181,6 +182,7 @@ def test_flex_attention_agrees_with_sdpa_on_random_streams():
                 torch.testing.assert_close(got, expected, atol=2e-6, rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_the_model_on_block_masks_equals_the_model_on_dense_masks(monkeypatch):
     """The whole tiny model with its CUDA path's masks and FlexAttention, run on CPU."""
     model = tiny_model().requires_grad_(False)  # FlexAttention has no backward on CPU
@@ -192,3 +194,22 @@ def test_the_model_on_block_masks_equals_the_model_on_dense_masks(monkeypatch):
         warnings.simplefilter("ignore")
         got = model(tokens, window=torch.tensor(3))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_trainer_passes_each_steps_window_to_training_and_validation(data_dir, monkeypatch):
+    from conftest import tiny
+    from ablate.trainer.train import train
+
+    forward, seen = GPT.forward, []
+
+    def spy(self, tokens, targets=None, window=None):
+        seen.append((self.training, int(window)))
+        return forward(self, tokens, targets, window=window)
+
+    monkeypatch.setattr(GPT, "forward", spy)
+    cfg = tiny(data_dir, num_iterations=12, val_every=4)
+    train(cfg)
+    schedule = [cfg.model.window_blocks(step / 12)[0] for step in range(13)]
+    assert [w for training, w in seen if training] == schedule[:12]
+    evaluated = sorted({w for training, w in seen if not training})
+    assert evaluated == sorted({schedule[s] for s in (0, 4, 8, 12)})

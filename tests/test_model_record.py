@@ -206,8 +206,10 @@ def test_value_tables_feed_blocks_0_to_4_and_11_to_15():
             assert seen[i] is None
 
 
-def test_value_mix_and_norms_inside_attention():
-    """v = a0*rms_norm(v) + a1*ve; q, k normed then rotated; scale 0.12; input not normed."""
+@pytest.mark.parametrize("with_table", [True, False])
+def test_value_mix_and_norms_inside_attention(with_table):
+    """v = a0*rms_norm(v) + a1*ve (a0*rms_norm(v) without a value table); q, k normed per head
+    then rotated; scale 0.12; the attention input is not normed."""
     from ablate.model.gpt import dense_masks
 
     cfg = mini_medium()
@@ -220,14 +222,42 @@ def test_value_mix_and_norms_inside_attention():
     rope = rotary_tables(32, cfg, "cpu")
     tokens = torch.randint(0, 298, (1, 32))
     mask = dense_masks(tokens, cfg, 8)[0]
-    out = attn(x, ve, lam, rope, mask)
+    out = attn(x, ve if with_table else None, lam, rope, mask)
     heads = lambda t: t.view(1, 32, 2, 32)
     q = rotate(F.rms_norm(heads(x @ attn.q.T), (32,)), rope)
     k = rotate(F.rms_norm(heads(x @ attn.k.T), (32,)), rope)
-    v = 0.3 * F.rms_norm(heads(x @ attn.v.T), (32,)) - 0.7 * heads(ve)
+    v = 0.3 * F.rms_norm(heads(x @ attn.v.T), (32,)) - (0.7 * heads(ve) if with_table else 0)
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * 0.12
     y = torch.einsum("bhqk,bkhd->bqhd", scores.masked_fill(~mask, -torch.inf).softmax(-1), v)
     torch.testing.assert_close(out, y.reshape(1, 32, 64) @ attn.o.T, atol=1e-5, rtol=1e-4)
+
+
+def test_block_is_x_plus_attn_of_x_then_plus_mlp_of_norm_x():
+    cfg = mini_medium()
+    torch.manual_seed(0)
+    m = awake(GPT(cfg))
+    x = torch.randn(1, 32, 64) * 2
+    rope = rotary_tables(32, cfg, "cpu")
+    mask = torch.ones(1, 1, 32, 32, dtype=torch.bool).tril()
+    lam = m.ve_lambdas[0]
+    b = m.blocks[0]
+    h = x + b.attn(x, None, lam, rope, mask)
+    mlp = F.relu(F.rms_norm(h, (64,)) @ b.mlp.fc.T).square() @ b.mlp.proj.T  # ReLU squared
+    torch.testing.assert_close(b(x, None, lam, rope, mask), h + mlp)
+    b7 = m.blocks[7]  # no attention: the MLP only
+    torch.testing.assert_close(b7(x, None, lam, rope, mask), x + b7.mlp(F.rms_norm(x, (64,))))
+
+
+def test_loss_is_plain_cross_entropy_over_every_head_row():
+    """No z-loss, no label smoothing; the padding rows (300 -> 384 here) take part."""
+    torch.manual_seed(0)
+    m = awake(GPT(mini_medium()))
+    tokens = torch.randint(0, 299, (64,))
+    logits = m(tokens)
+    assert logits.shape == (64, 384)
+    torch.testing.assert_close(m(tokens, tokens.roll(-1)), F.cross_entropy(logits, tokens.roll(-1)))
+    fresh = GPT(mini_medium())  # zero head: uniform over all 384 rows
+    assert fresh(tokens, tokens.roll(-1)).item() == pytest.approx(math.log(384), abs=1e-5)
 
 
 # --- evaluation, precision, parameter groups -------------------------------------------------
