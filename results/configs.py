@@ -76,9 +76,10 @@ def group_configs(info: pa.Table, by: Sequence[str] | None = None,
     keys or info columns); an unknown field is an InputError that lists the known ones.
     """
     params = trial_params(info)
-    identity, identity_keys = _distinct([_identity(p) for p in params])
+    identity, identity_keys = _distinct(_identities(params))
     if by is None:
-        keys = [dict(k) for k in identity_keys]
+        first = np.unique(identity, return_index=True)[1]  # a trial of each config
+        keys = [{k: params[t][k] for k in identity_keys[c][0]} for c, t in enumerate(first)]
         fields, fixed = shown_fields(keys, _field_order(params), axes)
         index = identity
     else:
@@ -115,8 +116,9 @@ def shown_fields(keys: Sequence[dict[str, Any]], order: Sequence[str],
     A field missing from some configs but not others varies (missing reads as None).
     """
     names = list(dict.fromkeys([*order, *(k for key in keys for k in key)]))
-    values = {f: [_hashable(key.get(f)) for key in keys] for f in names}
-    varying = [f for f in names if len(set(values[f])) > 1]
+    values = {f: [key.get(f) for key in keys] for f in names}
+    varying = [f for f in names if _varies(values[f])]
+    values.update({f: [_hashable(v) for v in values[f]] for f in varying})
     fixed = {f: keys[0][f] for f in names if f not in varying and keys and f in keys[0]}
     shown_axes = [a for a in axes if a in varying]
     if not shown_axes:
@@ -160,8 +162,23 @@ def display(value: Any) -> str:
     return str(value)
 
 
-def _identity(params: dict[str, Any]) -> tuple[tuple[str, Hashable], ...]:
-    return tuple(sorted((k, _hashable(v)) for k, v in params.items() if k not in LABELS))
+def _identities(params: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, ...], str]]:
+    """Each trial's identity: its non-label field names (sorted) and their values as JSON.
+
+    JSON text compares values as the trainer wrote them (each field with its one type) and
+    treats lists, dicts and NaN alike without a Python loop over every value; the sorted
+    names are worked out once per set of names (one per sweep, usually).
+    """
+    names_of: dict[frozenset[str], tuple[str, ...]] = {}
+    encode = json.JSONEncoder(default=str).encode
+    out = []
+    for p in params:
+        keys = frozenset(p)
+        names = names_of.get(keys)
+        if names is None:
+            names = names_of[keys] = tuple(sorted(k for k in keys if k not in LABELS))
+        out.append((names, encode(list(map(p.__getitem__, names)))))
+    return out
 
 
 def _distinct(items: Sequence[Hashable]) -> tuple[np.ndarray, list[Any]]:
@@ -181,6 +198,16 @@ def _field_order(params: Iterable[dict[str, Any]]) -> list[str]:
             seen.update(dict.fromkeys(p))
             last = p
     return [k for k in seen if k not in LABELS]
+
+
+def _varies(values: Sequence[Any]) -> bool:
+    """More than one distinct value (lists, dicts and NaN compared as their JSON)."""
+    try:
+        if len(set(values)) < 2:
+            return False
+    except TypeError:  # a list or dict: compare as text
+        pass
+    return len(set(map(_hashable, values))) > 1
 
 
 def _determined(along: Sequence[tuple[Any, ...]], values: Sequence[Any]) -> bool:

@@ -134,8 +134,9 @@ def plot_curves(report: Report, path: Path, max_configs: int = 8,
         ys = np.array([np.interp(grid, *_curve(report, t)) for t in members])
         lines.append((grid, ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0)))
         for ax in (whole, tail):
+            n = report.configs[config].loss["n"] or len(members)  # replicates, if any
             ax.plot(grid, lines[-1][1], color=color, lw=1.6,
-                    label=f"{short_label(report, config)} (n={len(members)})")
+                    label=f"{short_label(report, config)} (n={n})")
             if len(members) > 1:
                 ax.fill_between(grid, lines[-1][2], lines[-1][3], color=color, alpha=0.2, lw=0)
     if lines:
