@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import textwrap
@@ -6,9 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import tiny
 from ablate.results.curves import SCHEMA, read_curve
 from ablate.trainer.train import lr_multiplier, train
+
+from conftest import tiny
 
 
 def test_a_run_writes_its_curve(tmp_path, data_dir):
@@ -62,6 +64,6 @@ def test_two_gloo_workers_end_with_identical_weights(tmp_path, data_dir):
     for name in a:
         assert torch.equal(a[name], b[name]), name
     rows = pq.read_table(tmp_path / "c.parquet").to_pylist()
-    assert rows[-1]["workers"] == 2 and rows[-1]["status"] == "completed"
+    assert json.loads(rows[-1]["params"])["workers"] == 2 and rows[-1]["status"] == "completed"
     # DDP trained for real: the weights moved away from the init
     assert torch.count_nonzero(a["blocks.0.mlp.proj"]) > 0
