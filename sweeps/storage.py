@@ -138,16 +138,34 @@ def save_sweep(spec: SweepSpec, settings: dict[str, Any]) -> None:
 
 
 def load_sweep(folder: str) -> tuple[SweepSpec, dict[str, Any]]:
-    """The spec and trial settings that `ablate sweep` saved in a sweep's folder."""
+    """The spec and trial settings that `ablate sweep` saved in a sweep's folder, placed where
+    the folder is now: a folder that was moved (or copied to a bucket) writes its curves and
+    checkpoints under its new location, never the one recorded in it."""
     path = join(folder, SPEC_FILE)
     try:
         saved = json.loads(read_text(path))
-        return parse_spec(saved["spec"], source=path), saved["settings"]
+        spec, settings = parse_spec(saved["spec"], source=path), dict(saved["settings"])
+        if not isinstance(settings.get("resources"), dict):
+            raise ValueError("settings.resources: missing")
     except FileNotFoundError:
         raise SpecError(f"{folder}: not a sweep folder (no {SPEC_FILE}; "
                         "give <storage>/<sweep name> of a sweep started by `ablate sweep`)") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise SpecError(f"{path}: corrupt ({e})") from None
+    except (OSError, RecursionError) as e:
+        raise SpecError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+    storage, name = parent_and_name(folder)
+    settings |= dict(storage=storage, sweep=name)
+    if settings.get("builtin"):
+        settings["data"] = str(builtin_folder(storage))
+    return spec, settings
+
+
+def parent_and_name(folder: str) -> tuple[str, str]:
+    """A sweep folder's storage root and name: `<storage>/<name>`."""
+    folder = storage_root(folder)
+    parent, _, name = folder.rstrip("/").rpartition("/")
+    return parent, name
 
 
 def curve_files(folder: str) -> dict[str, str]:
@@ -202,8 +220,14 @@ def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
 
 
 def builtin_folder(storage: str | Path) -> Path:
-    """Where the built-in corpus is kept: under a local storage root, else in the node's
-    temp folder."""
+    """Where the built-in corpus is kept: `<storage>/.data/builtin` under a local storage root
+    (a name no sweep can take), else in the node's temp folder. A `.data` that leads out of
+    the storage root (a symlink) is refused: the corpus is written there."""
     if is_uri(storage):
         return Path(tempfile.gettempdir()) / "ablate" / "data" / "builtin"
-    return (Path(storage) / "data" / "builtin").resolve()
+    root = Path(storage).resolve()
+    folder = (root / ".data" / "builtin").resolve()
+    if not folder.is_relative_to(root):
+        raise SpecError(f"{root / '.data'}: leads outside the storage root {root} "
+                        "(the built-in corpus is written there); remove the link")
+    return folder

@@ -131,3 +131,26 @@ def test_bad_overrides_are_refused_with_the_field_named(tmp_path, capsys, args, 
 def test_override_errors_name_the_flag():
     with pytest.raises(SpecError, match="-s fixed: expected section.key=value"):
         override({}, {"fixed": 1})
+
+
+def test_a_moved_sweep_folder_writes_where_it_is_now(sweep_folder, tmp_path):
+    from ablate.sweeps.storage import load_sweep
+
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    sweep_folder.rename(moved)
+    spec, settings = load_sweep(str(moved))
+    assert spec.name == "s"
+    assert settings["storage"] == str(moved.parent) and settings["sweep"] == "renamed"
+    assert settings["data"] == str(moved.parent / ".data" / "builtin")  # the corpus: rebuilt here
+
+
+def test_the_corpus_folder_cannot_lead_out_of_the_storage_root(tmp_path):
+    from ablate.sweeps.storage import builtin_folder
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "root" / ".data").symlink_to(tmp_path / "outside")
+    with pytest.raises(SpecError, match="leads outside the storage root"):
+        builtin_folder(tmp_path / "root")
+    assert builtin_folder(tmp_path / "other") == tmp_path / "other" / ".data" / "builtin"
