@@ -67,9 +67,12 @@ def title(report: Report) -> str:
     if report.by is not None:
         text += f" pooled by {', '.join(report.by)}"
     if report.fixed and report.configs:
-        text += " (" + ", ".join(f"{k}={display(v)}" for k, v in report.fixed.items()) + ")"
+        text += " (" + ", ".join(f"{k}={'None' if v is None else display(v)}"
+                                 for k, v in report.fixed.items()) + ")"
     if report.duplicates:
-        text += f"; {len(report.duplicates)} seeds run more than once, each counted once"
+        count = len(report.duplicates)
+        text += f"; {count} seed{'s' if count > 1 else ''} of a config ran more than once " \
+                "(counted once, see warnings)"
     if report.skipped:
         text += f"; {len(report.skipped)} files skipped (see warnings)"
     return text
