@@ -77,7 +77,7 @@ class GPTConfig:
     }
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "GPTConfig":
+    def preset(cls, name: str, **overrides) -> GPTConfig:
         if name not in cls.PRESETS:
             raise ConfigError(f"preset: unknown preset {name!r} (choose from {', '.join(cls.PRESETS)})")
         fields = {f.name for f in dataclasses.fields(cls)}

@@ -136,6 +136,9 @@ def attend(q, k, v, mask, scale: float) -> torch.Tensor:
     """Attention on (B, H, T, head_dim) with a mask from `dense_masks` or `block_masks`."""
     if isinstance(mask, torch.Tensor):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    if torch.compiler.is_compiling():  # inside a compiled model: traced into its graph
+        from torch.nn.attention.flex_attention import flex_attention
+        return flex_attention(q, k, v, block_mask=mask, scale=scale)
     return _compiled_flex_attention()(q, k, v, block_mask=mask, scale=scale)
 
 
@@ -243,7 +246,7 @@ class GPT(nn.Module):
         for t in self.token_lambdas or ():
             nn.init.constant_(t.weight, cfg.token_lambda_init)
 
-    def use_bf16(self) -> "GPT":
+    def use_bf16(self) -> GPT:
         """Store the tables and block matrices in bf16, as the record does on GPUs, so that
         activations run in bf16; head and scalars stay fp32. Call before building optimizers."""
         for part in (self.embeds, self.value_embeds, self.blocks):
@@ -329,8 +332,9 @@ class GPT(nn.Module):
         x, targets = x.flatten(0, -2), targets.flatten()
         if self.training:
             return F.cross_entropy(self.logits(x), targets)
+        n = self.config.eval_chunks
         total = sum(F.cross_entropy(self.logits(xc), tc, reduction="sum")
-                    for xc, tc in zip(x.chunk(self.config.eval_chunks), targets.chunk(self.config.eval_chunks)))
+                    for xc, tc in zip(x.chunk(n), targets.chunk(n), strict=True))
         return total / targets.numel()
 
     def mixing_weights(self) -> list[list[float]]:

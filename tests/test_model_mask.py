@@ -5,10 +5,10 @@ import warnings
 
 import pytest
 import torch
+from test_model import awake
 
 from ablate.model import GPT, GPTConfig
 from ablate.model.gpt import attend, block_masks, dense_masks
-from test_model import awake
 
 EOT = 256
 
@@ -197,8 +197,9 @@ def test_the_model_on_block_masks_equals_the_model_on_dense_masks(monkeypatch):
 
 
 def test_the_trainer_passes_each_steps_window_to_training_and_validation(data_dir, monkeypatch):
-    from conftest import tiny
     from ablate.trainer.train import train
+
+    from conftest import tiny
 
     forward, seen = GPT.forward, []
 
@@ -213,3 +214,22 @@ def test_the_trainer_passes_each_steps_window_to_training_and_validation(data_di
     assert [w for training, w in seen if training] == schedule[:12]
     evaluated = sorted({w for training, w in seen if not training})
     assert evaluated == sorted({schedule[s] for s in (0, 4, 8, 12)})
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_cuda_path_compiles_as_one_graph_and_each_window_reuses_it(monkeypatch):
+    """What runs on GPUs, compiled on CPU: block masks built inside the graph, FlexAttention,
+    no graph break; a new window size (a tensor) runs without recompiling."""
+    import torch._dynamo
+
+    model = tiny_model().requires_grad_(False)
+    tokens = stream(64, [0, 20, 41])
+    expected = {w: model(tokens, window=w) for w in (3, 5)}
+    monkeypatch.setattr(GPT, "attention_masks",
+                        lambda self, t, w: block_masks(t, self.config, w))
+    torch._dynamo.reset()
+    compiled = torch.compile(model, dynamic=False, fullgraph=True)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for w in (3, 5):
+            got = compiled(tokens, window=torch.tensor(w, dtype=torch.int32))
+            torch.testing.assert_close(got, expected[w], atol=1e-5, rtol=1e-5)

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_model import awake
 
 from ablate.model import GPT, GPTConfig, param_count
 from ablate.model.gpt import rotary_frequencies, rotary_tables, rotate
-from test_model import awake
 
 
 def meta_model(**overrides) -> GPT:
@@ -223,7 +223,10 @@ def test_value_mix_and_norms_inside_attention(with_table):
     tokens = torch.randint(0, 298, (1, 32))
     mask = dense_masks(tokens, cfg, 8)[0]
     out = attn(x, ve if with_table else None, lam, rope, mask)
-    heads = lambda t: t.view(1, 32, 2, 32)
+
+    def heads(t):
+        return t.view(1, 32, 2, 32)
+
     q = rotate(F.rms_norm(heads(x @ attn.q.T), (32,)), rope)
     k = rotate(F.rms_norm(heads(x @ attn.k.T), (32,)), rope)
     v = 0.3 * F.rms_norm(heads(x @ attn.v.T), (32,)) - (0.7 * heads(ve) if with_table else 0)
