@@ -87,3 +87,21 @@ def test_bad_specs_name_the_field(tmp_path, text, message):
 def test_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="no such spec file"):
         load_search_spec(tmp_path / "nope.toml")
+
+
+def test_optuna_storage_refuses_a_database_of_something_else(tmp_path):
+    import sqlite3
+
+    from ablate.sweeps.search.spec import parse_search_spec
+    from ablate.sweeps.search.study import open_study
+
+    db = tmp_path / "mine.db"
+    with sqlite3.connect(db) as con:
+        con.execute("create table invoices (id integer)")
+    spec = parse_search_spec({"sweep": {"name": "s"}, "search": {
+        "min_steps": 10, "max_steps": 20, "granularity": 10, "target": 3.0}})
+    with pytest.raises(SpecError, match="holds other tables \\(invoices\\)"):
+        open_study(f"sqlite:///{db}", spec)
+    with sqlite3.connect(db) as con:
+        assert [r[0] for r in con.execute("select name from sqlite_master")] == ["invoices"]
+    assert open_study(f"sqlite:///{tmp_path / 'new.db'}", spec).study_name == "search-steps:s"

@@ -58,9 +58,31 @@ def spec_question(spec: SearchSpec) -> dict[str, Any]:
     return question(TrainConfig.from_flat(spec.probe(spec.search.min_steps, 0)).to_flat())
 
 
+def refuse_foreign_database(url: str) -> None:
+    """Optuna adds its tables to whatever database it is given: refuse one that already holds
+    tables of something else, before anything is written to it."""
+    try:
+        from sqlalchemy import create_engine, inspect
+
+        engine = create_engine(url)
+        try:
+            tables = set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception as e:  # open_study names the URL's fault with Optuna's own message
+        if "sqlalchemy" in type(e).__module__:
+            return
+        raise
+    if tables and "studies" not in tables:
+        listed = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise SpecError(f"--optuna-storage: {shown(url)} holds other tables ({listed}), not an "
+                        "Optuna study; give a new or an Optuna database")
+
+
 def open_study(url: str, spec: SearchSpec) -> optuna.Study:
     """The search's study, made or loaded; a bad URL or another config's study -> SpecError."""
     name = study_name(spec)
+    refuse_foreign_database(url)
     try:
         study = optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name=name,
                                     direction="minimize", load_if_exists=True)
