@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class GPTConfig:
     """The GPT's shape and structure. Defaults are the medium record (34f5696 at
-    extra_embeddings = 1, its parent at 0); see `PRESETS` for the CPU sizes."""
+    extra_embeddings = 1, its parent at 0); `preset` maps it onto the CPU sizes."""
 
     vocab_size: int = 50257  # rows of the input and value tables: the token ids data may hold
     vocab_multiple: int = 128  # head rows: vocab_size rounded up to this (padding rows join the loss)
@@ -55,29 +55,39 @@ class GPTConfig:
     token_lambda_init: float = 1.0
 
     PRESETS = {
-        # CPU tests: a forward+backward in milliseconds. The record's structure at 4 layers:
-        # 1 value table (blocks 0 and 3, as the record's first and last five), block 1 without
-        # attention (the record's block 7, just before the middle), one skip 0->3 (the
-        # record's early-to-late skips), long windows on the first and last blocks (record:
-        # 0, 4, 11, 15), windows growing to 48 of 64 tokens in blocks of 8 (record: 3456 in
-        # blocks of 128), document masking on the byte corpus's <|endoftext|> (256), head
-        # padded to 320 rows (257 rounded up to 64), attention scale 0.12 * sqrt(128 / 16).
         "tiny": dict(vocab_size=257, vocab_multiple=64, eot_token=256, n_layer=4, n_head=2,
                      head_dim=16, d_model=32, seq_len=64, value_embeds=1, attn_pattern="L-SL",
                      skips="0->3", attn_block=8, window_final=48, attn_scale=0.34),
-        # CPU demo: minutes. 6 layers: value tables 0-1 on blocks 0-1 and 4-5, block 2 without
-        # attention, skip 1->4, long windows on the first and last blocks, windows growing to
-        # 96 of 128 tokens in blocks of 16, attention scale 0.12 * sqrt(128 / 32).
         "small": dict(vocab_size=257, vocab_multiple=64, eot_token=256, n_layer=6, n_head=4,
                       head_dim=32, d_model=128, seq_len=128, value_embeds=2,
                       attn_pattern="LS-SSL", skips="1->4", attn_block=16, window_final=96,
                       attn_scale=0.24),
-        # The record model (GPU only): every default above.
-        "medium": dict(),
+        "medium": dict(),  # every default above: the record
     }
 
     @classmethod
     def preset(cls, name: str, **overrides) -> GPTConfig:
+        """A preset, with any field overridden.
+
+        `medium` is the record model (GPU only). `tiny` (CPU tests, a step in milliseconds)
+        and `small` (CPU demo, minutes) keep its structure at small sizes, on the built-in
+        byte corpus:
+
+        | record (medium)                          | tiny                  | small                  |
+        | ---------------------------------------- | --------------------- | ---------------------- |
+        | 16 layers, d 1024, 8 heads of 128        | 4, d 32, 2 of 16      | 6, d 128, 4 of 32      |
+        | vocab 50257, head 50304 (x128)           | 257, head 320 (x64)   | 257, head 320 (x64)    |
+        | documents cut at 50256                   | at 256 (bytes' EOT)   | at 256                 |
+        | 5 value tables: blocks 0-4 and 11-15     | 1: blocks 0 and 3     | 2: blocks 0-1 and 4-5  |
+        | block 7 (before the middle) no attention | block 1               | block 2                |
+        | skips 6->9, 4->10, 2->11                 | 0->3                  | 1->4                   |
+        | long windows on 0, 4, 11, 15             | on 0 and 3 (first, last) | on 0 and 5          |
+        | stream 65,536; window to 3456 in 128s    | 64; to 48 in 8s       | 128; to 96 in 16s      |
+        | attention scale 0.12 (head_dim 128)      | 0.34 = 0.12 sqrt(128/16) | 0.24 = 0.12 sqrt(128/32) |
+
+        The attention scale keeps the record's ratio to 1/sqrt(head_dim), so that attention
+        logits start as spread as the record's.
+        """
         if name not in cls.PRESETS:
             raise ConfigError(f"preset: unknown preset {name!r} (choose from {', '.join(cls.PRESETS)})")
         fields = {f.name for f in dataclasses.fields(cls)}
