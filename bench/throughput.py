@@ -9,6 +9,13 @@ nothing is asserted.
 
 `--progress` places every timed step at that point of training, which sets the attention
 window (it grows over training, and so does the step time on GPUs).
+
+    python bench/throughput.py --record-stream [--k 1]
+
+On a GPU: one compiled forward+backward of the medium model on one 65,536-token stream (the
+record's work per GPU and micro-step), bf16 as the record stores it, at the windows of early,
+middle and late training: ms and peak memory (model, gradients and activations; no
+optimizer state).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from ablate.model import flops_per_token, param_count  # noqa: E402
+from ablate.model import GPT, GPTConfig, flops_per_token, param_count  # noqa: E402
 from ablate.trainer.config import TrainConfig  # noqa: E402
 from ablate.trainer.data import builtin_documents, prepare  # noqa: E402
 from ablate.trainer.train import _Run  # noqa: E402
@@ -59,6 +66,42 @@ def measure(runs: dict[int, _Run], steps: int, rounds: int) -> dict[int, float]:
     return best
 
 
+def record_stream(k: int, steps: int = 10) -> None:
+    """Forward+backward of `medium` on one record-sized stream, compiled, per window size."""
+    if not torch.cuda.is_available():
+        sys.exit("throughput: --record-stream needs a CUDA device")
+    cfg = GPTConfig.preset("medium", extra_embeddings=k)
+    torch.manual_seed(0)
+    model = GPT(cfg).cuda().use_bf16()
+    compiled = torch.compile(model, dynamic=False)
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, cfg.vocab_size - 1, (cfg.seq_len + 1,), generator=g)
+    tokens[torch.rand(cfg.seq_len + 1, generator=g) < 1 / 1000] = cfg.eot_token  # ~1k-token documents
+    tokens = tokens.cuda()
+    x, y = tokens[:-1], tokens[1:]
+    print(f"medium k={k}: {model.num_params():,} parameters, one stream of {cfg.seq_len:,} tokens, "
+          f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print(f"{'progress':>8} {'window':>7} {'first call s':>12} {'fwd+bwd ms':>10} {'peak MiB':>9}")
+    for progress in (0.05, 0.5, 1.0):
+        window = torch.tensor(cfg.window_blocks(progress)[0], dtype=torch.int32, device="cuda")
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        compiled(x, y, window=window).backward()
+        torch.cuda.synchronize()
+        first = time.perf_counter() - t0
+        for _ in range(2):
+            compiled(x, y, window=window).backward()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            compiled(x, y, window=window).backward()
+        torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) / steps * 1000
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        print(f"{progress:>8} {int(window) * cfg.attn_block:>7} {first:>12.1f} {ms:>10.1f} {peak:>9,.0f}")
+        model.zero_grad(set_to_none=True)
+
+
 def configs_window(args) -> str:
     long, short = TrainConfig.from_flat(dict(preset=args.preset)).model.window_blocks(args.progress)
     return f"{long}/{short}"
@@ -72,8 +115,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--progress", type=float, default=0.5, help="training progress of the timed steps")
+    p.add_argument("--record-stream", action="store_true",
+                   help="GPU: compiled forward+backward of medium on one 65,536-token stream")
+    p.add_argument("--k", type=int, default=1, help="extra embeddings for --record-stream")
     p.add_argument("--data", help="shard folder (default: the built-in corpus in a temp dir)")
     args = p.parse_args()
+    if args.record_stream:
+        return record_stream(args.k)
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp()) / "builtin"
     if not args.data:
         prepare(builtin_documents(), data)
