@@ -25,7 +25,7 @@ from ray import tune
 from ray.train import Checkpoint, FailureConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from ablate.results.curves import curve_path
+from ablate.results.curves import SWEEP_KEY, curve_path
 from ablate.sweeps import states
 from ablate.sweeps.storage import curve_location, is_uri, join, last_row, upload
 
@@ -92,7 +92,8 @@ class TrainRun:
         local_root = Path(tempfile.gettempdir()) / "ablate" if uri else storage
         labels = dict(data=settings["data"], sweep=sweep, trial_id=trial_id, workers=res["workers"],
                       out=str(curve_path(local_root, sweep, trial_id)),
-                      _curve_uri=uri, _builtin=settings.get("builtin", False))
+                      _curve_uri=uri, _builtin=settings.get("builtin", False),
+                      _sweep_meta={"axes": settings.get("axes", []), "target": settings.get("target")})
         self.bridge = TuneBridge()
         gpus = res["gpus_per_worker"]
         per_worker = {"CPU": res["cpus_per_worker"]} | ({"GPU": gpus} if gpus else {})
@@ -189,13 +190,14 @@ def train_worker(config: dict[str, Any]) -> None:
     cfg = TrainConfig.from_flat(config)
     rank0 = ray.train.get_context().get_world_rank() == 0
     publish = (lambda: upload(cfg.out, uri)) if uri and rank0 else None
+    curve_meta = {SWEEP_KEY: config.pop("_sweep_meta")}
     checkpoint = ray.train.get_checkpoint()
     try:
         if checkpoint is None:
-            train(cfg, RayReporter(publish))
+            train(cfg, RayReporter(publish), curve_meta=curve_meta)
         else:
             with checkpoint.as_directory() as folder:
-                train(cfg, RayReporter(publish), resume=folder)
+                train(cfg, RayReporter(publish), resume=folder, curve_meta=curve_meta)
     finally:
         if publish is not None and Path(cfg.out).exists():
             publish()  # the last rows, including a failure's

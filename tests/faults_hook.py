@@ -24,8 +24,8 @@ def install() -> None:
 
     forward, calls = ablate.model.gpt.GPT.forward, {}
 
-    def faulty(self, tokens, targets=None):
-        out = forward(self, tokens, targets)
+    def faulty(self, tokens, targets=None, **kwargs):
+        out = forward(self, tokens, targets, **kwargs)
         if targets is None or not torch.is_grad_enabled():
             return out
         calls[id(self)] = n = calls.get(id(self), 0) + 1

@@ -79,8 +79,10 @@ def build_optimizers(model: GPT, cfg: TrainConfig, fused: bool) -> list[torch.op
 class _Run:
     """The state of one run: model, optimizers, data, clock and curve."""
 
-    def __init__(self, cfg: TrainConfig, reporter: Reporter | None):
+    def __init__(self, cfg: TrainConfig, reporter: Reporter | None,
+                 curve_meta: dict[str, Any] | None = None):
         self.cfg, self.reporter = cfg, reporter
+        self.curve_meta = curve_meta or {}  # e.g. the sweep's axes and target, for reports
         self.rank, self.world, self.device, self._own_group = _setup_distributed(cfg)
         if cfg.batch_size % self.world:
             raise ConfigError(f"batch_size: {cfg.batch_size} does not split over {self.world} workers")
@@ -182,7 +184,7 @@ class _Run:
         meta = dict(config=self.cfg.to_flat(), workers=self.world, warmup_ms=self.warmup_ms,
                     restarts=self.restarts,
                     device=str(self.device), torch=torch.__version__, compiled=self.compiled)
-        return write_curve(self.cfg.out, self.rows, meta)
+        return write_curve(self.cfg.out, self.rows, self.curve_meta | meta)
 
     def state_dict(self) -> dict[str, Any]:
         return dict(model=self.model.state_dict(),
@@ -289,9 +291,11 @@ class _Run:
             dist.destroy_process_group()
 
 
-def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: str | Path | None = None) -> Result:
-    """Run one training; `resume` is a checkpoint folder (or file) to continue from."""
-    return _Run(cfg, reporter).run(Path(resume) if resume is not None else None)
+def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: str | Path | None = None,
+          curve_meta: dict[str, Any] | None = None) -> Result:
+    """Run one training; `resume` is a checkpoint folder (or file) to continue from;
+    `curve_meta` goes into the curve file's metadata (a sweep's axes and target)."""
+    return _Run(cfg, reporter, curve_meta).run(Path(resume) if resume is not None else None)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
