@@ -35,6 +35,7 @@ def cmd_sweep(args) -> int:
     settings = parse_assignments(args.set or [], flag="-s")
     if args.name is not None:
         settings["sweep.name"] = args.name
+    settings |= tracking_settings(args)
     spec = load_spec(args.spec, max_trials=None if args.yes else args.max_trials, settings=settings)
     storage = storage_root(args.storage or spec.storage)
     folder = join(storage, spec.name)
@@ -51,16 +52,31 @@ def cmd_sweep(args) -> int:
     return run_sweep(spec, storage, folder, args)
 
 
+def tracking_settings(args) -> dict[str, str]:
+    """--mlflow and --wandb as the spec keys they set (tracking.*), validated like the file."""
+    out = {}
+    if args.mlflow is not None:
+        out["tracking.mlflow"] = args.mlflow
+    if args.wandb is not None:
+        out["tracking.wandb"] = args.wandb
+    if args.wandb_project is not None:
+        out["tracking.wandb_project"] = args.wandb_project
+    return out
+
+
 def run_sweep(spec, storage: str, folder: str, args) -> int:
+    from ablate.sweeps import tracking
+    from ablate.sweeps.progress import RichView
     from ablate.sweeps.storage import claim, resolve_data
     from ablate.sweeps.tuner import build_tuner, ray_session
 
+    tracking.check(spec.tracking, folder)
     data = resolve_data(spec, storage)
     out = sys.stdout
-    view = make_view(spec, out if args.json_log else None)
-    if not args.json_log:
-        view.progress.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
-                                    f"{spec.resources.workers} workers -> {folder}")
+    view = make_view(spec, out if args.json_log else None, args.summary_every)
+    if isinstance(view, RichView):
+        view.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
+                           f"{spec.resources.workers} workers -> {folder}")
     with json_only_stdout(args.json_log), ray_session(args.address):
         claim(folder)  # once Ray is up: a cluster that cannot be reached claims nothing
         results = build_tuner(spec, storage, data, callbacks=[view]).fit()
@@ -68,13 +84,16 @@ def run_sweep(spec, storage: str, folder: str, args) -> int:
 
 
 def cmd_resume(args) -> int:
+    from ablate.sweeps import tracking
     from ablate.sweeps.storage import load_sweep, storage_root
     from ablate.sweeps.tuner import ray_session, restore_tuner
 
     folder = storage_root(args.dir)
     spec, settings = load_sweep(folder)
+    tracking.check(spec.tracking, folder)  # the restored Tuner brings the sweep's trackers
     out = sys.stdout
-    make_view(spec, out if args.json_log else None)  # restored views unpickle as this one
+    # the restored Tuner's pickled view unpickles as this one
+    make_view(spec, out if args.json_log else None, args.summary_every)
     with json_only_stdout(args.json_log), ray_session(args.address):
         results = restore_tuner(folder, settings).fit()
     return finish(results, folder, spec, out if args.json_log else None)
@@ -98,15 +117,19 @@ def cmd_status(args) -> int:
     return 0
 
 
-def make_view(spec, json_out=None):
-    """The driver's live view (rich on stderr, or JSON lines to `json_out`), registered so
-    that a restored Tuner's pickled view becomes this one."""
-    from ablate.sweeps.progress import JsonLog, RichView, show
+def make_view(spec, json_out=None, summary_every: float = 30.0):
+    """The driver's live view, registered so that a restored Tuner's pickled view becomes
+    this one: JSON lines to `json_out`; else bars on a terminal's stderr; else (a file, a
+    pipe, a batch job's log) plain timestamped lines on stderr."""
+    from ablate.sweeps.progress import JsonLog, LineLog, RichView, show
 
     steps = sum(spec.train_config(t).num_iterations for t in spec.trials())
     axes = list(spec.axes)
-    return show(JsonLog(axes, spec.size, steps, spec.name, json_out) if json_out
-                else RichView(axes, spec.size, steps))
+    if json_out:
+        return show(JsonLog(axes, spec.size, steps, spec.name, json_out))
+    if sys.stderr.isatty():
+        return show(RichView(axes, spec.size, steps, spec.name))
+    return show(LineLog(axes, spec.size, steps, spec.name, sys.stderr, every=summary_every))
 
 
 @contextlib.contextmanager
@@ -174,6 +197,14 @@ def add_commands(sub) -> None:
     p.add_argument("--yes", action="store_true", help="launch however many trials the grid has")
     p.add_argument("--json-log", action="store_true",
                    help="no live view: one JSON object per event on stdout")
+    p.add_argument("--summary-every", type=positive_seconds, default=30.0, metavar="SECONDS",
+                   help="with stderr not a terminal: a summary line this often (default 30)")
+    p.add_argument("--mlflow", nargs="?", const="local", metavar="URI",
+                   help="one MLflow run per trial: in <storage>/<sweep>/mlflow.db, or at a "
+                        "tracking URI (http://host:5000, sqlite:///..., file:///...)")
+    p.add_argument("--wandb", choices=["online", "offline"],
+                   help="one W&B run per trial, grouped by sweep (offline: `wandb sync` later)")
+    p.add_argument("--wandb-project", metavar="NAME", help="the W&B project (default ablate)")
     p.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("resume", help="finish an interrupted sweep, then report")
@@ -181,12 +212,24 @@ def add_commands(sub) -> None:
     r.add_argument("--address", help="join a Ray cluster: auto, or ray://host:port")
     r.add_argument("--json-log", action="store_true",
                    help="no live view: one JSON object per event on stdout")
+    r.add_argument("--summary-every", type=positive_seconds, default=30.0, metavar="SECONDS",
+                   help="with stderr not a terminal: a summary line this often (default 30)")
     r.set_defaults(func=cmd_resume)
 
     s = sub.add_parser("status", help="the trials of a sweep: state, step, val loss")
     s.add_argument("dir", metavar="DIR", help="the sweep's folder: <storage>/<sweep name>")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=cmd_status)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def version() -> str:

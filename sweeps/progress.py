@@ -1,12 +1,15 @@
 """What a sweep is doing, live, on the driver: views fed by Tune's callback hooks.
 (`ablate status`, which reads a sweep from storage, is sweeps/status.py.)
 
-Two live views share one tally of the trials: `RichView` (a bar per trial, counts, ETA) and
-`JsonLog` (one JSON object per line per event on stdout, for machines).
+Three live views share one tally of the trials (`View`): `RichView` (a terminal: a summary
+over one bar per trial), `LineLog` (stderr is a file, a pipe, a SLURM log: one plain,
+timestamped line per trial event and a summary line every so often) and `JsonLog` (one JSON
+object per line per event on stdout, for machines).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -18,18 +21,32 @@ from ablate.sweeps import events, states
 from ablate.trainer.config import TrainConfig
 
 DEFAULT_BUDGET = TrainConfig.num_iterations  # a trial whose config leaves num_iterations out
+METRICS = ("val_loss", "train_loss", "train_time_ms", "tokens_seen")  # of a trial's report
 
 
 @dataclass
 class TrialLine:
-    """One trial as the views show it."""
+    """One trial as the views show it (and as JSON events carry it)."""
     trial_id: str
     label: str
+    seed: int | None
     num_iterations: int
     state: str = states.PENDING  # one of states.STATES
     step: int = 0
     val_loss: float | None = None
+    train_loss: float | None = None
+    train_time_ms: float | None = None
+    tokens_seen: int | None = None
     node_id: str | None = None
+
+
+@dataclass
+class Timing:
+    """When a trial started, first reported and ended (monotonic seconds), for the ETA."""
+    started: float
+    first_report: float | None = None
+    first_step: int = 0
+    ended: float | None = None
 
 
 def describe(config: dict[str, Any], axes: list[str]) -> str:
@@ -47,11 +64,15 @@ class View(Callback):
     shows it: a view pickles as "the view of this driver", so `ablate resume` shows its own
     (set with `show`) rather than the one the interrupted driver had."""
 
-    def __init__(self, axes: list[str], trials: int, total_steps: int):
+    def __init__(self, axes: list[str], trials: int, total_steps: int, clock=time.monotonic):
         self.axes, self.n_trials, self.total_steps = axes, trials, total_steps
+        self.clock = clock
         self.lines: dict[str, TrialLine] = {}
-        self.t0: float | None = None  # first result of this session, for the ETA
-        self.steps0 = 0
+        self.configs: dict[str, dict[str, Any]] = {}  # each trial's axes, for compact labels
+        self.timings: dict[str, Timing] = {}
+        self.best: tuple[float, str] | None = None  # lowest val loss reported, and whose
+        self.most_active = 0  # trials seen active at once: the sweep's concurrency
+        self.t0 = clock()
 
     def __reduce__(self):
         return (shown, ())
@@ -60,7 +81,9 @@ class View(Callback):
     def line(self, trial) -> TrialLine:
         if trial.trial_id not in self.lines:
             cfg = trial.config
+            self.configs[trial.trial_id] = {k: cfg.get(k) for k in self.axes}
             self.lines[trial.trial_id] = TrialLine(trial.trial_id, describe(cfg, self.axes),
+                                                   cfg.get("seed"),
                                                    cfg.get("num_iterations", DEFAULT_BUDGET))
             if trial.status == "TERMINATED":  # restored finished trials fire no hooks
                 self._finish(self.lines[trial.trial_id], _finished_state(trial), trial.last_result)
@@ -72,13 +95,16 @@ class View(Callback):
         line.state = state
         if result:
             line.step, line.val_loss = result.get("step", line.step), result.get("val_loss", line.val_loss)
+        timing = self.timings.get(line.trial_id)
+        if timing is not None and timing.ended is None:
+            timing.ended = self.clock()
 
     def counts(self) -> dict[str, int]:
         c = {s: 0 for s in states.STATES if s != states.PENDING}
         for line in self.lines.values():
             if line.state in c:
                 c[line.state] += 1
-        c["pending"] = self.n_trials - sum(c.values())
+        c[states.PENDING] = self.n_trials - sum(c.values())
         return c
 
     def done_steps(self) -> int:
@@ -87,27 +113,59 @@ class View(Callback):
                    for line in self.lines.values())
 
     def eta(self) -> float | None:
-        """Seconds left at this session's rate of steps (all trials together)."""
-        if self.t0 is None:
+        """Seconds left, from what trials took here: start-up (start to first report) and
+        seconds per step, both measured on trials that ended normally. None until one has.
+
+        Work left: every pending trial's start-up and steps, a starting trial's remaining
+        start-up and all its steps, a running trial's remaining steps; shared over as many
+        trials as have run at once."""
+        ended = [(t, self.lines[tid].step - t.first_step) for tid, t in self.timings.items()
+                 if t.ended is not None and t.first_report is not None
+                 and self.lines[tid].state in (states.COMPLETED, states.STOPPED)
+                 and self.lines[tid].step > t.first_step]
+        if not ended:
             return None
-        rate = (self.done_steps() - self.steps0) / max(time.monotonic() - self.t0, 1e-9)
-        return (self.total_steps - self.done_steps()) / rate if rate > 0 else None
+        startup = sum(t.first_report - t.started for t, _ in ended) / len(ended)
+        per_step = sum(t.ended - t.first_report for t, _ in ended) / sum(n for _, n in ended)
+        now, left = self.clock(), 0.0
+        for tid, line in self.lines.items():
+            timing = self.timings.get(tid)
+            if line.state == states.STARTING and timing is not None:
+                left += max(startup - (now - timing.started), 0) + per_step * line.num_iterations
+            elif line.state == states.RUNNING:
+                left += per_step * max(line.num_iterations - line.step, 0)
+        seen = {tid for tid, line in self.lines.items() if line.state != states.PENDING}
+        pending_steps = self.total_steps - sum(self.lines[tid].num_iterations for tid in seen)
+        pending = self.n_trials - len(seen)
+        if pending > 0:  # budgets of trials not yet seen: the remaining steps, shared evenly
+            left += pending * startup + per_step * max(pending_steps, 0)
+        return left / max(self.most_active, 1)
 
     # --- Tune's hooks -------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
         for t in trials:
             self.line(t)
         line = self.line(trial)
-        line.state = states.RUNNING
+        line.state = states.STARTING
+        self.timings[trial.trial_id] = Timing(self.clock())
+        self.most_active = max(self.most_active, sum(
+            1 for x in self.lines.values() if x.state in states.ACTIVE))
         self.changed(line, "trial_start")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.t0 is None:
-            self.t0, self.steps0 = time.monotonic(), self.done_steps()
         line = self.line(trial)
         line.state = states.RUNNING
-        line.step, line.val_loss = result.get("step", line.step), result.get("val_loss")
+        line.step = result.get("step", line.step)
+        for key in METRICS:
+            setattr(line, key, result.get(key))
         line.node_id = result.get("node_id", line.node_id)
+        timing = self.timings.setdefault(trial.trial_id, Timing(self.clock()))
+        if timing.first_report is None:
+            timing.first_report, timing.first_step = self.clock(), line.step
+        loss = line.val_loss
+        if isinstance(loss, (int, float)) and math.isfinite(loss) and (
+                self.best is None or loss < self.best[0]):
+            self.best = (loss, line.label)
         self.changed(line, "result")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -117,11 +175,21 @@ class View(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         line = self.line(trial)
-        line.state = states.FAILED
+        self._finish(line, states.FAILED, None)
         self.changed(line, "trial_error", error=_error_line(trial))
 
     def changed(self, line: TrialLine, event: str, **extra) -> None:
         """Show a change; the base view shows nothing."""
+
+    def summary(self) -> str:
+        """Counts of the states, the best val loss so far and the ETA, in one line."""
+        parts = [" · ".join(f"{n} {k}" for k, n in self.counts().items() if n)]
+        if self.best is not None:
+            parts.append(f"best {self.best[0]:.4f} ({self.best[1]})")
+        eta = self.eta()
+        if eta is not None:
+            parts.append(f"ETA {hms(eta)}")
+        return " · ".join(parts)
 
 
 _SHOWN: View | None = None
@@ -138,54 +206,171 @@ def shown() -> View:
     return _SHOWN if _SHOWN is not None else View([], 0, 0)
 
 
-class RichView(View):
-    """A sweep line (counts, ETA) over one bar per trial (step, last val loss, state)."""
+class LineLog(View):
+    """Plain lines for a log file (stderr not a terminal): one per trial event, timestamped,
+    and a summary line every `every` seconds, flushed as they happen."""
 
-    def __init__(self, axes: list[str], trials: int, total_steps: int, console=None):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def __init__(self, axes: list[str], trials: int, total_steps: int, sweep: str = "",
+                 stream: IO[str] | None = None, every: float = 30.0, clock=time.monotonic):
+        super().__init__(axes, trials, total_steps, clock)
+        self.sweep, self.stream, self.every = sweep, stream, every
+        self.last_summary = self.t0
 
-        super().__init__(axes, trials, total_steps)
-        self.progress = Progress(
-            TextColumn("{task.fields[trial]}", style="bold"), TextColumn("{task.description}"),
-            BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(), console=console or Console(stderr=True), transient=False)
-        self.summary = self.progress.add_task("", total=total_steps, trial="sweep", note="")
-        self.tasks: dict[str, int] = {}
+    def write(self, text: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+        stream.flush()
 
     def setup(self, **info):
-        self.progress.start()
+        self.write(f"sweep {self.sweep}: {self.n_trials} trials, {self.total_steps} steps")
 
     def changed(self, line: TrialLine, event: str, **extra) -> None:
-        if line.trial_id not in self.tasks:
-            self.tasks[line.trial_id] = self.progress.add_task(
-                line.label, total=line.num_iterations, trial=line.trial_id, note="")
-        loss = f"val {line.val_loss:.4f}" if line.val_loss is not None else ""
-        colour = {states.COMPLETED: "green", states.STOPPED: "yellow"}.get(line.state, "red")
-        state = f"[{colour}]{line.state}[/]" if line.state in states.FINISHED else ""
-        self.progress.update(self.tasks[line.trial_id], completed=line.step, note=f"{loss} {state}")
-        self.summarize()
+        head = f"trial {line.trial_id}"
+        if event == "trial_start":
+            self.write(f"{head} starting  {line.label}")
+        elif event == "result":
+            numbers = [f"step {line.step}/{line.num_iterations}", f"val {_number(line.val_loss)}",
+                       f"train {_number(line.train_loss)}"]
+            if line.train_time_ms is not None:
+                numbers.append(f"{line.train_time_ms / 1000:.1f}s")
+            self.write(f"{head} " + "  ".join(numbers))
+        elif event == "trial_end":
+            self.write(f"{head} {line.state}  step {line.step}/{line.num_iterations}  "
+                       f"val {_number(line.val_loss)}  {line.label}")
+        elif event == "trial_error":
+            self.write(f"{head} failed  {extra.get('error', '')}")
 
-    def summarize(self) -> None:
-        c, eta = self.counts(), self.eta()
-        text = " · ".join(f"{n} {k}" for k, n in c.items() if n)
-        self.progress.update(self.summary, completed=self.done_steps(), description=text,
-                             note=f"ETA {_clock(eta)}" if eta is not None else "")
+    def on_step_end(self, iteration, trials, **info):
+        if self.clock() - self.last_summary >= self.every:
+            self.write_summary()
+
+    def write_summary(self) -> None:
+        self.last_summary = self.clock()
+        self.write(f"sweep {self.sweep}: {self.summary()}")
 
     def on_experiment_end(self, trials, **info):
         for t in trials:  # a resumed sweep's finished trials fired no hooks
             self.line(t)
-        self.summarize()
-        self.progress.stop()
+        self.write_summary()
+
+
+class RichView(View):
+    """A terminal view: the sweep's summary over one line per started trial (bar, step, val
+    loss, state, seed, then the rest of its config, cut to the width). When trials outnumber
+    the rows, the oldest finished ones fold into a count under the summary."""
+
+    def __init__(self, axes: list[str], trials: int, total_steps: int, sweep: str = "",
+                 console=None, clock=time.monotonic):
+        from rich.console import Console
+
+        super().__init__(axes, trials, total_steps, clock)
+        self.sweep = sweep
+        self.console = console or Console(stderr=True)
+        self.live = None
+        self.last_refresh = 0.0
+
+    def setup(self, **info):
+        from rich.live import Live
+
+        self.live = Live(self, console=self.console, auto_refresh=False, transient=False)
+        self.live.start()
+
+    def changed(self, line: TrialLine, event: str, **extra) -> None:
+        self.refresh()
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.clock() - self.last_refresh >= 1.0:  # the elapsed time and the ETA move
+            self.refresh()
+
+    def refresh(self) -> None:
+        self.last_refresh = self.clock()
+        if self.live is not None:
+            self.live.refresh()
+
+    def on_experiment_end(self, trials, **info):
+        for t in trials:
+            self.line(t)
+        if self.live is not None:
+            self.live.refresh()
+            self.live.stop()
+
+    def __rich_console__(self, console, options):
+        yield from self.render(options.max_width, options.max_height or console.size.height)
+
+    def render(self, width: int, height: int) -> list:
+        """The screen as lines of at most `width` cells and at most `height - 1` lines."""
+        from rich.text import Text
+
+        counts = self.counts()
+        done = self.done_steps()
+        head = Text(f"{self.sweep} " if self.sweep else "", style="bold")
+        head.append(" · ".join(f"{n} {k}" for k, n in counts.items() if n))
+        tail = Text()
+        tail.append_text(_bar(done / max(self.total_steps, 1), 12))
+        tail.append(f" {done}/{self.total_steps} steps · {hms(self.clock() - self.t0)}")
+        eta = self.eta()
+        if eta is not None:
+            tail.append(f" · ETA {hms(eta)}")
+        if self.best is not None:
+            tail.append(f" · best {self.best[0]:.4f} ({self.best[1]})")
+        out = [_cut(head, width), _cut(tail, width)]
+
+        started = [line for line in self.lines.values() if line.state != states.PENDING]
+        active = [line for line in started if line.state in states.ACTIVE]
+        finished = sorted((line for line in started if line.state in states.FINISHED),
+                          key=lambda line: self._ended(line.trial_id))  # oldest first
+        rows = max(height - len(out) - 2, 1)  # a line for the fold note, one for the cursor
+        if len(started) <= rows:
+            shown_lines, note = started, None
+        else:
+            keep = max(rows - len(active), 0)
+            folded = finished[:len(finished) - keep]
+            shown_lines = active[:rows] + finished[len(finished) - keep:] if keep else active[:rows]
+            by_state: dict[str, int] = {}
+            for line in folded:
+                by_state[line.state] = by_state.get(line.state, 0) + 1
+            note = f"  {len(folded)} finished trials folded: " + " · ".join(
+                f"{n} {k}" for k, n in by_state.items())
+            if len(active) > rows:
+                note += f"; {len(active) - rows} more active not shown"
+        digits = len(str(max((line.num_iterations for line in started), default=1)))
+        for line in shown_lines:
+            out.append(self._trial_text(line, width, digits))
+        if note:
+            out.append(_cut(Text(note, style="dim"), width))
+        return out
+
+    def _ended(self, trial_id: str) -> float:
+        timing = self.timings.get(trial_id)
+        return timing.ended if timing is not None and timing.ended is not None else self.t0
+
+    def _trial_text(self, line: TrialLine, width: int, digits: int):
+        """`00003 ━━━━━━━╺━━━━━   40/200 3.2145 running   seed=1 extra_embeddings=2 ...`:
+        the numbers first, at fixed widths, so only the config's tail is ever cut."""
+        from rich.text import Text
+
+        config = " ".join(f"{k}={v}" for k, v in self.configs.get(line.trial_id, {}).items())
+        fixed = 6 + 1 + (2 * digits + 1) + 1 + 7 + 1 + 9 + 1 + len(f"seed={line.seed}") + 1
+        bar_width = max(min((width - fixed) // 3, 30), 5)  # the config gets the rest
+        colour = {states.COMPLETED: "green", states.STOPPED: "yellow", states.RUNNING: "cyan",
+                  states.STARTING: "blue"}.get(line.state, "red")
+        text = Text(f"{line.trial_id.rsplit('_', 1)[-1]:>6} ")
+        text.append_text(_bar(line.step / max(line.num_iterations, 1), bar_width))
+        text.append(f" {line.step:>{digits}}/{line.num_iterations:<{digits}} ")
+        text.append(f"{_number(line.val_loss):>7} ")
+        text.append(f"{line.state:<9} ", style=colour)
+        text.append(f"seed={line.seed} ", style="bold")
+        text.append(config)
+        return _cut(text, width)
 
 
 class JsonLog(View):
     """One JSON object per line per event: sweep_start, trial_start, result, trial_end,
-    trial_error, sweep_end (then `ablate` adds a report event)."""
+    trial_error, sweep_end (then `ablate` adds trial_failed and report events)."""
 
     def __init__(self, axes: list[str], trials: int, total_steps: int, sweep: str = "",
-                 stream: IO[str] | None = None):
-        super().__init__(axes, trials, total_steps)
+                 stream: IO[str] | None = None, clock=time.monotonic):
+        super().__init__(axes, trials, total_steps, clock)
         self.sweep, self.stream = sweep, stream
 
     def emit(self, event: str, **fields) -> None:
@@ -203,7 +388,8 @@ class JsonLog(View):
     def on_experiment_end(self, trials, **info):
         for t in trials:
             self.line(t)
-        self.emit("sweep_end", counts=self.counts())
+        best = None if self.best is None else {"val_loss": self.best[0], "label": self.best[1]}
+        self.emit("sweep_end", counts=self.counts(), best=best)
 
 
 def _error_line(trial) -> str:
@@ -215,6 +401,24 @@ def _error_line(trial) -> str:
     return lines[-1] if lines else "error"
 
 
-def _clock(seconds: float) -> str:
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _bar(fraction: float, width: int):
+    from rich.text import Text
+
+    filled = round(min(max(fraction, 0.0), 1.0) * width)
+    bar = Text("━" * filled, style="magenta")
+    bar.append("━" * (width - filled), style="grey23")
+    return bar
+
+
+def _cut(text, width: int):
+    text.truncate(width, overflow="ellipsis")
+    return text
+
+
+def hms(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -12,6 +12,8 @@ example; in short:
     [axes]            field = [values], or field = {start, stop, step} (stop included)
     [early_stopping]  kind = "same_budget" (margin, grace_steps) | "asha" (grace_steps,
                       reduction_factor, brackets)
+    [tracking]        mlflow = "local" | a tracking URI; wandb = "online" | "offline",
+                      wandb_project, wandb_entity
 
 No torch and no ray here: a spec is checked (and `--dry-run` answers) in a moment.
 """
@@ -59,6 +61,16 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class Tracking:
+    """Trackers that get one run per trial besides the curves (sweeps/tracking.py): MLflow,
+    W&B, or both. Unset: none."""
+    mlflow: str | None = None  # "local" (<storage>/<sweep>/mlflow.db) or a tracking URI
+    wandb: Literal["online", "offline"] | None = None  # offline: no network, `wandb sync` later
+    wandb_project: str = "ablate"
+    wandb_entity: str | None = None  # a W&B team or user; default: the API key's user
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     name: str
     preset: str = "tiny"
@@ -72,6 +84,7 @@ class SweepSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     axes: dict[str, list[Any]] = field(default_factory=dict)
     early_stopping: EarlyStopping | None = None
+    tracking: Tracking = field(default_factory=Tracking)
     source: str = "<spec>"
 
     @property
@@ -94,7 +107,7 @@ class SweepSpec:
         return TrainConfig.from_flat({**trial, "workers": self.resources.workers, **labels})
 
 
-_SECTIONS = {"sweep", "resources", "fixed", "axes", "early_stopping"}
+_SECTIONS = {"sweep", "resources", "fixed", "axes", "early_stopping", "tracking"}
 _SWEEP_KEYS = {"name": str, "preset": str, "data": str, "storage": str, "seeds": (int, list),
                "target": (int, float), "max_concurrent_trials": int, "max_failures": int}
 _RESOURCE_KEYS = {"workers": int, "cpus_per_worker": (int, float),
@@ -103,6 +116,8 @@ _STOPPING_KEYS = {"kind": str, "grace_steps": int, "margin": (int, float),
                   "reduction_factor": (int, float), "brackets": int}
 _STOPPING_KINDS = {"same_budget": {"grace_steps", "margin"},
                    "asha": {"grace_steps", "reduction_factor", "brackets"}}
+_TRACKING_KEYS = {"mlflow": str, "wandb": str, "wandb_project": str, "wandb_entity": str}
+MLFLOW_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # a scheme: http:, sqlite:, file:, databricks
 _RANGE_KEYS = {"start", "stop", "step"}
 _RESERVED = ("seed", "preset", "data", "out", "sweep", "trial_id", "workers")
 
@@ -202,6 +217,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             if reserved in table:
                 fail(f"{where}.{reserved}", "is set by the sweep itself (see [sweep] and [resources])")
     stopping = _early_stopping(raw.get("early_stopping"), fail)
+    tracking = _tracking(raw.get("tracking", {}), fail)
     data = sweep.get("data", BUILTIN_DATA)
     if data != BUILTIN_DATA and base is not None and not Path(data).is_absolute():
         data = str((base / data).resolve()) if (base / data).exists() else data
@@ -213,7 +229,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         max_failures=sweep.get("max_failures", 1),
         resources=Resources(**{k: (v if k in ("workers", "placement") else float(v))
                                for k, v in res.items()}),
-        fixed=fixed, axes=axes, early_stopping=stopping, source=source)
+        fixed=fixed, axes=axes, early_stopping=stopping, tracking=tracking, source=source)
     if max_trials is not None and spec.size > max_trials:
         raise SpecError(f"{source}: the grid has {spec.size:,} trials, more than --max-trials "
                         f"{max_trials}; pass --yes to launch them all")
@@ -298,6 +314,22 @@ def _early_stopping(table: dict[str, Any] | None, fail) -> EarlyStopping | None:
     return stopping
 
 
+def _tracking(table: dict[str, Any], fail) -> Tracking:
+    table = typed_table(table, _TRACKING_KEYS, "tracking", fail)
+    mlflow, wandb = table.get("mlflow"), table.get("wandb")
+    if mlflow is not None and mlflow != "local" and not MLFLOW_URI.match(mlflow):
+        fail("tracking.mlflow", "must be 'local' (<storage>/<sweep>/mlflow.db) or a tracking URI "
+             f"such as http://host:5000, sqlite:///path/mlflow.db or file:///path/mlruns, got {mlflow!r}")
+    if wandb is not None and wandb not in ("online", "offline"):
+        fail("tracking.wandb", f"must be 'online' or 'offline', got {wandb!r}")
+    for key in ("wandb_project", "wandb_entity"):
+        if key in table and wandb is None:
+            fail(f"tracking.{key}", "applies only with tracking.wandb = 'online' or 'offline'")
+        if key in table and not table[key].strip():
+            fail(f"tracking.{key}", "must not be empty")
+    return Tracking(**table)
+
+
 def _describe(trial: dict[str, Any], axes: dict[str, Any]) -> str:
     return ", ".join(f"{k}={trial[k]!r}" for k in axes)
 
@@ -313,4 +345,7 @@ def spec_dict(spec: SweepSpec) -> dict[str, Any]:
         keep = {"kind", "grace_steps", *({"margin"} if spec.early_stopping.kind == "same_budget"
                                           else {"reduction_factor", "brackets"})}
         out["early_stopping"] = {k: v for k, v in asdict(spec.early_stopping).items() if k in keep}
+    tracking = {k: v for k, v in asdict(spec.tracking).items() if v != getattr(Tracking, k)}
+    if tracking:
+        out["tracking"] = tracking
     return out

@@ -2,20 +2,23 @@
 `ablate status` and JSON events.
 
     pending    not started yet
-    running    training (or its workers are starting)
+    starting   started, its workers not yet reporting (Ray Train and DDP set up, data load)
+    running    training: it has reported at least one validation point
     completed  trained every step
     stopped    stopped early by the sweep's early stopping
     diverged   its loss went non-finite; the trainer ended it
     failed     an error ended it (`ablate resume` runs it again)
 
-A curve's `status` column uses the same words (running, completed, diverged, failed).
+A curve's `status` column uses the same words (running, completed, diverged, failed): a trial
+has no curve rows while it is starting.
 """
 
 from __future__ import annotations
 
-PENDING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED = (
-    "pending", "running", "completed", "stopped", "diverged", "failed")
-STATES = (PENDING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED)
+PENDING, STARTING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED = (
+    "pending", "starting", "running", "completed", "stopped", "diverged", "failed")
+STATES = (PENDING, STARTING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED)
+ACTIVE = (STARTING, RUNNING)  # holding resources now
 FINISHED = (COMPLETED, STOPPED, DIVERGED, FAILED)  # no more steps will come this session
 FINAL_CURVE = (COMPLETED, DIVERGED)  # curve statuses of a trial that must never run again
 

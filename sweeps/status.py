@@ -94,26 +94,63 @@ def _status_row(trial_id: str, config: dict[str, Any], axes: list[str], state: s
 
 
 COLOURS = {states.COMPLETED: "green", states.STOPPED: "yellow", states.FAILED: "red",
-           states.DIVERGED: "red", states.RUNNING: "cyan"}
+           states.DIVERGED: "red", states.RUNNING: "cyan", states.STARTING: "blue"}
 
 
 def print_status(rows: list[dict[str, Any]], expected: int, console) -> None:
+    """The trials as a table that keeps every number whole at any width from 80 columns:
+    ids, states and numbers never wrap; the config takes the width left, one `key=value` a
+    line, a value moved under its key rather than cut."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} of {expected} trials started")
-    for name in ("trial", "config", "state", "step", "val loss", "curve"):
-        table.add_column(name, justify="right" if name in ("step", "val loss") else "left",
-                         overflow="fold")
+    cells = []
     for r in rows:
         step = f"{r['step']}/{r['num_iterations']}" if r["step"] is not None else ""
         loss = f"{r['val_loss']:.4f}" if isinstance(r["val_loss"], (int, float)) else ""
-        state = f"[{COLOURS.get(r['state'], 'white')}]{r['state']}[/]"
-        table.add_row(r["trial_id"], " ".join(f"{k}={v}" for k, v in r["config"].items()), state,
-                      step, loss, r["curve_status"] or "")
+        cells.append([r["trial_id"], r["state"], step, loss, r["curve_status"] or ""])
+    names = ("trial", "state", "step", "val loss", "curve")
+    fixed = sum(max([len(n), *(len(c[i]) for c in cells)]) for i, n in enumerate(names))
+    width = max(console.width - fixed - 3 * len(names), 12)  # between columns: pad, rule, pad
+    table = Table(title=f"{len(rows)} of {expected} trials started", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False)
+    for name in names[:2]:
+        table.add_column(name, no_wrap=True)
+    table.add_column("config", width=width, overflow="fold")
+    for name in names[2:]:
+        table.add_column(name, justify="left" if name == "curve" else "right", no_wrap=True)
+    for r, (trial, state, step, loss, curve) in zip(rows, cells):
+        table.add_row(trial, f"[{COLOURS.get(state, 'white')}]{state}[/]",
+                      "\n".join(_packed(r["config"], width)), step, loss, curve)
     console.print(table)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     if expected > len(rows):
         counts[states.PENDING] = counts.get(states.PENDING, 0) + expected - len(rows)
-    console.print(" · ".join(f"{n} {k}" for k, n in counts.items()))
+    line = ""
+    for entry in (f"{n} {k}" for k, n in counts.items()):  # wrapped between counts only
+        if line and len(line) + 3 + len(entry) > console.width:
+            console.print(line)
+            line = ""
+        line = f"{line} · {entry}" if line else entry
+    console.print(line)
+
+
+def _packed(config: dict[str, Any], width: int) -> list[str]:
+    """`key=value` entries packed into lines of `width`; an entry too long for one line puts
+    its value on the next, so that only a key is ever folded."""
+    lines, line = [], ""
+    for key, value in config.items():
+        entry = f"{key}={value}"
+        if line and len(line) + 1 + len(entry) <= width:
+            line += " " + entry
+            continue
+        if line:
+            lines.append(line)
+        if len(entry) <= width:
+            line = entry
+        else:
+            lines.append(f"{key}=")
+            line = str(value)
+    return [*lines, line] if line else lines

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.sweeps.spec import BUILTIN_DATA, SweepSpec
-from ablate.sweeps.storage import save_sweep, storage_root
+from ablate.sweeps.storage import join, save_sweep, storage_root
 
 TRIAL_SLOT = "trial_slot"
 # Ray Train's controller polls workers every 2 s by default and ray.train.report blocks until
@@ -80,10 +80,11 @@ def concurrent_trials(spec: SweepSpec) -> int:
 def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> dict[str, Any]:
     """What every trial of a sweep or a step search needs besides its config: storage, sweep,
     data, builtin (prepare the built-in corpus on the node if missing), resources (workers,
-    cpus_per_worker, gpus_per_worker, placement) and max_failures."""
+    cpus_per_worker, gpus_per_worker, placement), max_failures, and the axes and target that
+    each curve records for `ablate report`."""
     return dict(storage=storage_root(storage), sweep=spec.name, data=str(data),
                 builtin=spec.data == BUILTIN_DATA, resources=asdict(spec.resources),
-                max_failures=spec.max_failures)
+                max_failures=spec.max_failures, axes=list(spec.axes), target=spec.target)
 
 
 def _trainable(settings: dict[str, Any]):
@@ -95,9 +96,13 @@ def _trainable(settings: dict[str, Any]):
 
 
 def build_tuner(spec: SweepSpec, storage: str | Path, data: str | Path, callbacks: list | None = None):
-    """A fresh Tuner for the spec's grid; saves the spec next to Tune's state for resume."""
+    """A fresh Tuner for the spec's grid; saves the spec next to Tune's state for resume.
+    Besides `callbacks` (the live view), the spec's trackers and TensorBoard log every
+    trial at its training step (sweeps/tracking.py); Tune's CSV and JSON loggers stay as
+    they are (every row carries the step)."""
     from ray import tune
 
+    from ablate.sweeps import tracking
     from ablate.sweeps.stoppers import early_stopping
 
     settings = trial_settings(spec, storage, data)
@@ -106,6 +111,7 @@ def build_tuner(spec: SweepSpec, storage: str | Path, data: str | Path, callback
     space |= {"seed": tune.grid_search(list(spec.seeds)), "preset": spec.preset, **spec.fixed}
     longest = max(spec.train_config(t).num_iterations for t in spec.trials())
     stopper, scheduler = early_stopping(spec.early_stopping, longest)
+    loggers = tracking.callbacks(spec.tracking, spec.name, join(settings["storage"], spec.name))
     return tune.Tuner(
         _trainable(settings),
         param_space=space,
@@ -114,7 +120,7 @@ def build_tuner(spec: SweepSpec, storage: str | Path, data: str | Path, callback
             scheduler=scheduler,
             reuse_actors=True),  # a trial's driver process (and its imports) serves the next
         run_config=tune.RunConfig(name=spec.name, storage_path=settings["storage"], verbose=0,
-                                  stop=stopper, callbacks=callbacks or [],
+                                  stop=stopper, callbacks=[*(callbacks or []), *loggers],
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
 
@@ -122,7 +128,8 @@ def build_tuner(spec: SweepSpec, storage: str | Path, data: str | Path, callback
 def restore_tuner(folder: str, settings: dict[str, Any]):
     """The interrupted sweep in `folder`, ready to `fit()`: unfinished trials continue
     (from their last checkpoint where they have one), errored ones run again, finished
-    ones stay as they are. The stopper, scheduler and views come back from Tune's state."""
+    ones stay as they are. The stopper, scheduler, views and trackers come back from Tune's
+    state."""
     from ray import tune
 
     return tune.Tuner.restore(folder, _trainable(settings), resume_unfinished=True,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ablate.results.curves import SCHEMA
+from ablate.results.curves import SCHEMA, trial_meta
 from ablate.sweeps.cli import main
 from ablate.sweeps.spec import SpecError, parse_spec
 
@@ -60,6 +60,9 @@ def test_sweep_on_uri_storage_stops_the_planted_bad_trial_then_status_and_report
     log = events(capsys.readouterr().out)  # every stdout line is one JSON object
     assert log[0]["event"] == "sweep_start" and log[0]["trials"] == 3
     assert [e["event"] for e in log[-2:]] == ["sweep_end", "report"]
+    report = log[-1]["report"]  # one config per grid point: lr_head is an axis, not a seed
+    assert report["axes"] == ["lr_head"] and report["target"] == 3.5
+    assert sorted(c["key"]["lr_head"] for c in report["configs"]) == [0.0, 0.006, 0.008]
     ends = {e["trial_id"]: e for e in log if e["event"] == "trial_end"}
     assert len(ends) == 3
     results = [e for e in log if e["event"] == "result"]
@@ -72,6 +75,7 @@ def test_sweep_on_uri_storage_stops_the_planted_bad_trial_then_status_and_report
     for c in curves:
         table = pq.read_table(c)
         assert table.column_names == SCHEMA.names
+        assert trial_meta(c)["sweep"] == {"axes": ["lr_head"], "target": 3.5}
         rows = table.to_pylist()
         by_lr[json.loads(rows[0]["params"])["lr_head"]] = (c.stem, rows)
     for lr in (0.008, 0.006):  # the good ones ran to the end
@@ -296,11 +300,12 @@ def test_json_log_counts_trials_and_estimates_the_time_left():
     assert [e["event"] for e in lines] == ["sweep_start", "trial_start", "result", "result",
                                            "trial_end", "trial_error"]
     assert lines[1]["label"] == "extra_embeddings=0 seed=None"
-    assert lines[3]["step"] == 5 and lines[3]["node_id"] == "n1" and lines[3]["eta_s"] > 0
+    assert lines[3]["step"] == 5 and lines[3]["node_id"] == "n1"
+    assert lines[3]["eta_s"] is None  # no trial has finished: no measured rate yet
     assert lines[4]["state"] == "stopped"
     assert lines[5]["state"] == "failed"
-    assert lines[5]["counts"] == {"running": 0, "completed": 0, "stopped": 1, "diverged": 0,
-                                  "failed": 1, "pending": 1}
+    assert lines[5]["counts"] == {"starting": 0, "running": 0, "completed": 0, "stopped": 1,
+                                  "diverged": 0, "failed": 1, "pending": 1}
 
 
 def test_upload_to_a_uri_and_the_finished_trial_guard(tmp_path):
