@@ -124,10 +124,11 @@ def pandas_analysis(folder: Path, resamples: int,
 
     with timed(timings, "config fields from params"):
         # The sweep's axes are the fields that vary here (the rest are fixed or labels).
-        parsed = {text: json.loads(text) for text in df["params"].cat.categories}
-        config = pd.DataFrame([{k: parsed[p][k] for k in by} for p in parsed],
-                              index=list(parsed))
-        df = df.join(config, on="params").drop(columns="params")
+        parsed = [json.loads(text) for text in df["params"].cat.categories]
+        codes = df["params"].cat.codes.to_numpy()
+        for key in by:
+            df[key] = np.array([p[key] for p in parsed])[codes]
+        df = df.drop(columns="params")
 
     with timed(timings, "final rows + seed stats + t-test"):
         last = df.loc[df.groupby(["sweep", "trial_id"])["step"].idxmax()]

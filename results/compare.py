@@ -31,6 +31,8 @@ class BaselineChoice:
     @classmethod
     def parse(cls, text: str, source: str = "--baseline") -> "BaselineChoice":
         """`KEY=VALUE[,KEY=VALUE...]`; InputError naming `source` if malformed."""
+        if not text.isprintable():
+            raise InputError(f"{source}: {text!r} has control characters")
         fields = []
         for part in text.split(","):
             key, eq, value = part.partition("=")

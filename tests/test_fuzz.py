@@ -85,3 +85,52 @@ def test_valid_logs_parse_back_exactly(points):
     parsed = parse_log("nvidia-smi junk\n" + text, "ok.txt")
     assert [(p.step, round(p.val_loss, 6), p.train_time_ms) for p in parsed] == \
         [(s, round(v, 6), float(ms)) for s, v, ms in points]
+
+
+# --- config identity and --baseline: whatever the params, an answer or a one-line error ---
+
+field_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(
+    [0.0, 0.008, float("nan"), float("inf")]), st.sampled_from(["zero", "one", ""]),
+    st.lists(st.integers(0, 2), max_size=2))
+params_dicts = st.dictionaries(st.sampled_from(["seed", "sweep", "out", "lr_head", "k",
+                                                "lambda_init", "betas"]),
+                               field_values, max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(params_dicts, min_size=1, max_size=8))
+def test_trials_are_one_config_exactly_when_their_non_label_fields_agree(trials):
+    import json
+
+    import pyarrow as pa
+
+    from ablate.results.configs import LABELS, group_configs
+
+    texts = [json.dumps(p) for p in trials]
+    configs = group_configs(pa.table({"params": texts}))
+    assert sorted(set(configs.index.tolist())) == list(range(len(configs)))
+    for i, a in enumerate(trials):
+        for j, b in enumerate(trials):
+            same = json.dumps({k: v for k, v in sorted(a.items()) if k not in LABELS}) == \
+                json.dumps({k: v for k, v in sorted(b.items()) if k not in LABELS})
+            assert (configs.index[i] == configs.index[j]) == same
+    assert not set(configs.fields) & LABELS and not set(configs.fixed) & set(configs.fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30), st.lists(params_dicts, min_size=1, max_size=5))
+def test_baseline_choice_answers_one_config_or_a_one_line_error(text, trials):
+    import json
+
+    import pyarrow as pa
+
+    from ablate.results.compare import BaselineChoice, find_baseline
+    from ablate.results.configs import group_configs
+
+    configs = group_configs(pa.table({"params": [json.dumps(p) for p in trials]}))
+    try:
+        config = find_baseline(configs, BaselineChoice.parse(text))
+    except InputError as e:
+        assert str(e).startswith("--baseline: ") and "\n" not in str(e)
+    else:
+        assert 0 <= config < len(configs)
