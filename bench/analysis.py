@@ -18,9 +18,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -150,10 +150,10 @@ def pandas_analysis(folder: Path, resamples: int,
             if len(below) == 0:
                 return np.nan
             i = below[0]
-            t, l = g["time_s"].to_numpy(), g["val_loss"].to_numpy()
-            if i == 0 or not np.isfinite(l[i - 1]):
+            t, y = g["time_s"].to_numpy(), g["val_loss"].to_numpy()
+            if i == 0 or not np.isfinite(y[i - 1]):
                 return t[i]
-            return t[i] - (TARGET - l[i]) * (t[i] - t[i - 1]) / (l[i - 1] - l[i])
+            return t[i] - (TARGET - y[i]) * (t[i] - t[i - 1]) / (y[i - 1] - y[i])
         ttt = df.groupby(["sweep", "trial_id"])[["step", "time_s", "val_loss"]].apply(crossing)
         done_ttt = done.join(ttt.rename("ttt"), on=["sweep", "trial_id"])
         reached = done_ttt.groupby(by)["ttt"].agg(["count", "mean"])

@@ -10,8 +10,9 @@ the init and the data order of both runs and pairing removes that noise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class BaselineChoice:
     source: str = "baseline"
 
     @classmethod
-    def parse(cls, text: str, source: str = "--baseline") -> "BaselineChoice":
+    def parse(cls, text: str, source: str = "--baseline") -> BaselineChoice:
         """`KEY=VALUE[,KEY=VALUE...]`; InputError naming `source` if malformed."""
         if not text.isprintable():
             raise InputError(f"{source}: {text!r} has control characters")
@@ -46,8 +47,8 @@ class BaselineChoice:
         return cls(tuple(fields), source)
 
     @classmethod
-    def of(cls, value: "str | Mapping[str, Any] | BaselineChoice",
-           source: str = "baseline") -> "BaselineChoice":
+    def of(cls, value: str | Mapping[str, Any] | BaselineChoice,
+           source: str = "baseline") -> BaselineChoice:
         """From text, a mapping of field -> value, or a choice already made."""
         if isinstance(value, BaselineChoice):
             return value

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +62,7 @@ def trial_params(info: pa.Table) -> list[dict[str, Any]]:
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
     combined = column.combine_chunks()
-    parsed = [_parse(text) for text in combined.dictionary.to_pylist()]
+    parsed = [parse_params(text) for text in combined.dictionary.to_pylist()]
     empty: dict[str, Any] = {}
     return [empty if i is None else parsed[i] for i in combined.indices.to_pylist()]
 
@@ -225,7 +226,8 @@ def _hashable(value: Any) -> Hashable:
     return value
 
 
-def _parse(text: str | None) -> dict[str, Any]:
+def parse_params(text: str | None) -> dict[str, Any]:
+    """A `params` JSON text as a dict; {} for none, bad JSON or not an object."""
     if not text:
         return {}
     try:

@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ablate.results.curves import (SCHEMA, SCHEMA_V1_EXTRA, SWEEP_KEY, CurveError, check_schema,
-                                   check_sweep_meta, meta_of)
+from ablate.results.configs import parse_params
+from ablate.results.curves import (
+    SCHEMA,
+    SCHEMA_V1_EXTRA,
+    SWEEP_KEY,
+    CurveError,
+    check_schema,
+    check_sweep_meta,
+    meta_of,
+)
 from ablate.results.errors import InputError
 
 # Strings repeat on every row of a trial (sweep, trial_id, params, ...): keeping them
@@ -141,7 +150,7 @@ def _fold_legacy(table: pa.Table) -> pa.Table:
     for combo in zip(*(table[n].to_pylist() for n in names)):
         text = merged.get(combo)
         if text is None:
-            params = _parse(combo[0])
+            params = parse_params(combo[0])
             for key, value in zip(SCHEMA_V1_EXTRA.names, combo[1:]):
                 if value is not None:
                     params.setdefault(key, value)
@@ -218,54 +227,3 @@ def _trial_keys(table: pa.Table) -> list[tuple[Any, Any]]:
         return [(sweeps[0], t) for t in pc.unique(table["trial_id"]).to_pylist()]
     pairs = table.select(["sweep", "trial_id"]).group_by(["sweep", "trial_id"]).aggregate([])
     return list(zip(pairs["sweep"].to_pylist(), pairs["trial_id"].to_pylist()))
-
-
-def params_keys(table: pa.Table) -> list[str]:
-    """Every key found in the `params` JSON column, sorted."""
-    parsed, _ = _parsed_params(table)
-    return sorted({k for p in parsed for k in p})
-
-
-def expand_params(table: pa.Table, keys: Sequence[str] | None = None) -> pa.Table:
-    """`table` plus one column per `params` key (all keys if None), to group by any axis.
-
-    A key that is already a column is left as it is (the column is the same value, typed).
-    A trial without the key gets null. Each distinct JSON string is parsed once, so this
-    costs per trial, not per row. Lists and dicts become their JSON text (hashable).
-    """
-    parsed, index = _parsed_params(table)
-    keys = sorted({k for p in parsed for k in p}) if keys is None else list(keys)
-    for key in keys:
-        if key in table.column_names:
-            continue
-        values = [_scalar(p.get(key)) for p in parsed]
-        try:
-            column = pa.array(values)
-        except (pa.ArrowException, TypeError):  # mixed types: keep them apart as text
-            column = pa.array([v if v is None or isinstance(v, str) else json.dumps(v)
-                               for v in values], pa.string())
-        table = table.append_column(key, column.take(index))
-    return table
-
-
-def _parsed_params(table: pa.Table) -> tuple[list[dict[str, Any]], pa.Array]:
-    """(each distinct params dict, the index of every row's dict in that list)."""
-    column = table["params"]
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    combined = column.combine_chunks()  # one dictionary shared by every chunk
-    return [_parse(s) for s in combined.dictionary.to_pylist()], combined.indices
-
-
-def _parse(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _scalar(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value

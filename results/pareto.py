@@ -46,17 +46,17 @@ def budget_frontier(time: np.ndarray, loss: np.ndarray, bins: int = 4096) -> np.
     """
     finite = np.isfinite(time) & np.isfinite(loss)
     keep = np.arange(len(time)) if finite.all() else np.flatnonzero(finite)
-    t, l = (time, loss) if finite.all() else (time[keep], loss[keep])
+    t, y = (time, loss) if finite.all() else (time[keep], loss[keep])
     if len(keep) > 4 * bins and t.max() > t.min():
         low, high = t.min(), t.max()
         b = ((t - low) * ((bins - 1) / (high - low))).astype(np.int64)
         best = np.full(bins, np.inf)
-        np.minimum.at(best, b, l)
+        np.minimum.at(best, b, y)
         earlier = np.concatenate([[np.inf], np.minimum.accumulate(best)[:-1]])
-        alive = np.flatnonzero(l < earlier[b])
-        keep, t, l = keep[alive], t[alive], l[alive]
-    order = np.lexsort((l, t))
-    ls = l[order]
+        alive = np.flatnonzero(y < earlier[b])
+        keep, t, y = keep[alive], t[alive], y[alive]
+    order = np.lexsort((y, t))
+    ls = y[order]
     before = np.concatenate([[np.inf], np.minimum.accumulate(ls)[:-1]])
     return keep[order[ls < before]]
 
@@ -65,13 +65,13 @@ def p_nondominated(time: np.ndarray, loss: np.ndarray, groups: np.ndarray, n_gro
                    resamples: int = 1000, seed: int = 0) -> np.ndarray:
     """Share of bootstrap resamples in which each config's mean point is non-dominated.
 
-    Each resample draws every config's trials with replacement (a trial keeps its time and
-    loss together) and recomputes the config frontier. NaN for configs with no trials.
+    Each resample draws every config's replicates with replacement (a replicate keeps its
+    time and loss together) and recomputes the config frontier. NaN for configs with no trials.
     Vectorised in blocks of resamples; the draws depend only on `seed`.
     """
     time, loss, groups = (np.asarray(a) for a in (time, loss, groups))
     order = np.argsort(groups, kind="stable")
-    g, t, l = groups[order], time[order], loss[order]
+    g, t, y = groups[order], time[order], loss[order]
     counts = np.bincount(g, minlength=n_groups)
     present = counts > 0
     out = np.full(n_groups, np.nan)
@@ -85,7 +85,7 @@ def p_nondominated(time: np.ndarray, loss: np.ndarray, groups: np.ndarray, n_gro
     for done in range(0, resamples, block):
         pick = base + (rng.random((min(block, resamples - done), len(g))) * size).astype(np.int64)
         mean_t = np.add.reduceat(t[pick], starts, axis=1) / counts[present]
-        mean_l = np.add.reduceat(l[pick], starts, axis=1) / counts[present]
+        mean_l = np.add.reduceat(y[pick], starts, axis=1) / counts[present]
         wins += nondominated(mean_t, mean_l).sum(axis=0)
     out[present] = wins / resamples
     return out

@@ -10,8 +10,9 @@ configs, trials of different configs stay different replicates even with equal s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -7,8 +7,8 @@ starts (compressed sparse rows). Ten million points then cost a few array passes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa

@@ -9,8 +9,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,9 +20,9 @@ import pytest
 from scipy import stats as sps
 
 from ablate.results.cli import INPUT_ERRORS, add_commands, main
-from ablate.results.curves import CurveError, VERSION_KEY, curve_path, read_curve, to_table, write_curve
+from ablate.results.curves import VERSION_KEY, CurveError, curve_path, read_curve, to_table, write_curve
 from ablate.results.errors import InputError
-from ablate.results.load import expand_params, load_curves
+from ablate.results.load import load_curves
 from ablate.results.logs import import_logs, parse_log, to_record_log
 from ablate.results.plots import write_plots
 from ablate.results.report import analyse
@@ -117,15 +118,6 @@ def test_a_curve_file_path_and_a_curves_folder_both_load(tmp_path: Path) -> None
     write_trial(tmp_path, "t2", [5.0, 3.0], seed=1)
     assert load_curves([path]).table.num_rows == 2
     assert load_curves([path.parent]).table.num_rows == 4
-
-
-def test_params_keys_expand_into_columns(tmp_path: Path) -> None:
-    write_trial(tmp_path, "t1", [5.0, 3.0], params={"muon_lr": 0.02, "betas": [0.9, 0.95]})
-    write_trial(tmp_path, "t2", [5.0, 3.0], seed=1)
-    table = expand_params(load_curves([tmp_path]).table)
-    assert sorted(table["muon_lr"].to_pylist(), key=str) == [0.02, 0.02, None, None]
-    assert "[0.9, 0.95]" in table["betas"].to_pylist()
-    assert table["seed"].type == pa.int64()  # a real column wins over its params copy
 
 
 # --- the report ----------------------------------------------------------------------

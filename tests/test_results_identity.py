@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,8 +19,15 @@ from scipy import stats as sps
 
 from ablate.results import build_report, warning_lines, write_report
 from ablate.results.cli import main
-from ablate.results.curves import (META_KEY, SCHEMA, SCHEMA_V1_EXTRA, VERSION_KEY, curve_path,
-                                   trial_meta, write_curve)
+from ablate.results.curves import (
+    META_KEY,
+    SCHEMA,
+    SCHEMA_V1_EXTRA,
+    VERSION_KEY,
+    curve_path,
+    trial_meta,
+    write_curve,
+)
 from ablate.results.errors import InputError
 from ablate.results.load import load_curves
 from ablate.results.plots import _time_bar

@@ -103,7 +103,7 @@ def test_budget_frontier_equals_brute_force(bins: int) -> None:
     loss[::37] = np.nan
     picked = budget_frontier(time, loss, bins=bins)
     assert np.all(np.diff(time[picked]) > 0) and np.all(np.diff(loss[picked]) < 0)
-    expected = {(t, l) for t, l, keep in zip(time, loss, brute_nondominated(time, loss)) if keep}
+    expected = {(t, y) for t, y, keep in zip(time, loss, brute_nondominated(time, loss)) if keep}
     assert set(zip(time[picked], loss[picked])) == expected
 
 
@@ -143,7 +143,7 @@ def flat(*curves: tuple[list[float], list[float]]) -> tuple[np.ndarray, ...]:
     """Hand-made (times, losses) curves in the flat layout: offsets, time, loss."""
     offsets = np.cumsum([0] + [len(t) for t, _ in curves])
     time = np.concatenate([np.asarray(t, float) for t, _ in curves])
-    loss = np.concatenate([np.asarray(l, float) for _, l in curves])
+    loss = np.concatenate([np.asarray(y, float) for _, y in curves])
     return offsets, time, loss
 
 
