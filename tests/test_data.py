@@ -61,13 +61,28 @@ def test_stream_reads_in_order_across_shards_and_wraps(tmp_path):
     write_shard(tmp_path / "d_train_000000.bin", np.arange(10))
     write_shard(tmp_path / "d_train_000001.bin", np.arange(100, 107))
     s = TokenStream(find_shards(tmp_path, "train"))
-    assert s.next(4).tolist() == [0, 1, 2, 3]
-    assert s.next(4).tolist() == [4, 5, 6, 7]
-    assert s.next(4).tolist() == [100, 101, 102, 103]  # the rest of shard 0 is too short
-    assert s.next(4).tolist() == [0, 1, 2, 3]  # shard 1's rest too: a new epoch
-    assert s.position == StreamPosition(shard=0, offset=4, epoch=1)
-    resumed = TokenStream(find_shards(tmp_path, "train"), StreamPosition(0, 4, 1))
-    assert resumed.next(4).tolist() == s.next(4).tolist()
+    # A batch of 3 covers [pos, pos + 4): the targets are the inputs shifted by one; pos += 3.
+    assert s.next_batch(3).tolist() == [0, 1, 2, 3]
+    assert s.next_batch(3).tolist() == [3, 4, 5, 6]
+    # pos 6: 6 + 3 + 1 reaches shard 0's end (10), so the record moves on to the next shard
+    assert s.next_batch(3).tolist() == [100, 101, 102, 103]
+    assert s.next_batch(3).tolist() == [0, 1, 2, 3]  # shard 1's rest too short: a new epoch
+    assert s.position == StreamPosition(shard=0, offset=3, epoch=1)
+    resumed = TokenStream(find_shards(tmp_path, "train"), StreamPosition(0, 3, 1))
+    assert resumed.next_batch(3).tolist() == s.next_batch(3).tolist()
+
+
+def test_each_rank_reads_exactly_its_slice_of_the_global_batch(tmp_path):
+    """RECORD.md: rank r reads [pos + r*S, pos + (r+1)*S + 1) and pos advances by W*S."""
+    write_shard(tmp_path / "d_train_000000.bin", np.arange(1000))
+    W, S = 4, 8
+    streams = [TokenStream(find_shards(tmp_path, "train")) for _ in range(W)]
+    for step in range(3):
+        pos = step * W * S
+        for r, s in enumerate(streams):
+            assert s.next_batch(W * S, r * S, S + 1).tolist() == list(range(pos + r * S, pos + (r + 1) * S + 1))
+    with pytest.raises(DataError, match="shorter than one batch"):
+        TokenStream(find_shards(tmp_path, "train")).next_batch(999)
 
 
 def test_builtin_corpus_prepares_byte_shards(tmp_path):

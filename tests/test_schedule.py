@@ -1,4 +1,5 @@
-"""The record's schedules (RECORD.md: lr multiplier, Muon momentum, attention window)."""
+"""The record's schedules (RECORD.md: lr multiplier, Muon momentum). The attention window's
+schedule lives in GPTConfig.window_blocks (tests/test_model_record.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from ablate.trainer.schedule import lr_multiplier, muon_momentum, window_blocks
+from ablate.trainer.schedule import lr_multiplier, muon_momentum
 
 N = 5690  # the medium record's steps
 
@@ -46,26 +47,6 @@ def test_muon_momentum_warms_up_linearly():
     assert muon_momentum(5000) == 0.95
     assert muon_momentum(5, start=0.5, end=0.9, warmup_steps=10) == pytest.approx(0.7)
     assert muon_momentum(0, warmup_steps=0) == 0.95
-
-
-def test_window_grows_from_one_block_to_the_full_window():
-    assert window_blocks(0, N) == (1, 0)
-    assert window_blocks(N, N) == (3456 // 128, 3456 // 128 // 2) == (27, 13)
-    assert window_blocks(N // 2, N).long == 14  # x = 0.5: 1728 tokens = 13.5 blocks, rounded up
-    previous = 1
-    for step in range(0, N + 1, 7):
-        long, short = window_blocks(step, N)
-        assert previous <= long <= 27 and short == long // 2
-        previous = long
-
-
-def test_window_is_the_smallest_block_multiple_covering_the_formula():
-    for step in (1, 100, 1234, 2845, 4000, 5689):
-        x = step / N
-        tokens = 3456 * (4 * x**3 - 6 * x**2 + 3 * x)
-        rounded = next(t for t in range(128, 3456 + 128, 128) if t >= tokens)
-        assert window_blocks(step, N).long * 128 == rounded
-    assert window_blocks(50, 100, max_window=1024, block_size=64) == (8, 4)  # 512 tokens
 
 
 def test_schedule_does_not_import_torch():

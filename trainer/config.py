@@ -1,7 +1,9 @@
 """One training run's configuration: the model config plus the trainer's own fields.
 
-Flat dicts (from a sweep spec, a Tune trial or the CLI) become a typed TrainConfig here, at
-the edge, so that a wrong key, type or value is refused with the field named.
+A preset is a whole recipe: GPTConfig.PRESETS gives the model's half, RECIPES here the
+trainer's. Flat dicts (from a sweep spec, a Tune trial or the CLI) become a typed TrainConfig
+here, at the edge, so that a wrong key, type, value or a batch that does not split over the
+workers is refused with the field named. No torch here: dry runs import this module.
 """
 
 from __future__ import annotations
@@ -15,30 +17,76 @@ from typing import Any, Literal
 
 from ablate.model.config import ConfigError, GPTConfig
 
+# One (a, b, c) per Newton-Schulz iteration, from the medium record (RECORD.md, Optimizers).
+RECORD_NS_COEFFICIENTS: tuple[tuple[float, float, float], ...] = (
+    (4.0848, -6.8946, 2.9270),
+    (3.9505, -6.3029, 2.6377),
+    (3.7418, -5.5913, 2.3037),
+    (2.8769, -3.1427, 1.2046),
+    (2.8366, -3.0525, 1.2012),
+)
+
+# The trainer's half of each preset; GPTConfig.PRESETS holds the model's half. Optimizers and
+# schedules are the record's in every preset (the dataclass defaults); the presets differ in
+# how many tokens a step, a micro-step and a validation take. medium is RECORD.md: 8 streams
+# of 65,536 tokens a step, one stream per micro-step (one GPU's work), validation on
+# 10,485,760 tokens in streams of 262,144 every 125 steps.
+RECIPES: dict[str, dict[str, Any]] = {
+    "tiny": dict(num_iterations=100, tokens_per_step=8 * 64, val_every=25, val_tokens=8192,
+                 val_seq_len=256),
+    "small": dict(num_iterations=100, tokens_per_step=8 * 128, val_every=25, val_tokens=8192,
+                  val_seq_len=512),
+    "medium": dict(num_iterations=5690, tokens_per_step=8 * 65536, micro_tokens=65536, val_every=125,
+                   val_tokens=10_485_760, val_seq_len=262_144),
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """A whole recipe: the model and every trainer setting. Build it with `from_flat` (or
+    `recipe`), which fills the preset's defaults; every field can be a sweep axis."""
+
     model: GPTConfig = field(default_factory=lambda: GPTConfig.preset("tiny"))
     preset: str = "tiny"
     data: str = "data/builtin"
-    num_iterations: int = 100
-    batch_size: int = 8  # sequences per step, all workers together
-    val_every: int = 25
-    val_tokens: int = 8192
-    cooldown_frac: float = 0.7  # final fraction of steps over which the lr decays linearly
-    final_lr_frac: float = 0.1  # lr multiplier reached at the last step
-    lr_muon: float = 0.05  # defaults after the record scripts; any of them can be a sweep axis
-    lr_embed: float = 0.3
-    lr_head: float = 0.008
-    lr_scalar: float = 0.04
-    adam_betas: tuple[float, float] = (0.8, 0.95)
+    num_iterations: int = 100  # the step budget; the lr schedule spans it (a cut run is not a shorter budget)
+    # Batches, in tokens. A step reads `tokens_per_step` tokens, all workers together, as
+    # independent streams of `model.seq_len` tokens (documents masked, positions from 0); each
+    # worker reads its own share and runs it `micro_tokens` at a time, accumulating gradients,
+    # so that 1, 2, 4 or 8 workers do the same math on the same tokens.
+    tokens_per_step: int = 512
+    micro_tokens: int | None = None  # tokens of one micro-step on one worker; None: its whole share
+    val_every: int = 25  # steps between validations (also at step 0 and at the last step)
+    val_tokens: int = 8192  # the fixed validation set: the first val_tokens (+1) tokens of the val shards
+    val_seq_len: int = 256  # tokens of one validation stream on one worker
+    cooldown_frac: float = 0.7  # the lr falls linearly to 0 over this final fraction of the steps
+    # Muon, on the blocks' matrices (RECORD.md, Optimizers); lr and decay follow the schedule.
+    lr_muon: float = 0.025
+    muon_weight_decay: float = 0.01  # times each matrix's multiplier (2 on the MLP)
     muon_momentum: float = 0.95
-    muon_momentum_warmup: int = 300  # steps over which Muon's momentum rises from 0.85
+    muon_momentum_start: float = 0.85  # momentum rises linearly from this ...
+    muon_momentum_warmup: int = 300  # ... to muon_momentum over these first steps
+    muon_ns_coefficients: tuple[tuple[float, float, float], ...] = RECORD_NS_COEFFICIENTS
+    muon_ns_steps: int | None = None  # None: one iteration per triple
+    muon_ns_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    # Adam, on input and value tables, the head and the scalars (no weight decay).
+    lr_embed: float = 0.3
+    lr_head: float = 1 / 320
+    lr_scalar: float = 0.015
+    adam_betas: tuple[float, float] = (0.8, 0.95)
+    adam_eps: float = 1e-10
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool | None = None  # None: on for CUDA, off on CPU (no steady-state gain there)
-    warmup_steps: int | None = None  # untimed steps (then undone) that compile; None: 10 if compiled
+    compile_tuning: bool = True  # inductor's coordinate-descent tuning (the medium track allows it)
+    warmup_steps: int | None = None  # untimed steps on random tokens, then undone; None: 10 if compiled
+    # Steps between reads of the divergence flag (a host sync); None: every step on CPU, where
+    # a read costs nothing, every 25 steps on CUDA. Validation points always read it.
+    nan_check_every: int | None = None
     checkpoint_every: int = 0  # steps; 0 = never (must be a multiple of val_every)
+    # Keep the final weights next to the curve (trainer/weights.py); None: for every preset
+    # but medium, whose weights are ~1.2 GB.
+    save_weights: bool | None = None
     # Where the curve goes and how its rows are labelled.
     out: str = ""
     sweep: str = "local"
@@ -50,31 +98,68 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"{name}: {why}")
 
-        for name in ("num_iterations", "batch_size", "val_every", "val_tokens"):
+        for name in ("num_iterations", "tokens_per_step", "val_every", "val_tokens", "val_seq_len",
+                     "muon_momentum_warmup"):
             v = getattr(self, name)
-            need(_is_int(v) and v > 0, name, f"must be a positive integer, got {v!r}")
+            need(_is_int(v) and (v > 0 or name == "muon_momentum_warmup" and v == 0), name,
+                 f"must be a positive integer, got {v!r}")
         need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
              f"must be a non-negative integer, got {self.checkpoint_every!r}")
         need(self.checkpoint_every % self.val_every == 0, "checkpoint_every",
              f"must be a multiple of val_every ({self.val_every}): checkpoints are taken at "
              "validation points")
         need(0 <= self.cooldown_frac <= 1, "cooldown_frac", f"must be in [0, 1], got {self.cooldown_frac}")
-        need(0 <= self.final_lr_frac <= 1, "final_lr_frac", f"must be in [0, 1], got {self.final_lr_frac}")
-        for name in ("lr_muon", "lr_embed", "lr_head", "lr_scalar"):
+        for name in ("lr_muon", "lr_embed", "lr_head", "lr_scalar", "muon_weight_decay"):
             need(getattr(self, name) >= 0, name, "must be >= 0")
+        for name in ("muon_momentum", "muon_momentum_start"):
+            need(0 <= getattr(self, name) < 1, name, f"must be in [0, 1), got {getattr(self, name)}")
+        need(all(0 <= b < 1 for b in self.adam_betas), "adam_betas",
+             f"must be in [0, 1), got {self.adam_betas}")
+        need(self.adam_eps > 0, "adam_eps", f"must be > 0, got {self.adam_eps}")
+        need(len(self.muon_ns_coefficients) > 0, "muon_ns_coefficients",
+             "needs at least one (a, b, c) triple")
+        need(self.muon_ns_steps is None or (_is_int(self.muon_ns_steps) and self.muon_ns_steps >= 0),
+             "muon_ns_steps", f"must be a non-negative integer, got {self.muon_ns_steps!r}")
         need(self.device in ("auto", "cpu", "cuda"), "device",
              f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         need(_is_int(self.workers) and self.workers >= 1, "workers", "must be a positive integer")
-        need(self.batch_size % self.workers == 0, "batch_size",
-             f"{self.batch_size} sequences do not split evenly over {self.workers} workers")
-        need(self.val_tokens >= self.model.seq_len, "val_tokens",
-             f"must hold at least one sequence ({self.model.seq_len} tokens)")
         need(self.warmup_steps is None or (_is_int(self.warmup_steps) and self.warmup_steps >= 0),
              "warmup_steps", "must be a non-negative integer")
+        need(self.micro_tokens is None or (_is_int(self.micro_tokens) and self.micro_tokens > 0),
+             "micro_tokens", f"must be a positive integer, got {self.micro_tokens!r}")
+        need(self.nan_check_every is None or (_is_int(self.nan_check_every) and self.nan_check_every > 0),
+             "nan_check_every", f"must be a positive integer, got {self.nan_check_every!r}")
+        need(self.val_seq_len % self.model.attn_block == 0, "val_seq_len",
+             f"{self.val_seq_len} is not a multiple of attn_block ({self.model.attn_block})")
+        self.micro_steps(self.workers)
+        self.val_steps(self.workers)
 
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.model.seq_len
+    def micro_steps(self, workers: int) -> int:
+        """Micro-steps each worker runs per step; refuses a batch that does not split into
+        whole streams per worker, or a share that does not split into micro-steps."""
+        T, share = self.model.seq_len, self.tokens_per_step // workers
+        if self.tokens_per_step % (workers * T):
+            raise ConfigError(f"tokens_per_step: {self.tokens_per_step:,} does not split into "
+                              f"streams of seq_len {T:,} tokens over {workers} workers (need a "
+                              f"multiple of {workers * T:,})")
+        micro = self.micro_tokens or share
+        if micro % T or share % micro:
+            raise ConfigError(f"micro_tokens: {micro:,} must be a multiple of seq_len ({T:,}) that "
+                              f"divides each worker's {share:,} tokens a step")
+        return share // micro
+
+    def rows(self, workers: int) -> int:
+        """Streams in one micro-step (rows of the model's input)."""
+        return (self.micro_tokens or self.tokens_per_step // workers) // self.model.seq_len
+
+    def val_steps(self, workers: int) -> int:
+        """Validation streams each worker runs; refuses a set that does not split evenly."""
+        per = workers * self.val_seq_len
+        if self.val_tokens % per:
+            raise ConfigError(f"val_tokens: {self.val_tokens:,} does not split into streams of "
+                              f"val_seq_len {self.val_seq_len:,} tokens over {workers} workers "
+                              f"(need a multiple of {per:,})")
+        return self.val_tokens // per
 
     def to_flat(self) -> dict[str, Any]:
         """Every field as one flat dict (model fields inline): the curve's `params` column."""
@@ -83,22 +168,41 @@ class TrainConfig:
         return flat
 
     @classmethod
+    def recipe(cls, preset: str, **values: Any) -> TrainConfig:
+        """A preset's whole recipe, with any model or trainer field overridden."""
+        return cls.from_flat({"preset": preset, **values})
+
+    @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """A flat dict of model and trainer fields -> TrainConfig; the preset gives the model's
-        defaults. Unknown keys and wrong types are refused with the key named."""
+        """A flat dict of model and trainer fields -> TrainConfig; the preset gives the
+        defaults of both halves. Unknown keys and wrong types are refused with the key named.
+
+        `batch_size = n` is shorthand for n streams a step: tokens_per_step = n * seq_len."""
         values = dict(values)
         model_fields = {f.name: f for f in dataclasses.fields(GPTConfig)}
         train_fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "model"}
         for key in values:
-            if key not in model_fields and key not in train_fields:
+            if key not in model_fields and key not in train_fields and key != "batch_size":
                 raise ConfigError(f"{key}: unknown field (not a model or trainer setting)")
-        hints = {**typing.get_type_hints(GPTConfig), **typing.get_type_hints(cls)}
+        hints = {**typing.get_type_hints(GPTConfig), **typing.get_type_hints(cls), "batch_size": int}
         for key, value in values.items():
             values[key] = _coerce(key, value, hints[key])
         model_over = {k: v for k, v in values.items() if k in model_fields}
         train = {k: v for k, v in values.items() if k in train_fields}
         preset = train.get("preset", "tiny")
-        return cls(model=GPTConfig.preset(preset, **model_over), **train)
+        model = GPTConfig.preset(preset, **model_over)
+        if "batch_size" in values:
+            streams, workers = values["batch_size"], train.get("workers", 1)
+            if streams <= 0:
+                raise ConfigError(f"batch_size: must be a positive integer, got {streams}")
+            if _is_int(workers) and workers > 0 and streams % workers:
+                raise ConfigError(f"batch_size: {streams} sequences do not split evenly over "
+                                  f"{workers} workers")
+            tokens = streams * model.seq_len
+            if train.setdefault("tokens_per_step", tokens) != tokens:
+                raise ConfigError(f"batch_size: {streams} streams of {model.seq_len} tokens "
+                                  f"disagree with tokens_per_step {train['tokens_per_step']}")
+        return cls(model=model, **{**RECIPES[preset], **train})
 
 
 def _is_int(v: Any) -> bool:
@@ -125,6 +229,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if value not in args:
             raise ConfigError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{key}: must be a non-empty list, got {value!r}")
+        return tuple(_coerce(key, v, args[0]) for v in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{key}: must be a list of {len(args)} values, got {value!r}")

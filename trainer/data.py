@@ -99,9 +99,13 @@ class StreamPosition:
 
 
 class TokenStream:
-    """Sequential token chunks across shards. A chunk never spans two shards (the rest of a
-    shard too short for a chunk is skipped, as in the record scripts); after the last shard
-    the stream starts again at the first (a new epoch)."""
+    """The record's reader: steps walk through the sorted shards in global batches.
+
+    A global batch of `size` tokens covers `[pos, pos + size + 1)` of the current shard (the
+    targets are the inputs shifted by one token); each rank reads only its own slice of it,
+    and `pos` then advances by `size`. When `pos + size + 1` reaches the shard's end the next
+    shard starts (the rest is skipped, as in the record); after the last shard the stream
+    starts again at the first (a new epoch)."""
 
     def __init__(self, files: Sequence[Path], position: StreamPosition | None = None):
         self.files = list(files)
@@ -114,17 +118,24 @@ class TokenStream:
             self._cache = (shard, read_shard(self.files[shard]))
         return self._cache[1]
 
-    def next(self, n: int) -> np.ndarray:
-        if max(self.lengths) < n:
+    def next_batch(self, size: int, start: int = 0, length: int | None = None) -> np.ndarray:
+        """Tokens `[pos + start, pos + start + length)` of the next global batch of `size`
+        tokens (default: the whole batch and its one extra target token), as uint16."""
+        length = size + 1 - start if length is None else length
+        if not 0 <= start and start + length <= size + 1:
+            raise ValueError(f"slice [{start}, {start + length}) is outside a batch of {size} + 1 tokens")
+        if max(self.lengths) <= size + 1:
             raise DataError(f"{self.files[0].parent}: every shard is shorter than one batch "
-                            f"({n} tokens); use a smaller batch_size or seq_len")
+                            f"({size + 1:,} tokens); use a smaller tokens_per_step, val_tokens or "
+                            "stream length")
         p = self.position
-        while p.offset + n > self.lengths[p.shard]:
+        while p.offset + size + 1 >= self.lengths[p.shard]:
             p.shard, p.offset = p.shard + 1, 0
             if p.shard == len(self.files):
                 p.shard, p.epoch = 0, p.epoch + 1
-        chunk = np.array(self._tokens(p.shard)[p.offset:p.offset + n], dtype=np.int64)
-        p.offset += n
+        begin = p.offset + start
+        chunk = np.array(self._tokens(p.shard)[begin:begin + length])
+        p.offset += size
         return chunk
 
 

@@ -28,23 +28,16 @@ truncated. The extra bits start at zero: a bf16 parameter's first value is its f
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ablate.trainer.config import RECORD_NS_COEFFICIENTS
+
 __all__ = ["Muon", "RECORD_NS_COEFFICIENTS", "newton_schulz"]
-
-# One (a, b, c) per iteration, from the medium record.
-RECORD_NS_COEFFICIENTS: tuple[tuple[float, float, float], ...] = (
-    (4.0848, -6.8946, 2.9270),
-    (3.9505, -6.3029, 2.6377),
-    (3.7418, -5.5913, 2.3037),
-    (2.8769, -3.1427, 1.2046),
-    (2.8366, -3.0525, 1.2012),
-)
-
 
 def newton_schulz(grad: Tensor, coefficients: Sequence[tuple[float, float, float]],
                   dtype: torch.dtype = torch.bfloat16, eps: float = 1e-7) -> Tensor:
@@ -99,13 +92,16 @@ class Muon(torch.optim.Optimizer):
         eps: added to the Frobenius norm before Newton-Schulz normalises by it.
         process_group: the ranks sharing the work; None uses the default group when
             torch.distributed is initialised, else this process updates everything.
+        compiled: run Newton-Schulz through torch.compile (one graph per matrix shape), as
+            the record compiles its update on GPUs.
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 0.025,
                  weight_decay: float = 0.01, momentum: float = 0.95,
                  ns_coefficients: Sequence[Sequence[float]] = RECORD_NS_COEFFICIENTS,
                  ns_steps: int | None = None, ns_dtype: torch.dtype | str = torch.bfloat16,
-                 eps: float = 1e-7, process_group: dist.ProcessGroup | None = None):
+                 eps: float = 1e-7, process_group: dist.ProcessGroup | None = None,
+                 compiled: bool = False):
         if lr < 0 or weight_decay < 0 or not 0 <= momentum < 1 or eps < 0:
             raise ValueError(f"Muon: need lr, weight_decay, eps >= 0 and 0 <= momentum < 1, got "
                              f"lr={lr}, weight_decay={weight_decay}, momentum={momentum}, eps={eps}")
@@ -121,6 +117,7 @@ class Muon(torch.optim.Optimizer):
             raise ValueError(f"ns_dtype: must be a floating torch dtype, got {ns_dtype!r}")
         self.eps = eps
         self.process_group = process_group
+        self._orthogonalize = torch.compile(newton_schulz, dynamic=False) if compiled else newton_schulz
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, wd_mul=1.0)
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -157,6 +154,8 @@ class Muon(torch.optim.Optimizer):
         for (numel, dtype), bucket in buckets.items():
             for start in range(0, len(bucket), world):
                 chunk = bucket[start:start + world]
+                for other, _ in chunk[:rank] + chunk[rank + 1:]:
+                    self.state.pop(other, None)  # another rank's matrix (e.g. after a resume)
                 if rank < len(chunk):
                     mine, group = chunk[rank]
                     self._update(mine, group)
@@ -170,6 +169,16 @@ class Muon(torch.optim.Optimizer):
             work.wait()
         return loss
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch's, but momentum buffers stay fp32 (torch casts floating state to the
+        parameter's dtype, which would round them to bf16)."""
+        buffers = {i: s["momentum_buffer"] for i, s in state_dict["state"].items()
+                   if "momentum_buffer" in s}
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for i, buf in buffers.items():
+            self.state[params[i]]["momentum_buffer"] = buf.to(params[i].device, torch.float32)
+
     def _update(self, p: Tensor, group: dict[str, Any]) -> None:
         if p.grad is None:
             return
@@ -181,7 +190,7 @@ class Muon(torch.optim.Optimizer):
         buf = state["momentum_buffer"]
         buf.copy_(momentum * buf + (1 - momentum) * grad)
         blended = momentum * buf + (1 - momentum) * grad  # Nesterov-style look-ahead
-        update = newton_schulz(blended, self.ns_coefficients, self.ns_dtype, self.eps)
+        update = self._orthogonalize(blended, self.ns_coefficients, self.ns_dtype, self.eps)
 
         if p.dtype == torch.bfloat16:
             if "low_bits" not in state:  # extra bits zero: the first master is the bf16 value

@@ -1,15 +1,13 @@
 """The record's per-step schedules as pure functions of the step (RECORD.md).
 
-Learning-rate multiplier, Muon momentum warm-up and the attention window. No torch here, so
-configs, estimates and the model can all import them cheaply.
+Learning-rate multiplier and Muon momentum warm-up. No torch here, so configs and estimates can
+import them cheaply. (The attention window's schedule belongs to the model:
+GPTConfig.window_blocks.)
 """
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
-__all__ = ["WindowBlocks", "lr_multiplier", "muon_momentum", "window_blocks"]
+__all__ = ["lr_multiplier", "muon_momentum"]
 
 
 def _progress(step: int, num_iterations: int) -> float:
@@ -40,24 +38,3 @@ def muon_momentum(step: int, start: float = 0.85, end: float = 0.95, warmup_step
         raise ValueError(f"step and warmup_steps: must be >= 0, got {step}, {warmup_steps}")
     frac = min(step / warmup_steps, 1.0) if warmup_steps else 1.0
     return (1 - frac) * start + frac * end
-
-
-class WindowBlocks(NamedTuple):
-    """Sliding-window sizes in kv blocks (the query's own block included)."""
-    long: int
-    short: int
-
-
-def window_blocks(step: int, num_iterations: int, max_window: int = 3456,
-                  block_size: int = 128) -> WindowBlocks:
-    """The attention windows at `step`: short contexts first, the full window at the end.
-
-    Long window = max_window * (4x^3 - 6x^2 + 3x) tokens at x = step / num_iterations, rounded
-    up to whole blocks, at least one; the short window has half as many blocks (rounded down).
-    """
-    if max_window <= 0 or block_size <= 0:
-        raise ValueError(f"max_window and block_size: must be positive, got {max_window}, {block_size}")
-    x = _progress(step, num_iterations)
-    tokens = max_window * (4 * x**3 - 6 * x**2 + 3 * x)
-    long = max(1, math.ceil(tokens / block_size))
-    return WindowBlocks(long=long, short=long // 2)

@@ -1,10 +1,16 @@
 """One training run, the same code single-process, under torchrun, and in a Ray Train worker.
 
-The loop follows the record scripts: Muon on the blocks' matrices and Adam on embeddings,
-head and scalars; a flat lr then a linear cooldown; validation at step 0, every `val_every`
-steps and at the last step on a fixed token set; a training clock that stops for validation
-(after synchronising the device) and excludes compile warm-up. Rank 0 writes the curve after
-every validation point. Ray is an edge: results and checkpoints leave through a Reporter.
+The loop is the record's (RECORD.md): our Muon on the blocks' matrices and Adam on tables,
+head and scalars; the lr flat then falling to 0 over the final 70% of the steps; Muon's
+momentum warmed up. A step reads `tokens_per_step` tokens: each rank reads only its own slice
+and runs it in micro-steps of `micro_tokens` (streams of `seq_len` tokens), accumulating their
+gradients; then the ranks average gradients (in the parameters' dtype) and the optimizers step. So 1, 2, 4
+or 8 workers do the same math on the same tokens.
+
+Time: the clock runs from barrier to barrier and stops only for validation; compile warm-up
+(untimed steps on random tokens, then undone) is excluded. Nothing reads the GPU back during
+training except the divergence check every `nan_check_every` steps. Rank 0 writes the curve
+after every validation point. Ray is an edge: results and checkpoints leave through a Reporter.
 """
 
 from __future__ import annotations
@@ -21,14 +27,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ablate.model import GPT, ConfigError
 from ablate.results.curves import write_curve
 from ablate.trainer.config import TrainConfig
-from ablate.trainer.data import StreamPosition, TokenStream, data_vocab, find_shards, read_tokens
+from ablate.trainer.data import DataError, StreamPosition, TokenStream, data_vocab, find_shards
+from ablate.trainer.muon import Muon
+from ablate.trainer.schedule import lr_multiplier, muon_momentum
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -47,28 +55,20 @@ class Result:
     warmup_ms: float
 
 
-def lr_multiplier(step: int, cfg: TrainConfig) -> float:
-    """Flat, then linear to `final_lr_frac` over the final `cooldown_frac` of the steps."""
-    x = step / cfg.num_iterations
-    if cfg.cooldown_frac == 0 or x < 1 - cfg.cooldown_frac:
-        return 1.0
-    w = (1 - x) / cfg.cooldown_frac
-    return w + (1 - w) * cfg.final_lr_frac
-
-
-def build_optimizers(model: GPT, cfg: TrainConfig, fused: bool) -> list[torch.optim.Optimizer]:
-    """Muon for the matrices and Adam for tables, head and scalars, in the groups the model
-    declares (GPT.param_groups)."""
+def build_optimizers(model: GPT, cfg: TrainConfig, fused: bool,
+                     compiled: bool = False) -> list[torch.optim.Optimizer]:
+    """Adam for tables, head and scalars and Muon for the matrices, in the groups the model
+    declares (GPT.param_groups), with the recipe's settings."""
     groups = model.param_groups()
     adam_lr = dict(tables=cfg.lr_embed, head=cfg.lr_head, scalars=cfg.lr_scalar)
     adam = torch.optim.Adam(
         [dict(params=g["params"], lr=adam_lr[g["name"]]) for g in groups if g["optimizer"] == "adam"],
-        betas=cfg.adam_betas, eps=1e-10, fused=fused)
-    muon = torch.optim.Muon(
+        betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=0.0, fused=fused)
+    muon = Muon(
         [dict(params=g["params"], wd_mul=g["wd_mul"]) for g in groups if g["optimizer"] == "muon"],
-        lr=cfg.lr_muon, momentum=cfg.muon_momentum, nesterov=True)
-    for group in muon.param_groups:  # torch's Muon has no per-group multiplier of its decay
-        group["weight_decay"] *= group["wd_mul"]
+        lr=cfg.lr_muon, weight_decay=cfg.muon_weight_decay, momentum=cfg.muon_momentum,
+        ns_coefficients=cfg.muon_ns_coefficients, ns_steps=cfg.muon_ns_steps,
+        ns_dtype=cfg.muon_ns_dtype, compiled=compiled)
     opts = [adam, muon]
     for opt in opts:
         for group in opt.param_groups:
@@ -84,98 +84,171 @@ class _Run:
         self.cfg, self.reporter = cfg, reporter
         self.curve_meta = curve_meta or {}  # e.g. the sweep's axes and target, for reports
         self.rank, self.world, self.device, self._own_group = _setup_distributed(cfg)
-        if cfg.batch_size % self.world:
-            raise ConfigError(f"batch_size: {cfg.batch_size} does not split over {self.world} workers")
+        self.micro_steps = cfg.micro_steps(self.world)  # refuses a batch that does not split
+        self.rows_per_micro = cfg.rows(self.world)
+        self.val_steps = cfg.val_steps(self.world)
         vocab = data_vocab(cfg.data)
         if vocab is not None and vocab > cfg.model.vocab_size:
             raise ConfigError(f"vocab_size: the data in {cfg.data} has {vocab} tokens, more than the "
                               f"model's vocab_size {cfg.model.vocab_size}")
-        cuda = self.device.type == "cuda"
-        self.compiled = cfg.compile if cfg.compile is not None else cuda
+        self.cuda = self.device.type == "cuda"
+        self.compiled = cfg.compile if cfg.compile is not None else self.cuda
+        self.nan_check_every = cfg.nan_check_every or (25 if self.cuda else 1)
+        self.stream = TokenStream(find_shards(cfg.data, "train"))
+        self.val_files = find_shards(cfg.data, "val")
+        self._check_val_set()
+
         torch.manual_seed(cfg.seed)
         self.model = GPT(cfg.model).to(self.device)
-        if cuda:  # the record's precision: bf16 tables and matrices make bf16 activations
+        if self.cuda:  # the record's precision: bf16 tables and matrices make bf16 activations
             self.model.use_bf16()
-        self.optimizers = build_optimizers(self.model, cfg, fused=cuda)
-        net = DDP(self.model, device_ids=[self.device.index] if cuda else None) \
-            if self.world > 1 else self.model
-        self.train_net = torch.compile(net) if self.compiled else net
-        self.eval_net = torch.compile(self.model) if self.compiled else self.model
-        self.stream = TokenStream(find_shards(cfg.data, "train"))
-        T = cfg.model.seq_len
-        val = torch.from_numpy(read_tokens(find_shards(cfg.data, "val"), cfg.val_tokens + 1))
-        n = cfg.val_tokens // T
-        self.val_x = val[: n * T].view(n, T)[self.rank::self.world].contiguous()
-        self.val_y = val[1: n * T + 1].view(n, T)[self.rank::self.world].contiguous()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.world > 1:  # the record broadcasts rank 0's initial weights
+            for p in self.params:
+                dist.broadcast(p.detach(), 0)
+        self.optimizers = build_optimizers(self.model, cfg, fused=self.cuda,
+                                           compiled=self.compiled and self.cuda)
+        if self.compiled:
+            if self.cuda:
+                import torch._inductor.config as inductor
+                inductor.coordinate_descent_tuning = cfg.compile_tuning
+            self.net = torch.compile(self.model, dynamic=False)
+        else:
+            self.net = self.model
+        self._windows: dict[int, torch.Tensor] = {}
         self.step, self.clock_ms, self.rows = 0, 0.0, []
         self.restarts: list[int] = []  # steps this run was resumed from, for the curve's metadata
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum = torch.zeros((), device=self.device)  # since the last validation, on device
+        self.loss_count = 0
         self.warmup_ms = 0.0
+        self._t0: float | None = None
 
-    # --- one step, one evaluation -------------------------------------------------------
+    # --- data ---------------------------------------------------------------------------------
+    def _to_device(self, tokens: np.ndarray, *shape: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (int32) and targets (int64) shaped `shape`; through pinned memory on CUDA so
+        that the copy overlaps the GPU's work."""
+        t = torch.from_numpy(tokens.astype(np.int32))
+        if self.cuda:
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return t[:-1].view(*shape), t[1:].to(torch.int64).view(*shape)
+
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The global batch is the same whatever the worker count; each rank takes its rows."""
-        B, T = self.cfg.batch_size, self.cfg.model.seq_len
-        tokens = torch.from_numpy(self.stream.next(B * T + 1))
-        x, y = tokens[:-1].view(B, T), tokens[1:].view(B, T)
-        rows = slice(self.rank * B // self.world, (self.rank + 1) * B // self.world)
-        return (x[rows].to(self.device, non_blocking=True),
-                y[rows].to(self.device, non_blocking=True))
+        """This rank's slice of the step's global batch, tokens [pos + r*S, pos + (r+1)*S + 1)
+        for rank r and S tokens per rank, as (micro-steps, streams, seq_len)."""
+        per_rank = self.cfg.tokens_per_step // self.world
+        tokens = self.stream.next_batch(self.cfg.tokens_per_step, self.rank * per_rank, per_rank + 1)
+        return self._to_device(tokens, self.micro_steps, self.rows_per_micro, self.cfg.model.seq_len)
+
+    def _check_val_set(self) -> None:
+        """The validation set must fit in the val shards without wrapping round."""
+        stream, size = TokenStream(self.val_files), self.world * self.cfg.val_seq_len
+        for _ in range(self.val_steps):
+            stream.next_batch(size, 0, 0)
+        if stream.position.epoch:
+            raise DataError(f"{self.val_files[0].parent}: the val shards hold fewer than "
+                            f"val_tokens={self.cfg.val_tokens:,} tokens (in streams of {size:,})")
 
     def window(self) -> torch.Tensor:
-        """This step's long attention window in blocks; a tensor, so that a compiled model
-        takes each new size without recompiling. Validation uses the current step's too."""
+        """This step's long attention window in blocks, a tensor so that a compiled model takes
+        each new size without recompiling; made once per size (making one is a host copy).
+        Validation uses the current step's window too."""
         blocks = self.cfg.model.window_blocks(min(self.step / self.cfg.num_iterations, 1.0))[0]
-        return torch.tensor(blocks, dtype=torch.int32, device=self.device)
+        if blocks not in self._windows:
+            self._windows[blocks] = torch.tensor(blocks, dtype=torch.int32, device=self.device)
+        return self._windows[blocks]
 
-    def train_step(self) -> float:
-        cfg, mult = self.cfg, lr_multiplier(self.step, self.cfg)
+    # --- one step, one evaluation -------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One optimizer step on this rank's streams; the mean loss stays on the device."""
+        cfg = self.cfg
+        mult = lr_multiplier(self.step, cfg.num_iterations, cfg.cooldown_frac)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * mult
-        frac = min(self.step / cfg.muon_momentum_warmup, 1) if cfg.muon_momentum_warmup else 1
         for group in self.optimizers[1].param_groups:
-            group["momentum"] = (1 - frac) * 0.85 + frac * cfg.muon_momentum
-        x, y = self.batch()
-        loss = self.train_net(x, y, window=self.window())
-        loss.backward()
+            group["momentum"] = muon_momentum(self.step, cfg.muon_momentum_start, cfg.muon_momentum,
+                                              cfg.muon_momentum_warmup)
+        window, total = self.window(), None
+        for i in range(len(x)):
+            loss = self.net(x[i], y[i], window=window)
+            (loss / len(x)).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        self._average_gradients()
         for opt in self.optimizers:
             opt.step()
         self.model.zero_grad(set_to_none=True)
-        loss = loss.detach()
-        if self.world > 1:  # all ranks agree on the loss, so they stop together on divergence
-            dist.all_reduce(loss, op=dist.ReduceOp.AVG)
-        return loss.item()
+        self.loss_sum += total / len(x)
+        self.loss_count += 1
+
+    def _average_gradients(self) -> None:
+        """Average every gradient over the ranks, in its own dtype (bf16 for bf16 weights), one
+        asynchronous all-reduce per parameter in a fixed order."""
+        if self.world == 1:
+            return
+        op = dist.ReduceOp.AVG if self.cuda else dist.ReduceOp.SUM  # gloo has no AVG
+        works = [dist.all_reduce(p.grad, op=op, async_op=True) for p in self.params]
+        for work in works:
+            work.wait()
+        if op == dist.ReduceOp.SUM:
+            for p in self.params:
+                p.grad.div_(self.world)
+
+    def train_loss(self) -> float:
+        """Mean training loss since the last validation, over steps and ranks (a host read)."""
+        total = self.loss_sum.clone()
+        if self.world > 1:
+            dist.all_reduce(total)
+            total /= self.world
+        return total.item() / self.loss_count if self.loss_count else float("nan")
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        total = torch.zeros(2, device=self.device, dtype=torch.float64)
-        per = max(1, self.cfg.batch_size // self.world)
+        """Mean loss over the fixed validation set, streams of val_seq_len tokens dealt to the
+        ranks as the record does (stream s*W + r at evaluation step s)."""
+        V, W = self.cfg.val_seq_len, self.world
+        stream = TokenStream(self.val_files)
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
         self.model.eval()  # the model then makes its logits in chunks
-        for i in range(0, len(self.val_x), per):
-            x = self.val_x[i:i + per].to(self.device)
-            y = self.val_y[i:i + per].to(self.device)
-            loss = self.eval_net(x, y, window=self.window())
-            total += torch.stack([loss.double() * len(x), torch.tensor(len(x), device=self.device)])
+        for _ in range(self.val_steps):
+            x, y = self._to_device(stream.next_batch(W * V, self.rank * V, V + 1), 1, V)
+            total += self.net(x, y, window=self.window()).double()
         self.model.train()
         if self.world > 1:
             dist.all_reduce(total)
-        return (total[0] / total[1]).item()
+        return total.item() / (self.val_steps * W)
+
+    # --- the clock ----------------------------------------------------------------------
+    def _barrier(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        if self.world > 1:
+            dist.barrier()
+
+    def start_clock(self) -> None:
+        self._barrier()
+        self._t0 = time.perf_counter()
+
+    def stop_clock(self) -> None:
+        self._barrier()
+        self.clock_ms += (time.perf_counter() - self._t0) * 1000
 
     # --- the curve, checkpoints ---------------------------------------------------------
-    def record(self, val_loss: float, status: str) -> dict[str, Any]:
+    def record(self, val_loss: float, status: str, train_loss: float | None = None) -> dict[str, Any]:
         cfg, m = self.cfg, self.cfg.model
+        if train_loss is None and self.loss_count:
+            train_loss = self.train_loss()
         row = dict(
             sweep=cfg.sweep, trial_id=cfg.trial_id, preset=cfg.preset,
             extra_embeddings=m.extra_embeddings, num_iterations=cfg.num_iterations,
             lambda_init=m.lambda_init, token_lambdas=m.token_lambdas, seed=cfg.seed,
             workers=self.world, step=self.step, train_time_ms=self.clock_ms, val_loss=val_loss,
-            train_loss=self.loss_sum / self.loss_count if self.loss_count else None,
-            tokens_seen=self.step * cfg.tokens_per_step, lr=lr_multiplier(self.step, cfg),
+            train_loss=train_loss, tokens_seen=self.step * cfg.tokens_per_step,
+            lr=lr_multiplier(self.step, cfg.num_iterations, cfg.cooldown_frac),
             peak_mem_mb=_peak_memory_mb(self.device), lambdas=self.model.mixing_weights(),
             status=status, params=json.dumps(cfg.to_flat() | {"workers": self.world}, default=str))
         self.rows.append(row)
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum.zero_()
+        self.loss_count = 0
         return row
 
     def write_curve(self) -> Path | None:
@@ -187,8 +260,17 @@ class _Run:
         return write_curve(self.cfg.out, self.rows, self.curve_meta | meta)
 
     def state_dict(self) -> dict[str, Any]:
+        """The whole state, on every rank. Muon keeps a matrix's state only on the rank that
+        updates it: the ranks' states are merged (a collective), so that a checkpoint resumes
+        on any number of workers."""
+        muon = self.optimizers[1].state_dict()
+        if self.world > 1:
+            local = {i: {k: v.cpu() for k, v in s.items()} for i, s in muon["state"].items()}
+            parts: list[Any] = [None] * self.world
+            dist.all_gather_object(parts, local)
+            muon = dict(muon, state={i: s for part in parts for i, s in part.items()})
         return dict(model=self.model.state_dict(),
-                    optimizers=[o.state_dict() for o in self.optimizers],
+                    optimizers=[self.optimizers[0].state_dict(), muon],
                     step=self.step, clock_ms=self.clock_ms, rows=self.rows,
                     stream=asdict(self.stream.position), rng=torch.get_rng_state(),
                     restarts=self.restarts,
@@ -207,27 +289,43 @@ class _Run:
         torch.set_rng_state(state["rng"])
 
     def checkpoint(self) -> Path | None:
-        """Rank 0 saves the whole state into a fresh folder; the reporter keeps or uploads it."""
+        """Every rank joins in; rank 0 saves the whole state into a fresh folder, which the
+        reporter keeps or uploads."""
+        state = self.state_dict()
         if self.rank != 0:
             return None
         folder = Path(tempfile.mkdtemp(prefix=f"ablate-ckpt-{self.step:06d}-"))
-        torch.save(self.state_dict(), folder / CHECKPOINT_FILE)
+        torch.save(state, folder / CHECKPOINT_FILE)
         return folder
 
     def warm_up(self) -> None:
-        """Run a few untimed steps to compile, then restore the exact starting state, as the
-        record rules require (compile time is not training time)."""
+        """Compile before the clock starts: a few steps on random tokens (inputs = targets)
+        and one evaluation, then the exact starting weights and optimizer state are restored.
+        The data position is untouched, as the record rules require."""
         n = self.cfg.warmup_steps if self.cfg.warmup_steps is not None else (10 if self.compiled else 0)
         if n == 0:
             return
         t0 = time.perf_counter()
-        saved = copy.deepcopy(self.state_dict())
+        saved = copy.deepcopy(dict(model=self.model.state_dict(),
+                                   optimizers=[o.state_dict() for o in self.optimizers]))
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        vocab, T = self.cfg.model.vocab_size, self.cfg.model.seq_len
         for _ in range(n):
-            self.train_step()
-        self.evaluate()
-        self.load_state_dict(saved)
-        self.loss_sum, self.loss_count = 0.0, 0
-        _sync(self.device)
+            shape = (self.micro_steps, self.rows_per_micro, T)
+            x = torch.randint(0, vocab, shape, generator=g, dtype=torch.int32).to(self.device)
+            self.train_step(x, x.long())
+        self.model.eval()
+        with torch.no_grad():
+            x = torch.randint(0, vocab, (1, self.cfg.val_seq_len), generator=g,
+                              dtype=torch.int32).to(self.device)
+            self.net(x, x.long(), window=self.window())
+        self.model.train()
+        self.model.load_state_dict(saved["model"])
+        for opt, s in zip(self.optimizers, saved["optimizers"]):
+            opt.load_state_dict(s)
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        self._barrier()
         self.warmup_ms = (time.perf_counter() - t0) * 1000
 
     # --- the loop -------------------------------------------------------------------------
@@ -236,29 +334,28 @@ class _Run:
         if resume is not None:
             self.load_state_dict(load_checkpoint(resume))
             self.restarts.append(self.step)
-        self.warm_up()
         status = "completed"
-        resumed_at = self.step if resume is not None else None
         try:
-            while True:
-                last = self.step == cfg.num_iterations
-                if (self.step % cfg.val_every == 0 or last) and self.step != resumed_at:
-                    self.validate(status="completed" if last else "running")
-                if last:
-                    break
-                _sync(self.device)
-                t0 = time.perf_counter()
-                loss = self.train_step()
-                _sync(self.device)
-                self.clock_ms += (time.perf_counter() - t0) * 1000
+            self.warm_up()
+            if resume is None:
+                self.validate("completed" if self.step == cfg.num_iterations else "running")
+            self.start_clock()
+            while self.step < cfg.num_iterations:
+                self.train_step(*self.batch())
                 self.step += 1
-                if not math.isfinite(loss):
-                    self.loss_sum, self.loss_count = loss, 1
-                    status = "diverged"
-                    self.validate(status, val_loss=float("nan"))
-                    break
-                self.loss_sum += loss
-                self.loss_count += 1
+                last = self.step == cfg.num_iterations
+                due = self.step % cfg.val_every == 0 or last
+                if due or self.step % self.nan_check_every == 0:
+                    loss = self.train_loss()  # a host read: every rank gets the same verdict
+                    if not math.isfinite(loss):
+                        self.stop_clock()
+                        status = "diverged"
+                        self.validate(status, val_loss=float("nan"), train_loss=loss)
+                        break
+                if due:
+                    self.stop_clock()
+                    self.validate("completed" if last else "running")
+                    self.start_clock()
         except BaseException:
             if self.rows:
                 self.rows[-1] = self.rows[-1] | {"status": "failed"}
@@ -269,10 +366,14 @@ class _Run:
         return Result(status, self.rows, Path(cfg.out) if cfg.out and self.rank == 0 else None,
                       self.warmup_ms)
 
-    def validate(self, status: str, val_loss: float | None = None) -> None:
+    def validate(self, status: str, val_loss: float | None = None,
+                 train_loss: float | None = None) -> None:
         if val_loss is None:
             val_loss = self.evaluate()
-        row = self.record(val_loss, status)
+        row = self.record(val_loss, status, train_loss)
+        if status == "completed" and self.rank == 0:  # weights first: a completed curve has them
+            from ablate.trainer.weights import save_run_weights
+            save_run_weights(self.cfg.out, self.model, self.cfg.to_flat())
         self.write_curve()
         ckpt = None
         if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 \
@@ -329,11 +430,6 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
     world = dist.get_world_size() if dist.is_initialized() else 1
     device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     return rank, world, device, own
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
