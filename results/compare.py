@@ -70,7 +70,10 @@ def find_baseline(configs: Configs, choice: BaselineChoice) -> int:
     for field, _ in choice.fields:
         if field in known:
             continue
-        if configs.by is None and field in LABELS:
+        if configs.by is not None:
+            raise InputError(f"{choice.source}: {field} is not one of the fields configs are "
+                             f"pooled by ({', '.join(configs.by)})")
+        if field in LABELS:
             raise InputError(f"{choice.source}: {field} is a label, not a config field "
                              f"(a config holds all its {field} values)")
         shown = ", ".join(configs.fields or known)

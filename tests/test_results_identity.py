@@ -111,6 +111,9 @@ def test_by_pools_configs_and_keeps_their_seeds_apart(tmp_path: Path) -> None:
     assert build_report([tmp_path], by=["preset"]).duplicates == []
     with pytest.raises(InputError, match="--by: unknown field nosuch"):
         build_report([tmp_path], by=["nosuch"])
+    with pytest.raises(InputError, match="lambda_init is not one of the fields configs are "
+                                         "pooled by [(]preset[)]"):
+        build_report([tmp_path], by=["preset"], baseline="lambda_init=zero")
 
 
 # --- replicates ------------------------------------------------------------------------
@@ -408,3 +411,16 @@ def test_time_intervals_stop_at_zero() -> None:
     assert _time_bar(1.0, 3.0) == (1.0, 3.0)
     assert _time_bar(10.0, 3.0) == (3.0, 3.0)
     assert _time_bar(5.0, float("nan")) == (0.0, 0.0)
+
+
+def test_the_sweep_drivers_call_gives_one_row_per_grid_point(tmp_path: Path) -> None:
+    """As `ablate sweep` ends: build_report on the sweep folder with the spec's axes."""
+    meta = {"sweep": {"axes": ["lr_head"], "target": 3.2}}
+    for lr in (0.0, 0.004, 0.008):
+        for seed in range(2):
+            trial(tmp_path / "runs", f"lr{lr}-s{seed}", 3.0 + lr, seed=seed, lr_head=lr,
+                  meta=meta)
+    report = build_report([tmp_path / "runs" / "demo"], target=3.2, axes=["lr_head"])
+    assert [(c.key, c.loss["n"]) for c in report.configs] == [
+        ({"lr_head": 0.0}, 2), ({"lr_head": 0.004}, 2), ({"lr_head": 0.008}, 2)]
+    assert all(c.ttest is not None and c.ttest["reject"] for c in report.configs)
