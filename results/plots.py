@@ -155,8 +155,8 @@ def plot_curves(report: Report, path: Path, max_configs: int = 8,
             ax.axhline(report.target, color="black", ls="--", lw=1,
                        label=f"target {report.target:g}")
         ax.set(xlabel="training time (s)", ylabel="val loss")
-        ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
+    whole.set_xlim(left=0)
     whole.set_title("Val loss vs training time (mean over seeds, band: min-max)")
     tail.set_title("Second half, zoomed")
     tail.legend(fontsize=8, title=legend_title(report), title_fontsize=8)
@@ -215,9 +215,12 @@ def plot_pareto(report: Report, path: Path, dpi: int | None = None) -> Path:
 
 
 def plot_final_loss(report: Report, field: str, path: Path, dpi: int | None = None) -> Path:
-    """Mean final loss vs one numeric field, a line per value of the other shown fields,
-    with t-interval error bars (configs with no completed seed are left out)."""
-    others = [f for f in report.fields if f != field]
+    """Mean final loss vs one numeric field, a line per value of the other shown fields
+    (but those that follow from this one: they would split every line into points), with
+    t-interval error bars (configs with no completed seed are left out)."""
+    xs_of = [display(c.key[field]) for c in report.configs]
+    others = [f for f in report.fields if f != field
+              and not _follows(xs_of, [display(c.key[f]) for c in report.configs])]
     lines: dict[tuple[str, ...], list[int]] = {}
     for i, c in enumerate(report.configs):
         if c.loss["n"] > 0 and c.key[field] is not None:
@@ -274,6 +277,12 @@ def plot_lambdas(report: Report, config: int, path: Path, dpi: int | None = None
                  f"(trial {trial_id})")
     fig.savefig(path, dpi=dpi or 110)
     return path
+
+
+def _follows(along: Sequence[str], values: Sequence[str]) -> bool:
+    """Whether `values` is a function of `along` (one value for each value of `along`)."""
+    seen: dict[str, str] = {}
+    return all(seen.setdefault(a, v) == v for a, v in zip(along, values))
 
 
 def _members(report: Report, config: int) -> np.ndarray:
