@@ -1,0 +1,7 @@
+"""`python -m ablate.analysis inspect ...`"""
+
+import sys
+
+from ablate.analysis.cli import main
+
+sys.exit(main())

@@ -1,0 +1,165 @@
+"""A trial's final weights: safetensors (no pickle) next to its curve, named by trial id.
+
+`<storage>/<sweep>/curves/<trial_id>.parquet` has its weights in
+`<storage>/<sweep>/weights/<trial_id>.safetensors`. The file's metadata holds the trial's
+full config (the curve's `config`), so a file that belongs to another trial or config is
+refused instead of being analysed as if it were this one. Written like the curves: a temp
+file in the same folder, fsync, then a rename, so a crash leaves the old file or the new
+one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+FORMAT_KEY = "ablate.weights"  # metadata: the format version of the file
+CONFIG_KEY = "ablate.config"  # metadata: JSON of the trial's full config (TrainConfig.to_flat)
+FORMAT_VERSION = "1"
+SUFFIX = ".safetensors"
+# Fields that place a run without changing its weights: the curve's own path, where the
+# shards were, how often checkpoints were taken. Everything else must match the curve.
+PLACEMENT = frozenset({"out", "data", "checkpoint_every"})
+LARGE_PRESETS = frozenset({"medium"})  # ~1.2 GB per trial in bf16: kept only on request
+
+
+class WeightsError(ValueError):
+    """A weights file that is missing, truncated, foreign or of another config; the message
+    names the file."""
+
+
+def weights_location(curve: str) -> str:
+    """The weights of a curve path or URI: `.../curves/<id>.parquet` ->
+    `.../weights/<id>.safetensors`; a curve outside a `curves` folder keeps its folder."""
+    head, sep, name = curve.rpartition("/")
+    folder, inner, last = head.rpartition("/")
+    if last == "curves":
+        head = f"{folder}{inner}weights"
+    return f"{head}{sep}{name.removesuffix('.parquet')}{SUFFIX}"
+
+
+def weights_path(curve: str | os.PathLike) -> Path:
+    """`weights_location` for a local curve path."""
+    return Path(weights_location(os.fspath(curve)))
+
+
+def curve_of(weights: str | os.PathLike) -> Path:
+    """The curve beside a weights file (the inverse of `weights_path`)."""
+    path = Path(weights)
+    stem = path.name.removesuffix(SUFFIX)
+    folder = path.parent.parent / "curves" if path.parent.name == "weights" else path.parent
+    return folder / f"{stem}.parquet"
+
+
+def keeps_weights(config: Mapping[str, Any]) -> bool:
+    """Whether a run saves its final weights: `save_weights`, or by default every preset
+    whose weights are small (all but the record model)."""
+    choice = config.get("save_weights")
+    return bool(choice) if choice is not None else config.get("preset") not in LARGE_PRESETS
+
+
+def save_weights(path: str | os.PathLike, state: Mapping[str, Any],
+                 config: Mapping[str, Any]) -> Path:
+    """Write a state dict (tensors, any dtype incl. bf16) with `config` in the metadata,
+    atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in state.items()}
+    meta = {FORMAT_KEY: FORMAT_VERSION, CONFIG_KEY: json.dumps(dict(config), sort_keys=True,
+                                                               default=str)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise WeightsError(f"{path}: cannot write the weights ({e.strerror or e})") from None
+        raise
+    return path
+
+
+def save_run_weights(curve: str | os.PathLike, model, config: Mapping[str, Any]) -> Path | None:
+    """Save a finished run's model next to its curve, if the config keeps weights."""
+    if not curve or not keeps_weights(config):
+        return None
+    return save_weights(weights_path(curve), model.state_dict(), config)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The file's config, after checking that it is a whole ablate weights file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+            header = f.read(n) if n is not None and n <= min(size, 100 * 2**20) else b""
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no weights file (the trial ran without save_weights, "
+                           "or has not finished)") from None
+    except IsADirectoryError:
+        raise WeightsError(f"{path}: is a folder, not a weights file") from None
+    if n is None or len(header) != n:
+        raise WeightsError(f"{path}: truncated or not a safetensors file ({size} bytes)")
+    try:
+        info = json.loads(header)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise WeightsError(f"{path}: not a safetensors file (unreadable header)") from None
+    end = max((v["data_offsets"][1] for k, v in info.items() if k != "__metadata__"), default=0)
+    if size < 8 + n + end:
+        raise WeightsError(f"{path}: truncated ({size} bytes of {8 + n + end})")
+    meta = info.get("__metadata__") or {}
+    if meta.get(FORMAT_KEY) is None or CONFIG_KEY not in meta:
+        raise WeightsError(f"{path}: not an ablate weights file (no config in its metadata)")
+    if meta[FORMAT_KEY] != FORMAT_VERSION:
+        raise WeightsError(f"{path}: weights format {meta[FORMAT_KEY]!r} is not one this "
+                           f"ablate reads ({FORMAT_VERSION})")
+    try:
+        config = json.loads(meta[CONFIG_KEY])
+    except json.JSONDecodeError:
+        raise WeightsError(f"{path}: corrupt config in its metadata") from None
+    return config
+
+
+def config_difference(saved: Mapping[str, Any], expected: Mapping[str, Any]) -> str | None:
+    """The first field (besides placement) on which two configs differ, or None."""
+    keys = sorted((set(saved) | set(expected)) - PLACEMENT)
+    encode = json.JSONEncoder(sort_keys=True, default=str).encode
+    for key in keys:
+        if encode(saved.get(key)) != encode(expected.get(key)):
+            return key
+    return None
+
+
+def load_weights(path: str | os.PathLike,
+                 expected: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state dict of CPU tensors, saved config); WeightsError if the file is missing,
+    truncated, foreign, or (given `expected`, the curve's config) of another trial."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config = read_metadata(path)
+    if expected is not None:
+        key = config_difference(config, expected)
+        if key is not None:
+            raise WeightsError(f"{path}: weights of another config ({key} = "
+                               f"{config.get(key)!r}, the curve has {expected.get(key)!r})")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: unreadable weights ({str(e).splitlines()[0]})") from None
+    return state, config
