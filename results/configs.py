@@ -14,9 +14,12 @@ Which fields are labels:
 - `checkpoint_every`: checkpoints are taken at validation points while the training
   clock is stopped, and a resumed run equals an uninterrupted one, so neither loss nor
   time depends on it.
+- `save_weights`: the final weights are written after the last validation, outside the
+  training clock.
 Not labels, though they may look like it: `workers` (each step sees the same data, but the
-training time is measured with that many workers), `device` and `compile` (numerics and
-time), `val_every` and `val_tokens` (where and on what the loss is measured).
+training time is measured with that many workers), `device`, `compile`, `micro_tokens` and
+`nan_check_every` (numerics or time), `val_every` and `val_tokens` (where and on what the
+loss is measured).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import pyarrow.compute as pc
 
 from ablate.results.errors import InputError
 
-LABELS = frozenset({"seed", "sweep", "trial_id", "out", "data", "checkpoint_every"})
+LABELS = frozenset({"seed", "sweep", "trial_id", "out", "data", "checkpoint_every",
+                    "save_weights"})
 
 
 @dataclass(frozen=True)

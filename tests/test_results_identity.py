@@ -93,8 +93,10 @@ def test_an_axis_nobody_declared_splits_configs(tmp_path: Path) -> None:
 
 
 def test_labels_do_not_split_configs_but_workers_do(tmp_path: Path) -> None:
-    trial(tmp_path, "a", 3.0, seed=0, sweep="one", data="/x", checkpoint_every=0)
-    trial(tmp_path, "b", 3.1, seed=1, sweep="two", data="/elsewhere", checkpoint_every=25)
+    trial(tmp_path, "a", 3.0, seed=0, sweep="one", data="/x", checkpoint_every=0,
+          save_weights=True)
+    trial(tmp_path, "b", 3.1, seed=1, sweep="two", data="/elsewhere", checkpoint_every=25,
+          save_weights=None)
     (config,) = build_report([tmp_path]).configs
     assert config.loss["n"] == 2
     trial(tmp_path, "c", 3.2, seed=2, workers=2)
