@@ -118,7 +118,7 @@ class View(Callback):
 
         Work left: every pending trial's start-up and steps, a starting trial's remaining
         start-up and all its steps, a running trial's remaining steps; shared over as many
-        trials as have run at once."""
+        trials as have run at once. None too when nothing is left."""
         ended = [(t, self.lines[tid].step - t.first_step) for tid, t in self.timings.items()
                  if t.ended is not None and t.first_report is not None
                  and self.lines[tid].state in (states.COMPLETED, states.STOPPED)
@@ -139,7 +139,7 @@ class View(Callback):
         pending = self.n_trials - len(seen)
         if pending > 0:  # budgets of trials not yet seen: the remaining steps, shared evenly
             left += pending * startup + per_step * max(pending_steps, 0)
-        return left / max(self.most_active, 1)
+        return left / max(self.most_active, 1) if left > 0 else None
 
     # --- Tune's hooks -------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):

@@ -14,6 +14,7 @@ The trackers' packages are optional extras: `check` refuses a missing one before
 from __future__ import annotations
 
 import importlib.util
+import logging
 import netrc
 import os
 from pathlib import Path
@@ -93,6 +94,7 @@ def callbacks(tracking: Tracking, sweep: str, folder: str) -> list:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         out.append(step_logger("StepMLflowLogger")(tracking_uri=mlflow_uri(tracking, folder),
                                                   experiment_name=sweep, tags={"sweep": sweep}))
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # (once imported) not its set-up
     if tracking.wandb:
         init: dict[str, Any] = {"mode": tracking.wandb}
         if tracking.wandb_entity:
