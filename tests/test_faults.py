@@ -59,7 +59,7 @@ def faulty_ray(tmp_path_factory):
 def curve(folder: Path, k: int) -> tuple[list[dict], dict]:
     for path in (folder / "curves").glob("*.parquet"):
         table = pq.read_table(path)
-        if table["extra_embeddings"][0].as_py() == k:
+        if json.loads(table["params"][0].as_py())["extra_embeddings"] == k:
             return table.to_pylist(), trial_meta(path)
     raise AssertionError(f"no curve for k={k}")
 
