@@ -85,8 +85,9 @@ def callbacks(tracking: Tracking, sweep: str, folder: str) -> list:
     from ablate.sweeps.storage import is_uri
 
     out: list = []
-    try:
-        out.append(step_logger("StepTBXLogger")())
+    try:  # Tune's switch for its own loggers switches this one off too
+        if os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0") != "1":
+            out.append(step_logger("StepTBXLogger")())
     except ImportError:  # no tensorboardX: Tune writes no TensorBoard files either
         pass
     if tracking.mlflow:
