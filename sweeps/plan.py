@@ -1,7 +1,9 @@
 """`ablate sweep SPEC --dry-run`: what a sweep would run, before anything starts.
 
 Built from the validated spec alone (no Ray, no torch): the grid, each trial's steps, tokens
-and parameters, the resources a trial reserves, how many run at once and where it all goes.
+and parameters, the resources a trial reserves, how many run at once and where it all goes;
+per distinct trial shape, the batch split and the estimated peak memory per GPU, which
+`check_memory` holds against the spec's `[resources] gpu_memory_gb`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablate.model.config import param_count
-from ablate.sweeps.spec import SweepSpec
+from ablate.sweeps.spec import SpecError, SweepSpec
+from ablate.trainer.memory import GIB, MemoryEstimate, estimate_memory
+
+DEFAULT_GPU_MEMORY_GB = 80.0  # an H100's, when the spec declares none
 
 
 @dataclass(frozen=True)
@@ -22,10 +27,18 @@ class PlannedTrial:
     steps: int
     tokens_per_step: int
     params: int
+    micro_steps: int = 1  # per worker and step
+    micro_tokens: int = 0  # tokens of one micro-step on one worker
+    memory: MemoryEstimate | None = None  # peak per worker (per GPU on GPUs)
 
     @property
     def tokens(self) -> int:
         return self.steps * self.tokens_per_step
+
+    @property
+    def shape(self) -> tuple:
+        """What sets a trial's memory and batch split: trials alike here share one estimate."""
+        return (self.params, self.tokens_per_step, self.micro_steps, self.micro_tokens, self.memory)
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,15 @@ class Plan:
     folder: str
     trials: list[PlannedTrial]
     concurrency: str  # a number, or who decides it
+    gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB
+
+    @property
+    def shapes(self) -> dict[tuple, list[PlannedTrial]]:
+        """Trials grouped by shape, in the order of their first trial."""
+        groups: dict[tuple, list[PlannedTrial]] = {}
+        for t in self.trials:
+            groups.setdefault(t.shape, []).append(t)
+        return groups
 
     @property
     def steps(self) -> int:
@@ -44,13 +66,41 @@ class Plan:
         return sum(t.tokens for t in self.trials)
 
 
-def plan(spec: SweepSpec, folder: str, address: str | None = None) -> Plan:
+def plan(spec: SweepSpec, folder: str = "", address: str | None = None) -> Plan:
+    workers, gpu = spec.resources.workers, spec.resources.gpus_per_worker > 0
     trials = []
     for number, trial in enumerate(spec.trials()):
         cfg = spec.train_config(trial)
+        micro = cfg.micro_steps(workers)
         trials.append(PlannedTrial(number, {k: trial[k] for k in spec.axes}, cfg.seed,
-                                   cfg.num_iterations, cfg.tokens_per_step, param_count(cfg.model)))
-    return Plan(spec, folder, trials, concurrency(spec, address))
+                                   cfg.num_iterations, cfg.tokens_per_step, param_count(cfg.model),
+                                   micro, cfg.tokens_per_step // workers // micro,
+                                   estimate_memory(cfg, workers, gpu=gpu)))
+    return Plan(spec, folder, trials, concurrency(spec, address), gpu_memory(spec))
+
+
+def gpu_memory(spec: SweepSpec) -> float:
+    """The memory one GPU has, as the spec declares it (GB of 2^30 bytes)."""
+    return float(getattr(spec.resources, "gpu_memory_gb", DEFAULT_GPU_MEMORY_GB))
+
+
+def check_memory(spec: SweepSpec) -> None:
+    """Refuse a GPU spec in which a trial's estimated peak memory per GPU exceeds
+    `[resources] gpu_memory_gb` (SpecError naming the trial and the numbers)."""
+    if not spec.resources.gpus_per_worker:
+        return
+    p = plan(spec)
+    for t in p.trials:
+        if t.memory.total > p.gpu_memory_gb * GIB:
+            m = t.memory
+            where = f"trial {t.number}" + (f" ({_axes(t)})" if t.axes else "")
+            raise SpecError(
+                f"{spec.source}: resources.gpu_memory_gb: {where} needs an estimated "
+                f"{m.total / GIB:.1f} GB per GPU (params {m.params / GIB:.1f}, grads "
+                f"{m.grads / GIB:.1f}, optimizer {m.optimizer / GIB:.1f}, activations "
+                f"{m.activations / GIB:.1f}, logits {m.logits / GIB:.1f}) at {t.micro_tokens:,} "
+                f"tokens per micro-step, more than the {p.gpu_memory_gb:g} GB declared; lower "
+                "micro_tokens (more micro-steps per step) or declare more memory")
 
 
 def concurrency(spec: SweepSpec, address: str | None) -> str:
@@ -82,6 +132,7 @@ def print_plan(p: Plan, console) -> None:
         table.add_row(str(t.number), *(str(v) for v in t.axes.values()), str(t.seed),
                       f"{t.steps:,}", f"{t.tokens_per_step:,}", _si(t.params))
     console.print(table)
+    print_shapes(p, console)
     fixed = ", ".join(f"{k}={v}" for k, v in spec.fixed.items())
     gpus = f" + {res.gpus_per_worker:g} GPU" if res.gpus_per_worker else ""
     for label, value in (
@@ -93,6 +144,53 @@ def print_plan(p: Plan, console) -> None:
             ("data", spec.data),
             ("output", p.folder)):
         console.print(f"[bold]{label:>9}[/]  {value}")
+
+
+def print_shapes(p: Plan, console) -> None:
+    """One row per distinct trial shape: the batch split and the estimated peak memory, then
+    the peak's parts."""
+    from rich.table import Table
+
+    gpu = bool(p.spec.resources.gpus_per_worker)
+    where = f"per GPU (of {p.gpu_memory_gb:g} GB declared)" if gpu else "per CPU worker (fp32)"
+    table = Table(title=f"Trial shapes: estimated peak memory {where}")
+    for name in ("trials", "params", "tokens/step", "micro-steps x tokens", "peak"):
+        table.add_column(name, justify="right")
+    for trials in p.shapes.values():
+        t, m = trials[0], trials[0].memory
+        over = gpu and m.total > p.gpu_memory_gb * GIB
+        peak = f"[bold red]{_bytes(m.total)}[/]" if over else _bytes(m.total)
+        table.add_row(_ranges([x.number for x in trials]), _si(t.params), f"{t.tokens_per_step:,}",
+                      f"{t.micro_steps} x {t.micro_tokens:,}", peak)
+    console.print(table)
+    for trials in p.shapes.values():
+        m = trials[0].memory
+        parts = ", ".join(f"{name} {_bytes(getattr(m, key))}" for name, key in (
+            ("params", "params"), ("grads", "grads"), ("optimizer", "optimizer"),
+            ("activations", "activations"), ("logits", "logits"), ("evaluation", "evaluation")))
+        console.print(f"  trials {_ranges([x.number for x in trials])}: {parts}")
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:g} B"
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, start = [], None
+    for i, n in enumerate(numbers):
+        start = n if start is None else start
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            out.append(f"{start}" if start == n else f"{start}-{n}")
+            start = None
+    return ", ".join(out)
+
+
+def _axes(t: PlannedTrial) -> str:
+    return ", ".join(f"{k}={v}" for k, v in t.axes.items())
 
 
 def _si(n: float) -> str:
