@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -149,30 +150,73 @@ def budget_rows(report: Report) -> tuple[list[str], list[list[str]]]:
 
 
 def print_tables(report: Report, console: Console) -> None:
-    shown = len(varying(report))
+    shown = list(range(1, len(varying(report)) + 1))
     headers, rows = config_rows(report)
-    table = Table(title=title(report), title_justify="left")
-    for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if 0 < i <= shown else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    groups = [[headers.index(h) for h in names if h in headers] for names in (
+        ["seeds", "val loss", "time (s)"], ["Pareto", "P(nd)", "apart"], headers[-7:-3]
+        if report.target is not None else [])]
+    print_fitted(console, title(report), headers, rows, labels=shown, groups=groups)
     if report.baseline is not None:
         headers, rows = baseline_rows(report)
-        versus = Table(title=baseline_title(report), title_justify="left")
-        for i, h in enumerate(headers):
-            versus.add_column(h, justify="left" if 0 < i <= shown + 1 else "right")
-        for row in rows:
-            versus.add_row(*row)
-        console.print(versus)
+        n = len(shown)
+        print_fitted(console, baseline_title(report), headers, rows, labels=shown,
+                     keys=[n + 1, n + 2], groups=[[n + 3, n + 4, n + 5], [n + 6, n + 7, n + 8]])
     headers, rows = budget_rows(report)
-    budget = Table(title="Best val loss within a training-time budget (any curve point)",
-                   title_justify="left")
-    for h in headers:
-        budget.add_column(h)
-    for row in rows:
-        budget.add_row(*row)
-    console.print(budget)
+    print_fitted(console, "Best val loss within a training-time budget (any curve point)",
+                 headers, rows, labels=[2], groups=[[1], [3, 4]])
+
+
+LABEL_MIN = 12  # a label column folds down to this many characters
+
+
+def print_fitted(console: Console, caption: str, headers: list[str], rows: list[list[str]], *,
+                 labels: Sequence[int] = (), keys: Sequence[int] = (),
+                 groups: Sequence[Sequence[int]] = ()) -> None:
+    """Print a table within the console's width without cutting a number. Label columns fold
+    onto more lines; number columns keep their longest cell whole. A table still too wide is
+    printed in parts, each repeating the first column (`#`) and the `keys`, with the column
+    `groups` packed into as few parts as fit; the labels go with the first part only, or,
+    where even that is too wide, are left to `#`."""
+    width = console.width
+    first = [0] if headers and 0 not in labels else []
+
+    def cell_width(i: int) -> int:
+        longest = max([len(r[i]) for r in rows], default=0)
+        if i in labels:
+            return min(max(longest, len(headers[i])), LABEL_MIN)
+        return max(longest, _header_width(headers[i]))
+
+    def need(cols: list[int]) -> int:
+        return sum(cell_width(i) for i in cols) + 3 * len(cols) + 1
+
+    parts: list[list[int]] = []
+    for group in [list(g) for g in groups if g]:
+        lead = first + (list(labels) if len(parts) == 1 else []) + list(keys)
+        if parts and need(lead + parts[-1] + group) <= width:
+            parts[-1] += group
+        else:
+            parts.append(group)
+    parts = parts or [[]]
+    if labels and need(first + list(labels) + list(keys) + parts[0]) > width and first:
+        labels = []  # the numbers in `#` name the configs, as in the table above
+        caption += " (# as in the configs table)"
+    for number, part in enumerate(parts):
+        cols = first + (list(labels) if number == 0 else []) + list(keys) + part
+        table = Table(title=caption if number == 0 else None, title_justify="left")
+        for i in cols:
+            if i in labels:  # rich gives a label what the numbers leave, folding it
+                table.add_column(headers[i], justify="left", overflow="fold")
+            else:
+                table.add_column(headers[i], justify="left" if i in keys else "right",
+                                 overflow="fold", min_width=cell_width(i))
+        for row in rows:
+            table.add_row(*(row[i] for i in cols))
+        console.print(table)
+
+
+def _header_width(header: str) -> int:
+    """Headers wrap between words: the longest word is what a column needs for its header."""
+    return max(len(word) for word in header.split()) if header.strip() else 0
 
 
 def markdown(report: Report) -> str:
