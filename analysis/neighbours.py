@@ -8,26 +8,30 @@ import torch
 from ablate.model.gpt import GPT
 
 
-def nearest(weight: torch.Tensor, tokens: list[int], k: int = 5,
-            vocab: int | None = None) -> dict[int, list[tuple[int, float]]]:
+def nearest(weight: torch.Tensor, tokens: list[int], k: int = 5, vocab: int | None = None,
+            among: np.ndarray | None = None) -> dict[int, list[tuple[int, float]]]:
     """The k rows most cosine-similar to each token's row (itself left out), among the first
-    `vocab` rows."""
+    `vocab` rows, and only rows where `among` (a boolean mask) is true if given."""
     table = weight[:vocab].float()
     unit = table / table.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    excluded = torch.zeros(len(unit), dtype=torch.bool)
+    if among is not None:
+        excluded = ~torch.from_numpy(np.asarray(among[: len(unit)], dtype=bool))
     out = {}
     for t in tokens:
-        cos = unit @ unit[t]
+        cos = (unit @ unit[t]).masked_fill(excluded, -np.inf)
         cos[t] = -np.inf
-        values, ids = cos.topk(min(k, len(cos) - 1))
+        values, ids = cos.topk(min(k, int(torch.isfinite(cos).sum())))
         out[t] = [(int(i), float(v)) for i, v in zip(ids, values)]
     return out
 
 
-def table_neighbours(model: GPT, tokens: list[int], k: int = 5
+def table_neighbours(model: GPT, tokens: list[int], k: int = 5, among: np.ndarray | None = None
                      ) -> list[dict[int, list[tuple[int, float]]]]:
-    """`nearest` in every input table, x00 first."""
+    """`nearest` in every input table, x00 first. `among` keeps the candidates to tokens that
+    occur in the data: a row never trained keeps its random init, and its cosines are noise."""
     vocab = model.config.vocab_size
-    return [nearest(e.weight.detach(), tokens, k, vocab) for e in model.embeds]
+    return [nearest(e.weight.detach(), tokens, k, vocab, among) for e in model.embeds]
 
 
 def token_lambda_extremes(model: GPT, k: int = 5) -> list[dict[str, list[tuple[int, float]]]] | None:

@@ -67,7 +67,9 @@ def _heatmap(fig: Figure, ax, values: np.ndarray, xlabels: list[str], cmap: str,
         for (i, j), v in np.ndenumerate(values):
             text = f"{v:.2f}" if notes is None or math.isnan(notes[i, j]) \
                 else f"{v:.2f}\n±{notes[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+            r, g, b, _ = image.cmap(image.norm(v))
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
 
 
 def plot_mixing(insp: Inspection, config: int, path: Path) -> Path:
@@ -78,7 +80,7 @@ def plot_mixing(insp: Inspection, config: int, path: Path) -> Path:
     ax = fig.add_subplot()
     _heatmap(fig, ax, mean, ["residual", *table_names(mean.shape[1] - 1)], "RdBu_r",
              "mixing weight", centre=True, notes=std)
-    ax.set_title(f"Final mixing weights, #{config + 1} {c.label} (n={len(c.members)})",
+    ax.set_title(f"Final mixing weights l[i, j]\n#{config + 1} {c.label} (n={len(c.members)})",
                  fontsize=9)
     fig.savefig(path, dpi=110)
     return path
@@ -91,7 +93,8 @@ def plot_layer_lens(insp: Inspection, config: int, path: Path) -> Path:
     fig = Figure(figsize=(2.5 + 1.1 * kl.shape[1], 1.5 + 0.45 * len(kl)), layout="constrained")
     ax = fig.add_subplot()
     _heatmap(fig, ax, kl, table_names(kl.shape[1]), "viridis_r", "KL to next token (nats)")
-    ax.set_title(f"Lens of each contribution l[i,j]*x0j, #{config + 1} {c.label}", fontsize=9)
+    ax.set_title(f"Lens of each contribution l[i,j]*x0j\n#{config + 1} {c.label} "
+                 f"(n={len(c.members)})", fontsize=9)
     fig.savefig(path, dpi=110)
     return path
 
@@ -99,7 +102,7 @@ def plot_layer_lens(insp: Inspection, config: int, path: Path) -> Path:
 def plot_table_lens(insp: Inspection, path: Path) -> Path:
     """Per config, each table's KL to the next token and to the unigram, and its top-1
     agreement (error bars: std over seeds)."""
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    fig = Figure(figsize=(11, 5 + 0.2 * len(insp.configs)), layout="constrained")
     axes = fig.subplots(1, 3)
     metrics = ("kl_next", "kl_unigram", "top1_next")
     width = max(len(c.mean["tables"]) for c in insp.configs) + 1
@@ -108,7 +111,7 @@ def plot_table_lens(insp: Inspection, path: Path) -> Path:
         for c, config in enumerate(insp.configs):
             mean = list(config.mean["tables"][:, m]) + [config.mean["direct"][m]]
             std = list(config.std["tables"][:, m]) + [config.std["direct"][m]]
-            xs = np.arange(len(mean)) + c / (len(insp.configs) + 1)
+            xs = np.r_[np.arange(len(mean) - 1), width - 1] + c / (len(insp.configs) + 1)
             ax.bar(xs, mean, width=1 / (len(insp.configs) + 1),
                    yerr=[0 if math.isnan(s) else s for s in std], capsize=2,
                    label=f"#{c + 1} {config.label}"[:40])
@@ -117,7 +120,8 @@ def plot_table_lens(insp: Inspection, path: Path) -> Path:
         ax.grid(alpha=0.3, axis="y")
     reference = insp.trials[0].reference["kl_unigram"]
     axes[0].axhline(reference, color="black", ls="--", lw=1, label="unigram predictor")
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8)
     fig.suptitle("Logit lens of each input table against the validation data's next tokens")
     fig.savefig(path, dpi=110)
     return path

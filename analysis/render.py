@@ -132,7 +132,8 @@ def neighbours_section(insp: Inspection) -> Section:
                 rows.append(_key(insp, t.config) + [
                     t.trial.trial_id, f"x0{j}", t.vocab.decode(token),
                     "  ".join(f"{t.vocab.decode(n)} {cos:.2f}" for n, cos in near)])
-    return "Nearest neighbours of tokens in each table (the first seed of each config)", \
+    return ("Nearest neighbours of tokens in each table, among the tokens of the validation "
+            "data (the first seed of each config)"), \
         headers, rows
 
 

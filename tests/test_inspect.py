@@ -211,3 +211,12 @@ def test_bad_weights_are_refused_per_trial(sweep, tmp_path, capsys):
 def _data_of(sweep):
     from ablate.results.curves import trial_meta
     return trial_meta(next((sweep / "demo" / "curves").iterdir()))["config"]["data"]
+
+
+def test_nearest_neighbours_only_among_allowed_tokens():
+    table = torch.randn(10, 8)
+    table[3] = table[2]
+    among = np.ones(10, dtype=bool)
+    among[3] = False
+    found = nearest(table, [2], k=20, among=among)[2]
+    assert 3 not in [n for n, _ in found] and len(found) == 8
