@@ -56,10 +56,10 @@ def run_inspect(args) -> int:
     from ablate.analysis.render import write_inspection
     from ablate.analysis.trials import load_trials
 
-    torch.set_grad_enabled(False)
-    trials, problems = load_trials(args.paths)
-    insp = inspect(trials, problems, data=args.data, tokens=args.tokens,
-                   max_tokens=args.max_tokens, max_rows=args.max_rows)
+    with torch.no_grad():
+        trials, problems = load_trials(args.paths)
+        insp = inspect(trials, problems, data=args.data, tokens=args.tokens,
+                       max_tokens=args.max_tokens, max_rows=args.max_rows)
     for line in insp.problems:
         print(f"ablate: skipped {line}", file=sys.stderr)
     if not insp.trials:

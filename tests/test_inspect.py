@@ -220,3 +220,21 @@ def test_nearest_neighbours_only_among_allowed_tokens():
     among[3] = False
     found = nearest(table, [2], k=20, among=among)[2]
     assert 3 not in [n for n, _ in found] and len(found) == 8
+
+
+def test_tokens_are_read_and_shown_as_bytes_or_ids():
+    from ablate.analysis.vocab import Vocabulary
+    from ablate.results.errors import InputError
+
+    bytes_ = Vocabulary(257, 256, "bytes")
+    assert [bytes_.parse(t) for t in ("e", "␠", " ", "\\n", "#7", "7", "<eot>")] == \
+        [101, 32, 32, 10, 7, 7, 256]
+    assert [bytes_.decode(t) for t in (101, 32, 10, 200, 256)] == ["e", "␠", "\\n", "\\xc8", "<eot>"]
+    with pytest.raises(InputError, match="--tokens 'ab': not one byte"):
+        bytes_.parse("ab")
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        bytes_.parse("300")
+    ids = Vocabulary(50257, 50256, "gpt2")  # no tiktoken: ids only
+    assert ids.decode(464) == "#464" and ids.parse("464") == 464
+    with pytest.raises(InputError, match="give token ids"):
+        ids.parse(" the")

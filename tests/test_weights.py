@@ -63,3 +63,22 @@ def test_refusals_name_the_file(tmp_path):
     save_file({"w": torch.zeros(2)}, tmp_path / "foreign.safetensors")
     with pytest.raises(WeightsError, match="foreign.safetensors: not an ablate weights file"):
         load_weights(tmp_path / "foreign.safetensors")
+
+
+def test_a_completed_run_keeps_its_final_weights_unless_told_not_to(tmp_path, data_dir):
+    from ablate.results.curves import read_curve, trial_meta
+    from ablate.trainer.config import TrainConfig
+    from ablate.trainer.train import train
+
+    def run(name, **extra):
+        out = tmp_path / "sw" / "curves" / f"{name}.parquet"
+        train(TrainConfig.from_flat(dict(preset="tiny", data=str(data_dir), num_iterations=4,
+                                         val_every=4, extra_embeddings=1, trial_id=name,
+                                         out=str(out), **extra)))
+        return out
+
+    curve = run("kept")
+    state, _ = load_weights(weights_path(curve), expected=trial_meta(curve)["config"])
+    last = read_curve(curve).to_pylist()[-1]
+    assert torch.allclose(state["lambdas"], torch.tensor(last["lambdas"]))  # the final model
+    assert not weights_path(run("dropped", save_weights=False)).exists()
