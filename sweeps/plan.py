@@ -14,7 +14,7 @@ from typing import Any
 
 from ablate.model.config import param_count
 from ablate.sweeps.spec import SpecError, SweepSpec
-from ablate.trainer.memory import GIB, MemoryEstimate, estimate_memory
+from ablate.trainer.memory import GIB, MemoryEstimate, describe, estimate_memory, format_bytes
 
 DEFAULT_GPU_MEMORY_GB = 80.0  # an H100's, when the spec declares none
 
@@ -159,23 +159,12 @@ def print_shapes(p: Plan, console) -> None:
     for trials in p.shapes.values():
         t, m = trials[0], trials[0].memory
         over = gpu and m.total > p.gpu_memory_gb * GIB
-        peak = f"[bold red]{_bytes(m.total)}[/]" if over else _bytes(m.total)
+        peak = f"[bold red]{format_bytes(m.total)}[/]" if over else format_bytes(m.total)
         table.add_row(_ranges([x.number for x in trials]), _si(t.params), f"{t.tokens_per_step:,}",
                       f"{t.micro_steps} x {t.micro_tokens:,}", peak)
     console.print(table)
     for trials in p.shapes.values():
-        m = trials[0].memory
-        parts = ", ".join(f"{name} {_bytes(getattr(m, key))}" for name, key in (
-            ("params", "params"), ("grads", "grads"), ("optimizer", "optimizer"),
-            ("activations", "activations"), ("logits", "logits"), ("evaluation", "evaluation")))
-        console.print(f"  trials {_ranges([x.number for x in trials])}: {parts}")
-
-
-def _bytes(n: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n:g} B"
+        console.print(f"  trials {_ranges([x.number for x in trials])}: {describe(trials[0].memory)}")
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -82,13 +82,26 @@ def cmd_train(args) -> int:
     out = Path(cfg.out)
     if out.exists() and resume is None and not args.force:
         raise ConfigError(f"out: {out} exists; refusing to overwrite (use --resume or --force)")
-    rank = int(os.environ.get("RANK", "0"))
+    rank, workers = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    micro = cfg.micro_steps(workers)  # refuses a batch that does not split over the workers
+    if rank == 0:
+        from ablate.trainer.memory import describe, estimate_memory
+        gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch_cuda())
+        print(f"{cfg.tokens_per_step:,} tokens a step = {workers} worker(s) x {micro} micro-step(s) "
+              f"x {cfg.tokens_per_step // workers // micro:,} tokens; estimated peak per "
+              f"{'GPU' if gpu else 'worker'}: {describe(estimate_memory(cfg, workers, gpu=gpu))}",
+              flush=True)
     result = train(cfg, LogReporter(ckpt_dir, rank), resume=resume)
     if rank == 0:
         last = result.rows[-1]
         print(f"{result.status}: val_loss {last['val_loss']:.4f} after {last['step']} steps, "
               f"{last['train_time_ms'] / 1000:.1f} s training; curve -> {result.curve}")
     return 0 if result.status == "completed" else 1
+
+
+def torch_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
 
 
 def cmd_data_builtin(args) -> int:

@@ -87,8 +87,15 @@ def estimate_memory(cfg: TrainConfig, workers: int | None = None, gpu: bool = Tr
     return MemoryEstimate(params, grads, optimizer, activations, logits, evaluation)
 
 
+def format_bytes(n: float) -> str:
+    for unit, size in (("GiB", GIB), ("MiB", MIB), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:g} B"
+
+
 def describe(est: MemoryEstimate) -> str:
-    """One line: the peak and its parts, in GiB."""
-    parts = ", ".join(f"{name} {getattr(est, name) / GIB:.1f}" for name in
-                      ("params", "grads", "optimizer", "activations", "logits"))
-    return f"{est.total / GIB:.1f} GiB ({parts}; evaluation {est.evaluation / GIB:.1f})"
+    """One line: the peak and its parts."""
+    parts = ", ".join(f"{name} {format_bytes(getattr(est, name))}" for name in
+                      ("params", "grads", "optimizer", "activations", "logits", "evaluation"))
+    return f"{format_bytes(est.total)} ({parts})"
