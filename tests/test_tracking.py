@@ -266,3 +266,13 @@ def test_trackers_get_the_trials_metrics_at_the_training_step():
     logger = tracking.step_logger("StepTBXLogger")
     assert logger is tracking.StepTBXLogger  # where pickle finds it on resume
     assert logger.__module__ == "ablate.sweeps.tracking"
+
+
+def test_the_trackers_unpickle_in_a_fresh_process_as_resume_needs(swept):
+    """`ablate resume` gets its callbacks back from tuner.pkl, in a process that has not made
+    the step loggers yet."""
+    code = ("import sys, ray.cloudpickle as pickle; state = pickle.loads(open(sys.argv[1], 'rb')"
+            ".read()); print(' '.join(type(c).__name__ for c in state['_run_config'].callbacks))")
+    proc = subprocess.run([sys.executable, "-c", code, str(swept.folder / "tuner.pkl")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["View", "StepTBXLogger", "StepMLflowLogger", "StepWandbLogger"]
