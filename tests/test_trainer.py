@@ -66,3 +66,19 @@ def test_two_gloo_workers_end_with_identical_weights(tmp_path, data_dir):
     assert json.loads(rows[-1]["params"])["workers"] == 2 and rows[-1]["status"] == "completed"
     # DDP trained for real: the weights moved away from the init
     assert torch.count_nonzero(a["blocks.0.mlp.proj"]) > 0
+
+
+def test_training_reads_the_device_only_at_checks_and_validations(data_dir, monkeypatch):
+    """No per-step host sync: the loss is read back every nan_check_every steps and at
+    validation points, nowhere else."""
+    from ablate.trainer.train import _Run
+
+    reads, read = [], _Run.train_loss
+
+    def counted(self):
+        reads.append(self.step)
+        return read(self)
+
+    monkeypatch.setattr(_Run, "train_loss", counted)
+    train(tiny(data_dir, num_iterations=12, val_every=6, nan_check_every=4))
+    assert reads == [4, 6, 8, 12]

@@ -186,12 +186,12 @@ class _Run:
         if self.world == 1:
             return
         op = dist.ReduceOp.AVG if self.cuda else dist.ReduceOp.SUM  # gloo has no AVG
-        works = [dist.all_reduce(p.grad, op=op, async_op=True) for p in self.params]
+        grads = [p.grad for p in self.params if p.grad is not None]  # the same on every rank
+        works = [dist.all_reduce(g, op=op, async_op=True) for g in grads]
         for work in works:
             work.wait()
         if op == dist.ReduceOp.SUM:
-            for p in self.params:
-                p.grad.div_(self.world)
+            torch._foreach_div_(grads, self.world)
 
     def train_loss(self) -> float:
         """Mean training loss since the last validation, over steps and ranks (a host read)."""
@@ -222,7 +222,7 @@ class _Run:
         if self.cuda:
             torch.cuda.synchronize(self.device)
         if self.world > 1:
-            dist.barrier()
+            dist.barrier(device_ids=[self.device.index] if self.cuda else None)
 
     def start_clock(self) -> None:
         self._barrier()
@@ -354,7 +354,7 @@ class _Run:
                         break
                 if due:
                     self.stop_clock()
-                    self.validate("completed" if last else "running")
+                    self.validate("completed" if last else "running", train_loss=loss)
                     self.start_clock()
         except BaseException:
             if self.rows:
