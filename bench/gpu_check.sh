@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# One script for a lent GPU (< 8 minutes): installs the pinned stack if it is missing, then
-# runs the medium model with k = 0 and 1 extra embeddings (bench/gpu_check.py).
+# The GPU check with the project's own install (the machine may have no network: nothing is
+# installed here). Run `make install` (or have .venv) first; otherwise the system python3 must
+# already import torch and ablate's dependencies. Arguments go to bench/gpu_check.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -c "import torch, pyarrow, rich" 2>/dev/null || python3 -m pip install -q -c constraints.txt torch pyarrow rich numpy
+PY=python3
+[ -x .venv/bin/python ] && PY=.venv/bin/python
+if ! "$PY" -c "import torch, numpy, pyarrow" 2>/dev/null; then
+    echo "gpu_check.sh: $PY cannot import torch, numpy and pyarrow; install the project first" >&2
+    exit 2
+fi
 export PYTHONUNBUFFERED=1
-timeout 470 python3 bench/gpu_check.py "$@"
+timeout "${GPU_CHECK_TIMEOUT:-540}" "$PY" bench/gpu_check.py "$@"

@@ -50,7 +50,7 @@ def timed_steps(run: _Run, steps: int) -> float:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
-        run.train_step()
+        run.train_step(*run.batch())
     if run.device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / steps
@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="streams of seq_len tokens a step")
     p.add_argument("--progress", type=float, default=0.5, help="training progress of the timed steps")
     p.add_argument("--record-stream", action="store_true",
                    help="GPU: compiled forward+backward of medium on one 65,536-token stream")
@@ -134,7 +134,7 @@ def main() -> None:
         table.add_column(col, justify="right")
     configs = {k: TrainConfig.from_flat(dict(
         preset=args.preset, extra_embeddings=k, batch_size=args.batch_size, num_iterations=10**6,
-        val_tokens=8192, data=str(data))) for k in range(6)}
+        data=str(data))) for k in range(6)}
     runs = {k: _Run(cfg, None) for k, cfg in configs.items()}
     for run in runs.values():
         run.step = round(args.progress * run.cfg.num_iterations)
