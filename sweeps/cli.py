@@ -90,12 +90,14 @@ def cmd_resume(args) -> int:
 
     folder = storage_root(args.dir)
     spec, settings = load_sweep(folder)
-    tracking.check(spec.tracking, folder)  # the restored Tuner brings the sweep's trackers
+    tracking.check(spec.tracking, folder)
     out = sys.stdout
     # the restored Tuner's pickled view unpickles as this one
     make_view(spec, out if args.json_log else None, args.summary_every)
     with json_only_stdout(args.json_log), ray_session(args.address):
-        results = restore_tuner(folder, settings).fit()
+        tuner = restore_tuner(folder, settings)  # its trackers come back with it
+        tracking.prepare(spec.tracking)
+        results = tuner.fit()
     return finish(results, folder, spec, out if args.json_log else None)
 
 

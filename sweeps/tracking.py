@@ -91,21 +91,29 @@ def callbacks(tracking: Tracking, sweep: str, folder: str) -> list:
     except ImportError:  # no tensorboardX: Tune writes no TensorBoard files either
         pass
     if tracking.mlflow:
-        if tracking.mlflow.startswith("file:"):  # MLflow 3 refuses file stores unless told
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         out.append(step_logger("StepMLflowLogger")(tracking_uri=mlflow_uri(tracking, folder),
                                                   experiment_name=sweep, tags={"sweep": sweep}))
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # (once imported) not its set-up
     if tracking.wandb:
         init: dict[str, Any] = {"mode": tracking.wandb}
         if tracking.wandb_entity:
             init["entity"] = tracking.wandb_entity
         if not is_uri(folder):  # offline runs land in <sweep>/wandb/, for `wandb sync`
             init["dir"] = str(Path(folder).resolve())
-        if tracking.wandb == "offline":
-            os.environ["WANDB_MODE"] = "offline"  # Ray then asks for no API key
         out.append(step_logger("StepWandbLogger")(project=tracking.wandb_project, group=sweep, **init))
+    prepare(tracking)
     return out
+
+
+def prepare(tracking: Tracking) -> None:
+    """What the trackers need of this process before a Tuner runs (a new one, or one restored
+    with its callbacks): W&B offline asks Ray for no API key only through WANDB_MODE; MLflow 3
+    refuses a file store unless told; MLflow's own set-up messages stay out of our log."""
+    if tracking.wandb == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+    if tracking.mlflow and tracking.mlflow.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    if tracking.mlflow:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: it sets INFO
 
 
 _BASES = {"StepTBXLogger": ("ray.tune.logger.tensorboardx", "TBXLoggerCallback"),
