@@ -185,12 +185,12 @@ def train_worker(config: dict[str, Any]) -> None:
     from ablate.trainer.train import train
 
     uri = config.pop("_curve_uri", None)
+    curve_meta = {SWEEP_KEY: config.pop("_sweep_meta")}
     if config.pop("_builtin", False):
         ensure_builtin(Path(config["data"]))
     cfg = TrainConfig.from_flat(config)
     rank0 = ray.train.get_context().get_world_rank() == 0
     publish = (lambda: upload(cfg.out, uri)) if uri and rank0 else None
-    curve_meta = {SWEEP_KEY: config.pop("_sweep_meta")}
     checkpoint = ray.train.get_checkpoint()
     try:
         if checkpoint is None:
