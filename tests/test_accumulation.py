@@ -8,17 +8,24 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = textwrap.dedent("""
-    import sys, torch, torch.distributed as dist
+    import shutil, sys, torch, torch.distributed as dist
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from conftest import tiny
     from ablate.trainer.train import _Run
+
+    class KeepStep8:
+        def report(self, metrics, checkpoint):
+            if checkpoint is not None and metrics["step"] == 8:
+                shutil.copytree(checkpoint, {out!r} + ".step8")
+
     cfg = tiny({data!r}, out={out!r}, tokens_per_step=256, micro_tokens=128, extra_embeddings=1,
-               val_tokens=1024)
-    run = _Run(cfg, None)
+               val_tokens=1024, checkpoint_every=4)
+    run = _Run(cfg, KeepStep8())
     run._own_group = False  # keep the group to save every rank's weights
     result = run.run(None)
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -42,9 +49,15 @@ def run(tmp_path: Path, data_dir: Path, workers: int) -> list[dict]:
     return [torch.load(f"{out}.rank{r}.pt", weights_only=False) for r in range(workers)]
 
 
-def test_two_workers_equal_one_worker_with_two_micro_steps(tmp_path, data_dir):
-    alone, = run(tmp_path, data_dir, 1)
-    pair = run(tmp_path, data_dir, 2)
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir):
+    """The same 12 steps alone (2 micro-steps) and on 2 gloo workers (1 each)."""
+    folder = tmp_path_factory.mktemp("accumulation")
+    return folder, run(folder, data_dir, 1)[0], run(folder, data_dir, 2)
+
+
+def test_two_workers_equal_one_worker_with_two_micro_steps(runs):
+    _, alone, pair = runs
     # Weights: equal bit for bit. Each micro-step's loss is divided by 2 before its backward
     # and 2 workers' gradients are summed then halved; halving is exact in floating point,
     # so g0/2 + g1/2 == (g0 + g1)/2, and Muon and Adam then see the same gradients.
@@ -63,3 +76,20 @@ def test_two_workers_equal_one_worker_with_two_micro_steps(tmp_path, data_dir):
             assert abs(ra["train_loss"] - rb["train_loss"]) <= 1e-6 * ra["train_loss"]
         assert json.loads(rb["params"])["workers"] == 2
     assert a[-1]["val_loss"] < a[0]["val_loss"]  # it trained
+
+
+def test_a_checkpoint_of_two_workers_resumes_on_one(runs, data_dir):
+    """Muon's state lives on the rank that owns each matrix; the checkpoint merges the ranks'
+    states, so a 2-worker run resumed on 1 worker ends as the 1-worker run does, bit for bit."""
+    from ablate.trainer.train import _Run
+
+    from conftest import tiny
+
+    folder, alone, _ = runs
+    torch.set_num_threads(1)
+    cfg = tiny(data_dir, tokens_per_step=256, micro_tokens=128, extra_embeddings=1,
+               val_tokens=1024, checkpoint_every=4)
+    resumed = _Run(cfg, None)
+    resumed.run(folder / "w2.parquet.step8")
+    for name, w in alone["weights"].items():
+        assert torch.equal(w, resumed.model.state_dict()[name]), name

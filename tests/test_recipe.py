@@ -103,3 +103,22 @@ def test_a_rank_reads_only_its_slice_of_each_step(data_dir):
         assert x.shape == (2, 2, 64)
         assert torch.equal(x.flatten(), tokens[256:512]) and torch.equal(y.flatten(), tokens[257:513])
     run.close()
+
+
+def test_adam_moments_take_each_parameters_dtype():
+    """RECORD.md: the tables are bf16, so their Adam moments are bf16 (no fp32 copy); head and
+    scalars are fp32. Muon's momentum is fp32 whatever the matrix's dtype."""
+    cfg = TrainConfig.recipe("tiny")
+    model = GPT(cfg.model).use_bf16()
+    adam, muon = build_optimizers(model, cfg, fused=False)
+    tokens = torch.randint(0, 257, (64,))
+    model(tokens, tokens).backward()
+    adam.step()
+    muon.step()
+    tables, head, scalars = (g["params"] for g in adam.param_groups)
+    assert {adam.state[p]["exp_avg"].dtype for p in tables} == {torch.bfloat16}
+    assert {adam.state[p]["exp_avg_sq"].dtype for p in head + scalars} == {torch.float32}
+    assert {s["momentum_buffer"].dtype for s in muon.state.values()} == {torch.float32}
+    saved = muon.state_dict()  # and a reload keeps it fp32 (torch would cast it to bf16)
+    muon.load_state_dict(saved)
+    assert {s["momentum_buffer"].dtype for s in muon.state.values()} == {torch.float32}

@@ -122,3 +122,15 @@ def test_ablate_train_resume_continues_from_the_kept_checkpoint(tmp_path, data_d
     resumed = pq.read_table(tmp_path / "c.parquet").to_pylist()
     assert [{k: r[k] for k in EXACT} for r in resumed] == [{k: r[k] for k in EXACT} for r in whole]
     assert trial_meta(tmp_path / "c.parquet")["restarts"] == [4]
+
+
+def test_warm_up_is_undone_and_leaves_the_data_where_it_was(tmp_path, data_dir):
+    """RECORD.md: untimed warm-up steps on random tokens, then weights and optimizer state
+    restored and the data position untouched: the run equals one without warm-up."""
+    cold, cold_weights = run_weights(tiny(data_dir, out=str(tmp_path / "a.parquet")))
+    warm_run = _Run(tiny(data_dir, warmup_steps=3, out=str(tmp_path / "b.parquet")), None)
+    warm = warm_run.run(None)
+    assert warm.warmup_ms > 0 and cold.warmup_ms == 0
+    assert [{k: r[k] for k in EXACT} for r in warm.rows] == [{k: r[k] for k in EXACT} for r in cold.rows]
+    for name, w in warm_run.model.state_dict().items():
+        assert torch.equal(w, cold_weights[name]), name
