@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import ablate.model.gpt
-from conftest import tiny
 from ablate.results.curves import trial_meta
 from ablate.results.logs import parse_log, to_record_log
 from ablate.trainer.train import _Run, load_checkpoint, train
+
+from conftest import tiny
 
 EXACT = ("step", "val_loss", "train_loss", "tokens_seen", "lr", "lambdas", "status")
 
