@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ablate.analysis.nexttokens import NextTokens
 from ablate.model.gpt import GPT, norm
@@ -39,32 +40,52 @@ class LensScore:
         return asdict(self)
 
 
+class Lens:
+    """A lens's comparison with the statistics, gathered chunk by chunk of analysed tokens."""
+
+    def __init__(self, stats: NextTokens):
+        self.stats = stats
+        self.weight = torch.from_numpy(stats.count / stats.total)
+        self.unigram = torch.from_numpy(stats.unigram)
+        used = self.unigram > 0
+        self.u_entropy = float((self.unigram[used] * self.unigram[used].log()).sum())
+        self.top_unigram = int(self.unigram.argmax())
+        self.codes = stats.pair_row * stats.vocab + stats.pair_next
+        self.cross = self.kl_u = self.top1 = self.top1_u = 0.0
+
+    def add(self, logits: torch.Tensor, start: int) -> None:
+        """The lens's logits for the analysed tokens start, start + 1, ..."""
+        stats = self.stats
+        logq = torch.log_softmax(logits.float(), dim=-1)
+        span = slice(*np.searchsorted(stats.pair_row, [start, start + len(logq)]))
+        rows = torch.from_numpy(stats.pair_row[span] - start)
+        picked = logq[rows, torch.from_numpy(stats.pair_next[span])].double()
+        self.cross += float((torch.from_numpy(stats.pair_count[span]).double() * picked).sum())
+        w = self.weight[start:start + len(logq)]
+        expected = (logq[:, :stats.vocab] @ self.unigram.float()).double()
+        self.kl_u += float((w * (self.u_entropy - expected)).sum())
+        guess = logq.argmax(dim=-1).numpy()
+        self.top1 += float((w.numpy() * _agrees(guess, start, stats, self.codes)).sum())
+        self.top1_u += float(w[torch.from_numpy(guess == self.top_unigram)].sum())
+
+    def result(self) -> LensScore:
+        ce = -self.cross / self.stats.total
+        return LensScore(kl_next=ce - self.stats.entropy_next(), top1_next=self.top1,
+                         kl_unigram=self.kl_u, top1_unigram=self.top1_u, ce_next=ce)
+
+
 @torch.no_grad()
 def score(model: GPT, vectors: torch.Tensor, stats: NextTokens) -> LensScore:
     """Lens of `vectors` (one row per token of `stats.rows`, already on the head's scale)."""
-    weight = torch.from_numpy(stats.count / stats.total)
-    unigram = torch.from_numpy(stats.unigram)
-    used = unigram > 0
-    u_entropy = float((unigram[used] * unigram[used].log()).sum())
-    top_unigram = int(unigram.argmax())
-    pair_at = np.searchsorted(stats.pair_row, np.arange(0, len(stats.rows) + CHUNK, CHUNK))
-    codes = stats.pair_row * stats.vocab + stats.pair_next
-    cross = kl_u = top1 = top1_u = 0.0
-    for c, start in enumerate(range(0, len(stats.rows), CHUNK)):
-        logq = torch.log_softmax(model.logits(vectors[start:start + CHUNK].float()), dim=-1)
-        logq = logq.double()
-        span = slice(pair_at[c], pair_at[c + 1])
-        rows = torch.from_numpy(stats.pair_row[span] - start)
-        cross += float((torch.from_numpy(stats.pair_count[span]).double()
-                        * logq[rows, torch.from_numpy(stats.pair_next[span])]).sum())
-        w = weight[start:start + CHUNK]
-        kl_u += float((w * (u_entropy - logq[:, :stats.vocab] @ unigram)).sum())
-        guess = logq.argmax(dim=-1).numpy()
-        top1 += float((w.numpy() * _agrees(guess, start, stats, codes)).sum())
-        top1_u += float(w[torch.from_numpy(guess == top_unigram)].sum())
-    ce = -cross / stats.total
-    return LensScore(kl_next=ce - stats.entropy_next(), top1_next=top1, kl_unigram=kl_u,
-                     top1_unigram=top1_u, ce_next=ce)
+    lens = Lens(stats)
+    for start in range(0, len(stats.rows), CHUNK):
+        lens.add(model.logits(vectors[start:start + CHUNK].float()), start)
+    return lens.result()
+
+
+def soft_cap(z: torch.Tensor, cap: float) -> torch.Tensor:
+    """The head's soft cap, as GPT.logits applies it."""
+    return cap * z * torch.rsqrt(z.square() + cap * cap) if cap else z
 
 
 def _agrees(guess: np.ndarray, start: int, stats: NextTokens, codes: np.ndarray) -> np.ndarray:
@@ -121,6 +142,10 @@ def path_coefficients(lambdas: np.ndarray, skip_weights: np.ndarray | None,
     return out
 
 
+class _Seen(Exception):
+    """Raised by a hook once the final stream has been seen."""
+
+
 @torch.no_grad()
 def final_inverse_rms(model: GPT, tokens: np.ndarray, max_tokens: int = 8192) -> np.ndarray:
     """Per token id: the mean of 1 / RMS of the final stream (before the final norm) at the
@@ -130,10 +155,18 @@ def final_inverse_rms(model: GPT, tokens: np.ndarray, max_tokens: int = 8192) ->
     n = max(1, min(len(tokens), max_tokens) // T)
     x = torch.from_numpy(np.asarray(tokens[: n * T], dtype=np.int64)).view(-1, T)
     seen = []
-    hook = model.blocks[-1].register_forward_hook(lambda m, i, out: seen.append(out))
+
+    def keep(module, inputs, out):
+        seen.append(out)
+        raise _Seen  # the head's logits are not needed: end the pass here
+
+    hook = model.blocks[-1].register_forward_hook(keep)
     try:
         for row in x.split(8):
-            model(row)
+            try:
+                model(row)
+            except _Seen:
+                pass
     finally:
         hook.remove()
     inv = torch.cat(seen).float().square().mean(-1).rsqrt().flatten().numpy()
@@ -144,44 +177,47 @@ def final_inverse_rms(model: GPT, tokens: np.ndarray, max_tokens: int = 8192) ->
 
 
 @torch.no_grad()
-def contributions(model: GPT, stats: NextTokens, inverse_rms: np.ndarray
-                  ) -> tuple[list[list[torch.Tensor]], np.ndarray]:
-    """Per layer i and table j: `l[i,j] * x0j(t)` (times the token lambda for x00) as it
-    reaches the head (path coefficient, final RMS), for the analysed tokens; and the path
-    coefficients. The stream x starts as x00, so x00 at layer 0 also carries l[0,0]."""
+def contribution_weights(model: GPT, stats: NextTokens, inverse_rms: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(a, path): a[i, j, t] is the weight with which `x0j(t)` reaches the head from layer
+    i's mix: `l[i,j]` (times the token lambda for x00) times the layer's path coefficient,
+    over the final stream's RMS. The stream x starts as x00, so x00 at layer 0 also carries
+    l[0,0]. `path` holds the path coefficients."""
     cfg = model.config
     lam = model.lambdas.detach().double().numpy()
     skips = model.skip_weights.detach().double().numpy() if model.skip_weights is not None else None
     path = path_coefficients(lam, skips, cfg.skip_pairs)
-    rows = torch.from_numpy(stats.rows)
-    scale = torch.from_numpy(inverse_rms[stats.rows]).float()[:, None]
-    tables = [table_inputs(model, j, stats) for j in range(len(model.embeds))]
-    out = []
-    for i in range(cfg.n_layer):
-        layer = []
-        for j, x0 in enumerate(tables):
-            weight = torch.full((len(rows), 1), float(lam[i, j + 1]))
-            if j == 0 and model.token_lambdas is not None:
-                weight = weight * model.token_lambdas[i].weight[rows].float()
-            if j == 0 and i == 0:
-                weight = weight + float(lam[0, 0])
-            layer.append(weight * float(path[i]) * scale * x0)
-        out.append(layer)
-    return out, path
+    a = np.repeat(lam[:, 1:, None], len(stats.rows), axis=2)
+    if model.token_lambdas is not None:
+        a[:, 0] *= np.stack([t.weight.detach().double().numpy()[stats.rows, 0]
+                             for t in model.token_lambdas])
+    a[0, 0] += lam[0, 0]
+    return a * path[:, None, None] * inverse_rms[stats.rows][None, None, :], path
 
 
 @torch.no_grad()
 def contribution_lens(model: GPT, stats: NextTokens, inverse_rms: np.ndarray
                       ) -> tuple[list[list[dict]], dict]:
-    """Per layer and table: the lens score and the contribution's size (mean RMS of what
-    reaches the head); and the lens of all embedding paths together (embedding + head alone,
-    no block)."""
-    parts, path = contributions(model, stats, inverse_rms)
-    weight = torch.from_numpy(stats.count / stats.total).float()
-    grid = []
-    for i, layer in enumerate(parts):
-        grid.append([score(model, v, stats).to_dict()
-                     | {"size": float((v.square().mean(-1).sqrt() * weight).sum()),
-                        "path": float(path[i])} for v in layer])
-    total = sum(v for layer in parts for v in layer)
-    return grid, score(model, total, stats).to_dict()
+    """Per layer and table: the lens score, the contribution's size (its mean RMS at the
+    head, relative to the final stream) and the layer's path coefficient; and the lens of all
+    embedding paths together (embedding + head alone, no block).
+
+    A contribution is a per-token multiple of `x0j(t)`, so the head's matmul is made once
+    per table and chunk, and each layer only rescales it before the soft cap."""
+    a, path = contribution_weights(model, stats, inverse_rms)
+    n_layer, n_table = a.shape[:2]
+    lenses = [[Lens(stats) for _ in range(n_table)] for _ in range(n_layer)]
+    total = Lens(stats)
+    head, cap = model.lm_head.weight.float(), model.config.logit_softcap
+    coef = torch.from_numpy(a).float()
+    for start in range(0, len(stats.rows), CHUNK):
+        rows = torch.from_numpy(stats.rows[start:start + CHUNK])
+        z = [F.linear(norm(e.weight[rows].float()), head) for e in model.embeds]
+        part = coef[:, :, start:start + len(rows), None]
+        for i, j in np.ndindex(n_layer, n_table):
+            lenses[i][j].add(soft_cap(part[i, j] * z[j], cap), start)
+        total.add(soft_cap(sum(part[:, j].sum(0) * z[j] for j in range(n_table)), cap), start)
+    size = (np.abs(a) * (stats.count / stats.total)).sum(-1)  # x0j(t) has RMS 1
+    grid = [[lenses[i][j].result().to_dict() | {"size": float(size[i, j]), "path": float(path[i])}
+             for j in range(n_table)] for i in range(n_layer)]
+    return grid, total.result().to_dict()
