@@ -122,3 +122,14 @@ def test_adam_moments_take_each_parameters_dtype():
     saved = muon.state_dict()  # and a reload keeps it fp32 (torch would cast it to bf16)
     muon.load_state_dict(saved)
     assert {s["momentum_buffer"].dtype for s in muon.state.values()} == {torch.float32}
+
+
+def test_the_small_preset_trains_on_cpu(data_dir):
+    from ablate.trainer.train import train
+
+    cfg = TrainConfig.recipe("small", data=str(data_dir), num_iterations=6, val_every=3,
+                             val_tokens=1024)
+    rows = train(cfg).rows
+    assert [r["step"] for r in rows] == [0, 3, 6] and rows[-1]["status"] == "completed"
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"] - 1
+    assert rows[-1]["tokens_seen"] == 6 * 8 * 128

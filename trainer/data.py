@@ -122,7 +122,7 @@ class TokenStream:
         """Tokens `[pos + start, pos + start + length)` of the next global batch of `size`
         tokens (default: the whole batch and its one extra target token), as uint16."""
         length = size + 1 - start if length is None else length
-        if not 0 <= start and start + length <= size + 1:
+        if not (0 <= start and start + length <= size + 1):
             raise ValueError(f"slice [{start}, {start + length}) is outside a batch of {size} + 1 tokens")
         if max(self.lengths) <= size + 1:
             raise DataError(f"{self.files[0].parent}: every shard is shorter than one batch "
@@ -137,18 +137,6 @@ class TokenStream:
         chunk = np.array(self._tokens(p.shard)[begin:begin + length])
         p.offset += size
         return chunk
-
-
-def read_tokens(files: Iterable[Path], n: int) -> np.ndarray:
-    """The first n tokens of the files in order (the fixed validation set)."""
-    out, have = [], 0
-    for f in files:
-        t = read_shard(f)[: n - have]
-        out.append(np.array(t, dtype=np.int64))
-        have += t.size
-        if have >= n:
-            return np.concatenate(out)
-    raise DataError(f"validation shards hold {have} tokens, fewer than val_tokens={n}")
 
 
 # --- The offline corpus and byte-level tokenisation --------------------------------------
