@@ -37,7 +37,7 @@ ALPHA = 0.05
 AXES = ["extra_embeddings", "num_iterations", "lambda_init", "token_lambdas"]
 # The rest of a trainer's params (values as the medium preset has them): fixed in the sweep.
 FIXED = {"preset": "medium", "batch_size": 64, "val_every": 125, "val_tokens": 10485760,
-         "cooldown_frac": 0.7, "final_lr_frac": 0.1, "lr_muon": 0.05, "lr_embed": 0.3,
+         "cooldown_frac": 0.7, "lr_muon": 0.05, "lr_embed": 0.3,
          "lr_head": 0.008, "lr_scalar": 0.04, "adam_betas": [0.8, 0.95],
          "muon_momentum": 0.95, "muon_momentum_warmup": 300, "device": "cuda",
          "compile": True, "warmup_steps": 10, "checkpoint_every": 0, "workers": 8,

@@ -26,6 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_sweep(args) -> int:
+    from ablate.sweeps.plan import check_memory
     from ablate.sweeps.spec import load_spec
     from ablate.sweeps.storage import is_stored, join, storage_root
     from ablate.trainer.cli import parse_assignments
@@ -45,7 +46,9 @@ def cmd_sweep(args) -> int:
         from ablate.sweeps.plan import plan, print_plan
 
         print_plan(plan(spec, folder, args.address), Console())
+        check_memory(spec)
         return 0
+    check_memory(spec)
     if is_stored(folder):
         raise SpecError(f"{folder}: a sweep named {spec.name!r} is already stored there; "
                         "resume it with `ablate resume`, or choose another --storage or --name")
@@ -67,11 +70,12 @@ def tracking_settings(args) -> dict[str, str]:
 def run_sweep(spec, storage: str, folder: str, args) -> int:
     from ablate.sweeps import tracking
     from ablate.sweeps.progress import RichView
-    from ablate.sweeps.storage import claim, resolve_data
-    from ablate.sweeps.tuner import build_tuner, ray_session
+    from ablate.sweeps.storage import claim, resolve_data, save_sweep
+    from ablate.sweeps.tuner import build_tuner, ray_session, trial_settings
 
     tracking.check(spec.tracking, folder)
     data = resolve_data(spec, storage)
+    settings = trial_settings(spec, storage, data)
     out = sys.stdout
     view = make_view(spec, out if args.json_log else None, args.summary_every)
     if isinstance(view, RichView):
@@ -79,25 +83,26 @@ def run_sweep(spec, storage: str, folder: str, args) -> int:
                            f"{spec.resources.workers} workers -> {folder}")
     with json_only_stdout(args.json_log), ray_session(args.address):
         claim(folder)  # once Ray is up: a cluster that cannot be reached claims nothing
-        results = build_tuner(spec, storage, data, callbacks=[view]).fit()
+        save_sweep(spec, settings)
+        results = build_tuner(spec, settings, callbacks=[view]).fit()
     return finish(results, folder, spec, out if args.json_log else None)
 
 
 def cmd_resume(args) -> int:
+    """The same Tuner as `ablate sweep` built, from the spec and settings saved as JSON in the
+    folder: nothing there is unpickled."""
     from ablate.sweeps import tracking
-    from ablate.sweeps.storage import load_sweep, storage_root
-    from ablate.sweeps.tuner import ray_session, restore_tuner
+    from ablate.sweeps.storage import load_sweep, storage_root, trial_prefix
+    from ablate.sweeps.tuner import build_tuner, ray_session
 
     folder = storage_root(args.dir)
     spec, settings = load_sweep(folder)
+    settings["trial_prefix"] = trial_prefix(folder, settings)
     tracking.check(spec.tracking, folder)
     out = sys.stdout
-    # the restored Tuner's pickled view unpickles as this one
-    make_view(spec, out if args.json_log else None, args.summary_every)
+    view = make_view(spec, out if args.json_log else None, args.summary_every)
     with json_only_stdout(args.json_log), ray_session(args.address):
-        tuner = restore_tuner(folder, settings)  # its trackers come back with it
-        tracking.prepare(spec.tracking)
-        results = tuner.fit()
+        results = build_tuner(spec, settings, callbacks=[view]).fit()
     return finish(results, folder, spec, out if args.json_log else None)
 
 
@@ -120,9 +125,8 @@ def cmd_status(args) -> int:
 
 
 def make_view(spec, json_out=None, summary_every: float = 30.0):
-    """The driver's live view, registered so that a restored Tuner's pickled view becomes
-    this one: JSON lines to `json_out`; else bars on a terminal's stderr; else (a file, a
-    pipe, a batch job's log) plain timestamped lines on stderr."""
+    """The driver's live view: JSON lines to `json_out`; else bars on a terminal's stderr;
+    else (a file, a pipe, a batch job's log) plain timestamped lines on stderr."""
     from ablate.sweeps.progress import JsonLog, LineLog, RichView, show
 
     steps = sum(spec.train_config(t).num_iterations for t in spec.trials())
@@ -169,7 +173,8 @@ def finish(results, folder: str, spec, json_out=None) -> int:
     with tempfile.TemporaryDirectory(prefix="ablate-report-") as tmp:
         local = copy_folder(join(folder, "curves"), Path(tmp) / "curves") if is_uri(folder) else folder
         try:
-            report = build_report([local], target=spec.target, axes=list(spec.axes))
+            report = build_report([local], target=spec.target, axes=list(spec.axes),
+                                  baseline=spec.baseline)
         except INPUT_ERRORS as e:
             print(f"ablate: no report: {e}", file=sys.stderr)
             return 1
@@ -253,6 +258,7 @@ def input_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import ablate.analysis.cli
     import ablate.results.cli
     import ablate.sweeps.search.cli
     import ablate.trainer.cli
@@ -264,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ablate.sweeps.search.cli.add_commands(sub)
     ablate.trainer.cli.add_commands(sub)
     ablate.results.cli.add_commands(sub)
+    ablate.analysis.cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

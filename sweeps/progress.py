@@ -18,9 +18,8 @@ from typing import IO, Any
 from ray.tune import Callback
 
 from ablate.sweeps import events, states
-from ablate.trainer.config import TrainConfig
+from ablate.sweeps.spec import step_budget
 
-DEFAULT_BUDGET = TrainConfig.num_iterations  # a trial whose config leaves num_iterations out
 METRICS = ("val_loss", "train_loss", "train_time_ms", "tokens_seen")  # of a trial's report
 
 
@@ -84,7 +83,7 @@ class View(Callback):
             self.configs[trial.trial_id] = {k: cfg.get(k) for k in self.axes}
             self.lines[trial.trial_id] = TrialLine(trial.trial_id, describe(cfg, self.axes),
                                                    cfg.get("seed"),
-                                                   cfg.get("num_iterations", DEFAULT_BUDGET))
+                                                   step_budget(cfg))
             if trial.status == "TERMINATED":  # restored finished trials fire no hooks
                 self._finish(self.lines[trial.trial_id], _finished_state(trial), trial.last_result)
             elif trial.status == "ERROR":

@@ -47,6 +47,7 @@ class Resources:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     placement: Literal["pack", "spread"] = "pack"  # gang placement: few nodes, or many
+    gpu_memory_gb: float = 80.0  # per GPU: a trial whose estimated peak exceeds it is refused
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class SweepSpec:
     storage: str = "runs"
     seeds: tuple[int, ...] = (0,)
     target: float | None = None
+    baseline: dict[str, Any] | None = None  # the grid point the report compares the others with
     max_concurrent_trials: int | None = None
     max_failures: int = 1  # Ray Train restarts of a trial's workers from its last checkpoint
     resources: Resources = field(default_factory=Resources)
@@ -109,9 +111,11 @@ class SweepSpec:
 
 _SECTIONS = {"sweep", "resources", "fixed", "axes", "early_stopping", "tracking"}
 _SWEEP_KEYS = {"name": str, "preset": str, "data": str, "storage": str, "seeds": (int, list),
-               "target": (int, float), "max_concurrent_trials": int, "max_failures": int}
+               "target": (int, float), "baseline": dict, "max_concurrent_trials": int,
+               "max_failures": int}
 _RESOURCE_KEYS = {"workers": int, "cpus_per_worker": (int, float),
-                  "gpus_per_worker": (int, float), "placement": str}
+                  "gpus_per_worker": (int, float), "placement": str,
+                  "gpu_memory_gb": (int, float)}
 _STOPPING_KEYS = {"kind": str, "grace_steps": int, "margin": (int, float),
                   "reduction_factor": (int, float), "brackets": int}
 _STOPPING_KINDS = {"same_budget": {"grace_steps", "margin"},
@@ -120,6 +124,14 @@ _TRACKING_KEYS = {"mlflow": str, "wandb": str, "wandb_project": str, "wandb_enti
 MLFLOW_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # a scheme: http:, sqlite:, file:, databricks
 _RANGE_KEYS = {"start", "stop", "step"}
 _RESERVED = ("seed", "preset", "data", "out", "sweep", "trial_id", "workers")
+
+
+def step_budget(config: dict[str, Any]) -> int:
+    """A trial's num_iterations: its own, else its preset recipe's (5690 for medium)."""
+    try:
+        return TrainConfig.from_flat(config).num_iterations
+    except ConfigError:  # a config from elsewhere (a curve of another version): its own word
+        return int(config.get("num_iterations") or TrainConfig.num_iterations)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -139,8 +151,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def override(raw: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """The spec's tables with `section.key = value` settings applied (`ablate sweep -s`).
-    Pinning a key in [fixed] takes it off [axes], and the other way round: an override
-    states what the user wants, whatever the file said."""
+    Pinning a key in [fixed] takes it off [axes] (and out of the baseline), and the other
+    way round: an override states what the user wants, whatever the file said."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for where, value in settings.items():
         section, dot, key = where.partition(".")
@@ -154,6 +166,12 @@ def override(raw: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         other = {"fixed": "axes", "axes": "fixed"}.get(section)
         if other and isinstance(raw.get(other), dict):
             raw[other].pop(key, None)
+        baseline = raw.get("sweep", {}).get("baseline") if isinstance(raw.get("sweep"), dict) else None
+        if section == "fixed" and isinstance(baseline, dict) and key in baseline:
+            baseline = {k: v for k, v in baseline.items() if k != key}  # no longer an axis
+            raw["sweep"] = {**raw["sweep"], "baseline": baseline}
+            if not baseline:
+                del raw["sweep"]["baseline"]
     return raw
 
 
@@ -201,6 +219,10 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             fail(f"resources.{key}", f"must be a number >= 0, got {res[key]}")
     if res.get("cpus_per_worker", 1) == 0 and res.get("gpus_per_worker", 0) == 0:
         fail("resources", "a worker needs a CPU or a GPU (cpus_per_worker and gpus_per_worker are 0)")
+    if not 0 < res.get("gpu_memory_gb", 80) < math.inf:
+        fail("resources.gpu_memory_gb", f"must be a number > 0, got {res['gpu_memory_gb']}")
+    if "target" in sweep and not math.isfinite(sweep["target"]):
+        fail("sweep.target", f"must be a finite number, got {sweep['target']}")
     if res.get("placement", "pack") not in ("pack", "spread"):
         fail("resources.placement", f"must be 'pack' or 'spread', got {res['placement']!r}")
     if sweep.get("max_concurrent_trials", 1) < 1:
@@ -218,13 +240,14 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
                 fail(f"{where}.{reserved}", "is set by the sweep itself (see [sweep] and [resources])")
     stopping = _early_stopping(raw.get("early_stopping"), fail)
     tracking = _tracking(raw.get("tracking", {}), fail)
+    baseline = _baseline(sweep.get("baseline"), axes, fail)
     data = sweep.get("data", BUILTIN_DATA)
     if data != BUILTIN_DATA and base is not None and not Path(data).is_absolute():
         data = str((base / data).resolve()) if (base / data).exists() else data
     spec = SweepSpec(
         name=sweep["name"], preset=sweep.get("preset", "tiny"), data=data,
         storage=sweep.get("storage", "runs"), seeds=tuple(seeds),
-        target=float(sweep["target"]) if "target" in sweep else None,
+        target=float(sweep["target"]) if "target" in sweep else None, baseline=baseline,
         max_concurrent_trials=sweep.get("max_concurrent_trials"),
         max_failures=sweep.get("max_failures", 1),
         resources=Resources(**{k: (v if k in ("workers", "placement") else float(v))
@@ -241,7 +264,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             where = f"axes.{key}" if key in axes else f"fixed.{key}" if key in fixed else key
             fail(where, why + (f" (in trial {_describe(trial, axes)})" if axes else ""))
     if stopping is not None and stopping.kind == "asha":
-        longest = max(t.get("num_iterations", TrainConfig.num_iterations) for t in spec.trials())
+        longest = max(spec.train_config(t).num_iterations for t in spec.trials())
         if stopping.grace_steps > longest:
             fail("early_stopping.grace_steps", f"{stopping.grace_steps} is beyond the longest "
                  f"trial ({longest} steps)")
@@ -330,6 +353,20 @@ def _tracking(table: dict[str, Any], fail) -> Tracking:
     return Tracking(**table)
 
 
+def _baseline(table: dict[str, Any] | None, axes: dict[str, list[Any]], fail) -> dict | None:
+    """`baseline = {axis = value, ...}`: a point of the grid, named by some or all axes."""
+    if table is None:
+        return None
+    if not table:
+        fail("sweep.baseline", "must name at least one axis, e.g. {extra_embeddings = 0}")
+    for key, value in table.items():
+        if key not in axes:
+            fail(f"sweep.baseline.{key}", f"not an axis (axes: {', '.join(axes) or 'none'})")
+        if value not in axes[key]:
+            fail(f"sweep.baseline.{key}", f"{value!r} is not among the axis values {axes[key]}")
+    return dict(table)
+
+
 def _describe(trial: dict[str, Any], axes: dict[str, Any]) -> str:
     return ", ".join(f"{k}={trial[k]!r}" for k in axes)
 
@@ -338,7 +375,8 @@ def spec_dict(spec: SweepSpec) -> dict[str, Any]:
     """The spec as the TOML tables it came from (parse_spec reads it back)."""
     sweep = {k: v for k, v in dict(
         name=spec.name, preset=spec.preset, data=spec.data, storage=spec.storage,
-        seeds=list(spec.seeds), target=spec.target, max_concurrent_trials=spec.max_concurrent_trials,
+        seeds=list(spec.seeds), target=spec.target, baseline=spec.baseline,
+        max_concurrent_trials=spec.max_concurrent_trials,
         max_failures=spec.max_failures).items() if v is not None}
     out = dict(sweep=sweep, resources=asdict(spec.resources), fixed=spec.fixed, axes=spec.axes)
     if spec.early_stopping is not None:

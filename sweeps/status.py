@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from ablate.sweeps import states
+from ablate.sweeps.spec import step_budget
 from ablate.sweeps.storage import curve_files, filesystem, join, last_row
 
 # Tune's trial statuses in our words; TERMINATED is resolved by the last report's status.
@@ -83,12 +84,9 @@ def _curve_fields(location: str) -> dict[str, Any]:
 
 def _status_row(trial_id: str, config: dict[str, Any], axes: list[str], state: str,
                 last: dict[str, Any]) -> dict[str, Any]:
-    from ablate.trainer.config import TrainConfig
-
     last.pop("config", None)
     return dict(trial_id=trial_id, state=state, config={k: config.get(k) for k in [*axes, "seed"]},
-                num_iterations=(last.get("num_iterations") or config.get("num_iterations")
-                                or TrainConfig.num_iterations),
+                num_iterations=last.get("num_iterations") or step_budget(config),
                 step=last.get("step"), val_loss=last.get("val_loss"),
                 curve_status=last.get("status"))
 

@@ -6,19 +6,22 @@ not: the lr cools down over the final fraction of *each run's own* num_iteration
 stops the wrong trials. `SameBudgetStopper` compares a trial only with trials of the same
 num_iterations, at the same step.
 
-It is a Tune `Stopper`: Tune keeps it in its experiment state, so after `Tuner.restore` it
-still knows the best losses seen before the interruption.
+`ablate resume` builds the stopper again from the losses the curves hold (`seed`), and
+`StoppedTrials` records which trials early stopping ended, so a resumed sweep leaves them be.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
-from ray.tune import Stopper
+from ray.tune import Callback, Stopper
 from ray.tune.schedulers import ASHAScheduler
 
+from ablate.sweeps import states
 from ablate.sweeps.spec import EarlyStopping
+from ablate.sweeps.storage import record_stopped
 
 
 class SameBudgetStopper(Stopper):
@@ -45,16 +48,39 @@ class SameBudgetStopper(Stopper):
     def stop_all(self) -> bool:
         return False
 
+    def seed(self, points: Iterable[tuple[int, int, float]]) -> SameBudgetStopper:
+        """Remember (num_iterations, step, val_loss) points of an earlier session."""
+        for budget, step, loss in points:
+            if loss is not None and math.isfinite(loss):
+                self.best[(budget, step)] = min(self.best.get((budget, step), math.inf), loss)
+        return self
 
-def early_stopping(cfg: EarlyStopping | None, longest: int) -> tuple[Stopper | None, ASHAScheduler | None]:
+
+class StoppedTrials(Callback):
+    """Writes down each trial that early stopping ends (Tune completes it while its last
+    report was not its last validation point), for `ablate resume`."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if (trial.last_result or {}).get("status") == states.RUNNING:
+            record_stopped(self.folder, trial.trial_id)
+
+
+def early_stopping(cfg: EarlyStopping | None, longest: int,
+                   history: Iterable[tuple[int, int, float]] = ()
+                   ) -> tuple[Stopper | None, ASHAScheduler | None]:
     """The spec's [early_stopping] as Tune objects: (stopper, scheduler), at most one set.
 
     ASHA's time attribute is the reported `step`, not Tune's training_iteration (which
-    restarts at 0 after a restore, and counts validation points rather than steps)."""
+    restarts at 0 after a restore, and counts validation points rather than steps).
+    `history`: (num_iterations, step, val_loss) points of earlier sessions, for same_budget
+    (ASHA starts its rungs afresh)."""
     if cfg is None:
         return None, None
     if cfg.kind == "same_budget":
-        return SameBudgetStopper(cfg.margin, cfg.grace_steps), None
+        return SameBudgetStopper(cfg.margin, cfg.grace_steps).seed(history), None
     return None, ASHAScheduler(time_attr="step", metric="val_loss", mode="min", max_t=longest,
                                grace_period=max(1, cfg.grace_steps),
                                reduction_factor=cfg.reduction_factor, brackets=cfg.brackets)

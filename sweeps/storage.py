@@ -4,6 +4,7 @@ file://. Every read and write of a sweep's folder outside Tune's own goes throug
 A sweep's folder, `<storage>/<name>/`:
 
     sweep.json              the spec and trial settings, for `ablate resume` and `ablate status`
+    stopped.json            the trials early stopping ended
     curves/<trial>.parquet  one curve per trial (the trainer writes, results reads)
     train/<trial>/          Ray Train's runs and checkpoints
     experiment_state-*.json, tuner.pkl, ...   Tune's own state
@@ -23,6 +24,7 @@ from typing import Any
 from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec, parse_spec, spec_dict
 
 SPEC_FILE = "sweep.json"
+STOPPED_FILE = "stopped.json"  # trials that early stopping ended: `ablate resume` leaves them
 TUNE_FILES = ("tuner.pkl",)  # present once Tune has started a sweep in the folder
 
 
@@ -168,6 +170,40 @@ def parent_and_name(folder: str) -> tuple[str, str]:
     return parent, name
 
 
+def stopped_trials(folder: str) -> set[str]:
+    """The trials of a sweep that early stopping ended (plain JSON: a list of trial ids)."""
+    try:
+        ids = json.loads(read_text(join(folder, STOPPED_FILE)))
+    except FileNotFoundError:
+        return set()
+    except (ValueError, OSError, RecursionError) as e:
+        raise SpecError(f"{join(folder, STOPPED_FILE)}: corrupt ({e})") from None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise SpecError(f"{join(folder, STOPPED_FILE)}: corrupt (not a list of trial ids)")
+    return set(ids)
+
+
+def record_stopped(folder: str, trial_id: str) -> None:
+    ids = stopped_trials(folder) | {trial_id}
+    write_text(join(folder, STOPPED_FILE), json.dumps(sorted(ids)))
+
+
+def trial_prefix(folder: str, settings: dict[str, Any]) -> str:
+    """The prefix of the sweep's trial ids (`<prefix>_<grid index>`): saved in its settings,
+    or, for a folder from before it was saved, read off its curves' names."""
+    if isinstance(settings.get("trial_prefix"), str):
+        return settings["trial_prefix"]
+    prefixes = {name.rpartition("_")[0] for name in curve_files(folder)}
+    if len(prefixes) > 1:
+        raise SpecError(f"{folder}: curves of several sweeps ({', '.join(sorted(prefixes))}); "
+                        "cannot tell which trials to continue")
+    return prefixes.pop() if prefixes else new_prefix()
+
+
+def new_prefix() -> str:
+    return uuid.uuid4().hex[:5]
+
+
 def curve_files(folder: str) -> dict[str, str]:
     """trial id -> path (in the folder's filesystem) of every curve of a sweep."""
     import pyarrow.fs
@@ -176,6 +212,21 @@ def curve_files(folder: str) -> dict[str, str]:
     infos = fs.get_file_info(pyarrow.fs.FileSelector(curves, allow_not_found=True))
     return {i.base_name.removesuffix(".parquet"): i.path for i in infos
             if i.base_name.endswith(".parquet") and i.type == pyarrow.fs.FileType.File}
+
+
+def curve_points(folder: str) -> list[tuple[int, int, float]]:
+    """(num_iterations, step, val_loss) of every validation point in a sweep's curves."""
+    import pyarrow.parquet as pq
+
+    points = []
+    for path in curve_files(folder).values():
+        fs, _ = filesystem(join(folder, "curves"))
+        try:
+            table = pq.read_table(path, filesystem=fs, columns=["num_iterations", "step", "val_loss"])
+        except Exception:  # unreadable or foreign: it has nothing to teach the stopper
+            continue
+        points += zip(*(table[c].to_pylist() for c in table.column_names))
+    return points
 
 
 def last_row(location: str) -> dict[str, Any] | None:

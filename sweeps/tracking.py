@@ -79,9 +79,11 @@ def at_step(result: dict[str, Any]) -> dict[str, Any]:
     return metrics | {TRAINING_ITERATION: result.get("step", 0)}
 
 
-def callbacks(tracking: Tracking, sweep: str, folder: str) -> list:
+def callbacks(tracking: Tracking, sweep: str, folder: str, finished: set[str] = frozenset()) -> list:
     """Tune logger callbacks for a sweep: TensorBoard with the training step as x-axis (in
-    place of Tune's own, which would use the report count), then MLflow and W&B if asked."""
+    place of Tune's own, which would use the report count), then MLflow and W&B if asked.
+    `finished`: trials an earlier session finished (a resumed sweep replays them at once):
+    they were logged then, and get no second run."""
     from ablate.sweeps.storage import is_uri
 
     out: list = []
@@ -101,6 +103,8 @@ def callbacks(tracking: Tracking, sweep: str, folder: str) -> list:
             init["dir"] = str(Path(folder).resolve())
         out.append(step_logger("StepWandbLogger")(project=tracking.wandb_project, group=sweep, **init))
     prepare(tracking)
+    for logger in out:
+        logger.finished = set(finished)
     return out
 
 
@@ -124,7 +128,7 @@ _BASES = {"StepTBXLogger": ("ray.tune.logger.tensorboardx", "TBXLoggerCallback")
 def step_logger(name: str) -> type:
     """`StepTBXLogger`, `StepMLflowLogger`, `StepWandbLogger`: Ray's logger callback, logging
     the trial's metrics at the training step. Made on first use, and kept as an attribute of
-    this module (where pickle finds it when `ablate resume` loads the Tuner): Ray's modules
+    this module (where pickle finds it: Tune pickles its callbacks with the Tuner): Ray's modules
     for them import mlflow and wandb, a second or two that a sweep tracking nothing saves."""
     if name in globals():
         return globals()[name]
@@ -134,8 +138,18 @@ def step_logger(name: str) -> type:
     def log_trial_result(self, iteration: int, trial, result: dict[str, Any]):
         base.log_trial_result(self, iteration, trial, at_step(result))
 
-    cls = type(name, (base,), {"log_trial_result": log_trial_result, "__module__": __name__,
-                               "__qualname__": name, "__doc__": step_logger.__doc__})
+    def unless_finished(hook: str):
+        def call(self, iteration, trials, trial, *args, **info):
+            if trial.trial_id not in getattr(self, "finished", ()):
+                getattr(base, hook)(self, iteration, trials, trial, *args, **info)
+        return call
+
+    hooks = {hook: unless_finished(hook) for hook in (
+        "on_trial_start", "on_trial_restore", "on_trial_save", "on_trial_result",
+        "on_trial_complete", "on_trial_error")}
+    cls = type(name, (base,), {"log_trial_result": log_trial_result, **hooks,
+                               "__module__": __name__, "__qualname__": name,
+                               "__doc__": step_logger.__doc__})
     globals()[name] = cls
     return cls
 

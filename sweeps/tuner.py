@@ -1,5 +1,9 @@
-"""Spec -> Ray Tune Tuner -> trials, on an embedded local Ray or a cluster; and back again
-from storage (`Tuner.restore`) after an interruption.
+"""Spec -> Ray Tune Tuner -> trials, on an embedded local Ray or a cluster; and the same
+Tuner again, from the saved spec, to finish an interrupted sweep.
+
+Nothing of Tune's own saved state is read back (Tune pickles it; a sweep folder on shared
+storage must never run code as whoever resumes it): trial ids are `<prefix>_<grid index>`,
+the same in every session, and each trial finds its curve and checkpoint by its id.
 
 The trial's own driver holds only a custom `trial_slot` resource where the cluster declares
 one (the embedded Ray does; examples/cluster.yaml gives the head node some), else a sliver of
@@ -16,8 +20,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ablate.sweeps import states
 from ablate.sweeps.spec import BUILTIN_DATA, SweepSpec
-from ablate.sweeps.storage import join, save_sweep, storage_root
+from ablate.sweeps.storage import (
+    curve_files,
+    curve_points,
+    join,
+    last_row,
+    new_prefix,
+    stopped_trials,
+    storage_root,
+)
 
 TRIAL_SLOT = "trial_slot"
 # Ray Train's controller polls workers every 2 s by default and ray.train.report blocks until
@@ -80,11 +93,13 @@ def concurrent_trials(spec: SweepSpec) -> int:
 def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> dict[str, Any]:
     """What every trial of a sweep or a step search needs besides its config: storage, sweep,
     data, builtin (prepare the built-in corpus on the node if missing), resources (workers,
-    cpus_per_worker, gpus_per_worker, placement), max_failures, and the axes and target that
-    each curve records for `ablate report`."""
+    cpus_per_worker, gpus_per_worker, placement), max_failures, the axes and target that
+    each curve records for `ablate report` (and the baseline, when the spec names one), and
+    the prefix of the sweep's trial ids."""
     return dict(storage=storage_root(storage), sweep=spec.name, data=str(data),
                 builtin=spec.data == BUILTIN_DATA, resources=asdict(spec.resources),
-                max_failures=spec.max_failures, axes=list(spec.axes), target=spec.target)
+                max_failures=spec.max_failures, axes=list(spec.axes), target=spec.target,
+                baseline=spec.baseline, trial_prefix=new_prefix())
 
 
 def _trainable(settings: dict[str, Any]):
@@ -95,42 +110,53 @@ def _trainable(settings: dict[str, Any]):
     return tune.with_resources(tune.with_parameters(Trial, settings=settings), trial_resources())
 
 
-def build_tuner(spec: SweepSpec, storage: str | Path, data: str | Path, callbacks: list | None = None):
-    """A fresh Tuner for the spec's grid; saves the spec next to Tune's state for resume.
-    Besides `callbacks` (the live view), the spec's trackers and TensorBoard log every
-    trial at its training step (sweeps/tracking.py); Tune's CSV and JSON loggers stay as
-    they are (every row carries the step)."""
+def finished_trials(folder: str) -> set[str]:
+    """Trials an earlier session of the sweep finished: their curve ended, or early stopping
+    ended them."""
+    ended = {trial_id for trial_id, path in curve_files(folder).items()
+             if (row := last_row(join(folder, "curves", f"{trial_id}.parquet"))) is not None
+             and row["status"] in states.FINAL_CURVE}
+    return ended | stopped_trials(folder)
+
+
+def same_trial_ids(prefix: str, max_concurrent: int):
+    """Tune's grid search, with trial ids `<prefix>_<grid index>` instead of a new random
+    prefix each session: the same spec gives the same trials the same ids."""
+    from ray.tune.search import BasicVariantGenerator
+
+    generator = BasicVariantGenerator(max_concurrent=max_concurrent)
+    generator._uuid_prefix = f"{prefix}_"  # the one attribute Tune draws at random
+    return generator
+
+
+def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | None = None):
+    """A Tuner for the spec's grid, new or continuing: trials whose curve has ended (or that
+    early stopping ended, stopped.json) end at once; unfinished ones continue from their last
+    checkpoint; failed ones run again. The same_budget stopper starts from the losses the
+    curves hold. Besides `callbacks` (the live view), the spec's trackers and TensorBoard log
+    every trial at its training step (sweeps/tracking.py)."""
     from ray import tune
 
     from ablate.sweeps import tracking
-    from ablate.sweeps.stoppers import early_stopping
+    from ablate.sweeps.stoppers import StoppedTrials, early_stopping
 
-    settings = trial_settings(spec, storage, data)
-    save_sweep(spec, settings)
+    folder = join(settings["storage"], settings["sweep"])
     space = {name: tune.grid_search(values) for name, values in spec.axes.items()}
     space |= {"seed": tune.grid_search(list(spec.seeds)), "preset": spec.preset, **spec.fixed}
     longest = max(spec.train_config(t).num_iterations for t in spec.trials())
-    stopper, scheduler = early_stopping(spec.early_stopping, longest)
-    loggers = tracking.callbacks(spec.tracking, spec.name, join(settings["storage"], spec.name))
+    history = curve_points(folder) if spec.early_stopping else []
+    stopper, scheduler = early_stopping(spec.early_stopping, longest, history)
+    loggers = tracking.callbacks(spec.tracking, settings["sweep"], folder, finished_trials(folder))
+    trials = same_trial_ids(settings["trial_prefix"],
+                            spec.max_concurrent_trials or concurrent_trials(spec))
     return tune.Tuner(
         _trainable(settings),
         param_space=space,
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=spec.max_concurrent_trials or concurrent_trials(spec),
-            scheduler=scheduler,
+            search_alg=trials, scheduler=scheduler,
             reuse_actors=True),  # a trial's driver process (and its imports) serves the next
-        run_config=tune.RunConfig(name=spec.name, storage_path=settings["storage"], verbose=0,
-                                  stop=stopper, callbacks=[*(callbacks or []), *loggers],
+        run_config=tune.RunConfig(name=settings["sweep"], storage_path=settings["storage"],
+                                  verbose=0, stop=stopper,
+                                  callbacks=[*(callbacks or []), StoppedTrials(folder), *loggers],
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
-
-
-def restore_tuner(folder: str, settings: dict[str, Any]):
-    """The interrupted sweep in `folder`, ready to `fit()`: unfinished trials continue
-    (from their last checkpoint where they have one), errored ones run again, finished
-    ones stay as they are. The stopper, scheduler, views and trackers come back from Tune's
-    state."""
-    from ray import tune
-
-    return tune.Tuner.restore(folder, _trainable(settings), resume_unfinished=True,
-                              resume_errored=True, restart_errored=False)

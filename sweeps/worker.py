@@ -27,7 +27,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from ablate.results.curves import SWEEP_KEY, curve_path
 from ablate.sweeps import states
-from ablate.sweeps.storage import curve_location, is_uri, join, last_row, upload
+from ablate.sweeps.storage import curve_location, is_uri, join, last_row, stopped_trials, upload
 
 REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms", "tokens_seen",
             "status")
@@ -93,7 +93,7 @@ class TrainRun:
         labels = dict(data=settings["data"], sweep=sweep, trial_id=trial_id, workers=res["workers"],
                       out=str(curve_path(local_root, sweep, trial_id)),
                       _curve_uri=uri, _builtin=settings.get("builtin", False),
-                      _sweep_meta={"axes": settings.get("axes", []), "target": settings.get("target")})
+                      _sweep_meta=sweep_meta(settings))
         self.bridge = TuneBridge()
         gpus = res["gpus_per_worker"]
         per_worker = {"CPU": res["cpus_per_worker"]} | ({"GPU": gpus} if gpus else {})
@@ -178,6 +178,12 @@ class Trial(tune.Trainable):
         return True
 
 
+def sweep_meta(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a trial's curve records of its sweep, for `ablate report`'s defaults."""
+    meta = {"axes": settings.get("axes", []), "target": settings.get("target")}
+    return meta | ({"baseline": settings["baseline"]} if settings.get("baseline") else {})
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """Per-worker function of the TorchTrainer: the process group is already set up."""
     from ablate.trainer.config import TrainConfig
@@ -190,7 +196,7 @@ def train_worker(config: dict[str, Any]) -> None:
         ensure_builtin(Path(config["data"]))
     cfg = TrainConfig.from_flat(config)
     rank0 = ray.train.get_context().get_world_rank() == 0
-    publish = (lambda: upload(cfg.out, uri)) if uri and rank0 else None
+    publish = (lambda: publish_trial(cfg.out, uri)) if uri and rank0 else None
     checkpoint = ray.train.get_checkpoint()
     try:
         if checkpoint is None:
@@ -201,6 +207,17 @@ def train_worker(config: dict[str, Any]) -> None:
     finally:
         if publish is not None and Path(cfg.out).exists():
             publish()  # the last rows, including a failure's
+
+
+def publish_trial(local: str, uri: str) -> None:
+    """Copy a trial's local curve (and, once it has them, its final weights) to URI storage:
+    the weights first, so a curve that says completed has its weights beside it."""
+    from ablate.trainer.weights import weights_location, weights_path
+
+    weights = weights_path(local)
+    if weights.exists():
+        upload(weights, weights_location(uri))
+    upload(local, uri)
 
 
 def run_trial(config: dict[str, Any], *, settings: dict[str, Any]) -> None:
@@ -223,6 +240,11 @@ def run_trial(config: dict[str, Any], *, settings: dict[str, Any]) -> None:
 
 
 def final_row(storage: str, sweep: str, trial_id: str) -> dict[str, Any] | None:
-    """The last row of a trial's curve if the trial has finished (completed or diverged)."""
+    """The last row of a trial's curve if the trial has finished: completed, diverged, or
+    stopped by early stopping in an earlier session."""
     row = last_row(curve_location(storage, sweep, trial_id))
-    return row if row is not None and row["status"] in states.FINAL_CURVE else None
+    if row is None:
+        return None
+    if row["status"] in states.FINAL_CURVE or trial_id in stopped_trials(join(storage, sweep)):
+        return row
+    return None

@@ -86,7 +86,9 @@ def test_sweep_survives_divergence_errors_and_a_killed_worker(tmp_path, data_dir
     killed, meta = curve(folder, 3)  # rank 1 SIGKILLed at step 10: resumed from step 8
     assert (faulty_ray / "killed-k3").exists()
     assert [r["step"] for r in killed] == [0, 4, 8, 12, 16]  # continuous: no gap, no repeat
-    assert killed[-1]["status"] == "completed" and meta["restarts"] == [8]
+    # resumed from the last checkpoint Train had registered when rank 1 died: step 8's, or,
+    # when the kill came before the controller's next poll (every 0.1 s) took it, step 4's
+    assert killed[-1]["status"] == "completed" and meta["restarts"] in ([8], [4])
 
     capsys.readouterr()
     assert main(["report", str(folder), "--format", "json"]) == 0

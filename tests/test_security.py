@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for pkg in ("model", "trainer", "sweeps", "results") for p in (ROOT / pkg).rglob("*.py")]
+SOURCES = [p for pkg in ("model", "trainer", "sweeps", "results", "analysis") for p in (ROOT / pkg).rglob("*.py")]
 
 
 def calls(path: Path):
@@ -58,3 +58,52 @@ def test_sweep_names_cannot_leave_the_storage_root(name):
 
     with pytest.raises(SpecError, match="sweep.name"):
         parse_spec({"sweep": {"name": name}})
+
+
+def test_nothing_planted_in_a_sweep_folder_runs_on_status_or_resume(tmp_path, local_ray, capsys):
+    """A teammate's sweep folder whose Tune files carry pickles that would run code: `status`
+    and `resume` read the spec and curves as JSON and Parquet and never unpickle anything."""
+    import json
+    import pickle
+
+    from ablate.results.curves import write_curve
+    from ablate.sweeps.cli import main
+    from ablate.sweeps.spec import parse_spec
+    from ablate.sweeps.storage import save_sweep
+    from ablate.sweeps.tuner import trial_settings
+
+    marker = tmp_path / "planted-code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').close()",))
+
+    evil = pickle.dumps(Payload())
+    spec = parse_spec({"sweep": {"name": "s", "seeds": 2}, "fixed": {"num_iterations": 8}})
+    settings = trial_settings(spec, tmp_path, tmp_path / "data") | {"trial_prefix": "abcde"}
+    save_sweep(spec, settings)
+    folder = tmp_path / "s"
+    (folder / "tuner.pkl").write_bytes(evil)
+    fallback = {"_type": "CLOUDPICKLE_FALLBACK", "value": evil.hex()}
+    trial = json.dumps({"trial_id": "abcde_00000", "status": "TERMINATED", "config": fallback})
+    (folder / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(
+        {"trial_data": [[trial, json.dumps({"last_result": fallback})]], "runner_data": fallback}))
+    for index, seed in enumerate(spec.seeds):  # both trials finished in an earlier session
+        params = json.dumps({"seed": seed, "num_iterations": 8})
+        write_curve(folder / "curves" / f"abcde_{index:05d}.parquet",
+                    [dict(sweep="s", trial_id=f"abcde_{index:05d}", seed=seed, num_iterations=8,
+                          step=step, train_time_ms=10.0 * step, val_loss=5.0 - 0.1 * step,
+                          status="completed" if step == 8 else "running", params=params)
+                     for step in (0, 8)])
+    before = {p: p.stat().st_mtime_ns for p in (folder / "curves").iterdir()}
+
+    assert main(["status", str(folder), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["status"]
+    assert {r["trial_id"] for r in rows} == {"abcde_00000", "abcde_00001"}
+    assert main(["resume", str(folder), "--json-log"]) == 0
+    log = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    ends = [e for e in log if e["event"] == "trial_end"]
+    assert sorted(e["trial_id"] for e in ends) == ["abcde_00000", "abcde_00001"]
+    assert all(e["state"] == "completed" for e in ends)  # found by id, not trained again
+    assert {p: p.stat().st_mtime_ns for p in (folder / "curves").iterdir()} == before
+    assert not marker.exists()

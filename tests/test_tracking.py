@@ -264,13 +264,13 @@ def test_trackers_get_the_trials_metrics_at_the_training_step():
                                         "train_time_ms": 812.5, "tokens_seen": 20480,
                                         "training_iteration": 40}
     logger = tracking.step_logger("StepTBXLogger")
-    assert logger is tracking.StepTBXLogger  # where pickle finds it on resume
+    assert logger is tracking.StepTBXLogger  # where pickle finds it (Tune pickles its callbacks)
     assert logger.__module__ == "ablate.sweeps.tracking"
 
 
-def test_resume_brings_the_trackers_back_from_tuners_pickle(swept):
-    """`ablate resume` gets its callbacks back from tuner.pkl, in a fresh process that has
-    not made the step loggers yet; with every trial finished it logs no new run."""
+def test_resume_builds_the_trackers_again_and_logs_no_run_twice(swept):
+    """`ablate resume` makes the spec's trackers again, in a fresh process; with every trial
+    finished it logs no new run."""
     from mlflow import MlflowClient
 
     env = os.environ | {"OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
