@@ -71,17 +71,19 @@ def run_sweep(spec, storage: str, folder: str, args) -> int:
     from ablate.sweeps import tracking
     from ablate.sweeps.progress import RichView
     from ablate.sweeps.storage import claim, resolve_data, save_sweep
-    from ablate.sweeps.tuner import build_tuner, ray_session, trial_settings
+    from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, ray_session, trial_settings
 
     tracking.check(spec.tracking, folder)
-    data = resolve_data(spec, storage)
-    settings = trial_settings(spec, storage, data)
+    check_auth(args.address)
     out = sys.stdout
     view = make_view(spec, out if args.json_log else None, args.summary_every)
     if isinstance(view, RichView):
         view.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
                            f"{spec.resources.workers} workers -> {folder}")
     with json_only_stdout(args.json_log), ray_session(args.address):
+        check_fits(spec, embedded=not args.address)
+        data = resolve_data(spec, storage)
+        settings = trial_settings(spec, storage, data)
         claim(folder)  # once Ray is up: a cluster that cannot be reached claims nothing
         save_sweep(spec, settings)
         results = build_tuner(spec, settings, callbacks=[view]).fit()
@@ -93,15 +95,17 @@ def cmd_resume(args) -> int:
     folder: nothing there is unpickled."""
     from ablate.sweeps import tracking
     from ablate.sweeps.storage import load_sweep, storage_root, trial_prefix
-    from ablate.sweeps.tuner import build_tuner, ray_session
+    from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, ray_session
 
     folder = storage_root(args.dir)
     spec, settings = load_sweep(folder)
     settings["trial_prefix"] = trial_prefix(folder, settings)
     tracking.check(spec.tracking, folder)
+    check_auth(args.address)
     out = sys.stdout
     view = make_view(spec, out if args.json_log else None, args.summary_every)
     with json_only_stdout(args.json_log), ray_session(args.address):
+        check_fits(spec, embedded=not args.address)
         results = build_tuner(spec, settings, callbacks=[view]).fit()
     return finish(results, folder, spec, out if args.json_log else None)
 
@@ -170,6 +174,7 @@ def finish(results, folder: str, spec, json_out=None) -> int:
             events.emit(json_out, "trial_failed", trial=name, error=last)
         else:
             print(f"ablate: trial {name} failed: {last}", file=sys.stderr)
+    code = 1 if failed else 0
     with tempfile.TemporaryDirectory(prefix="ablate-report-") as tmp:
         local = copy_folder(join(folder, "curves"), Path(tmp) / "curves") if is_uri(folder) else folder
         try:
@@ -177,14 +182,22 @@ def finish(results, folder: str, spec, json_out=None) -> int:
                                   baseline=spec.baseline)
         except INPUT_ERRORS as e:
             print(f"ablate: no report: {e}", file=sys.stderr)
-            return 1
-    for line in warning_lines(report):
-        print(line, file=sys.stderr)
-    if json_out:
-        events.emit(json_out, "report", report=report.to_dict())
-    else:
-        write_report(report, sys.stdout, "table")
-    return 1 if failed else 0
+            report, code = None, 1
+    if report is not None:
+        for line in warning_lines(report):
+            print(line, file=sys.stderr)
+        if json_out:
+            events.emit(json_out, "report", report=report.to_dict())
+        else:
+            write_report(report, sys.stdout, "table")
+    ended = results.num_terminated + results.num_errors
+    if ended < spec.size:  # Ctrl-C: Tune ends the run early and returns what it has
+        if json_out:
+            events.emit(json_out, "interrupted", ended=ended, trials=spec.size)
+        print(f"ablate: interrupted: {ended} of {spec.size} trials ended, {spec.size - ended} "
+              f"not run or unfinished; finish with `ablate resume {folder}`", file=sys.stderr)
+        return 130
+    return code
 
 
 def add_commands(sub) -> None:

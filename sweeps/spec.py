@@ -137,6 +137,8 @@ def step_budget(config: dict[str, Any]) -> int:
 def load_toml(path: str | Path) -> dict[str, Any]:
     """A spec file's TOML tables; a missing, unreadable or malformed file -> SpecError."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO would block
+        raise SpecError(f"{path}: not a regular file")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -264,7 +266,12 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             where = f"axes.{key}" if key in axes else f"fixed.{key}" if key in fixed else key
             fail(where, why + (f" (in trial {_describe(trial, axes)})" if axes else ""))
     if stopping is not None and stopping.kind == "asha":
-        longest = max(spec.train_config(t).num_iterations for t in spec.trials())
+        budgets = {spec.train_config(t).num_iterations for t in spec.trials()}
+        if len(budgets) > 1:
+            fail("early_stopping.kind", f"'asha' compares trials at the same step, but the grid "
+                 f"has {len(budgets)} step budgets ({', '.join(map(str, sorted(budgets)))}), whose "
+                 "lr cooldowns differ; use kind = 'same_budget'")
+        longest = max(budgets)
         if stopping.grace_steps > longest:
             fail("early_stopping.grace_steps", f"{stopping.grace_steps} is beyond the longest "
                  f"trial ({longest} steps)")
@@ -289,6 +296,12 @@ def _axis_values(name: str, values: Any, fail) -> list[Any]:
     if isinstance(values, list):
         if not values:
             fail(where, "must be a non-empty list of values or a range {start, stop, step}")
+        seen = []
+        for value in values:  # (lists of lists are not hashable: compare, don't hash)
+            if value in seen and type(value) is type(seen[seen.index(value)]):
+                fail(where, f"repeats the value {value!r} (the same trial twice is one replicate "
+                     "counted twice; use seeds for replicates)")
+            seen.append(value)
         return values
     if not isinstance(values, dict):
         fail(where, f"must be a list of values or a range {{start, stop, step}}, got {values!r}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.sweeps import states
-from ablate.sweeps.spec import BUILTIN_DATA, SweepSpec
+from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec
 from ablate.sweeps.storage import (
     curve_files,
     curve_points,
@@ -58,6 +58,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():
         yield
         return
+    check_auth(address)
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -69,12 +70,34 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
 
 
+def check_auth(address: str | None) -> None:
+    """The embedded Ray keeps Ray's token authentication on: refuse to start without it."""
+    if not address and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        raise SpecError("RAY_AUTH_MODE=disabled: the embedded Ray keeps token authentication "
+                        "on (its servers listen on every interface); unset it")
+
+
 def trial_resources() -> dict[str, float]:
     """What a trial's driver reserves: a trial slot where the cluster declares them (the
     embedded Ray does), else a sliver of CPU (Ray refuses a zero-resource trial)."""
     import ray
 
     return {TRIAL_SLOT: 1} if ray.cluster_resources().get(TRIAL_SLOT) else {"CPU": 0.01}
+
+
+def check_fits(spec: SweepSpec, embedded: bool) -> None:
+    """Refuse a trial whose gang can never be placed: more CPUs or GPUs than the whole
+    embedded Ray has (on a cluster, which may grow, Tune waits and the view says so)."""
+    import ray
+
+    res, total = spec.resources, ray.cluster_resources()
+    for kind, per_worker in (("CPU", res.cpus_per_worker), ("GPU", res.gpus_per_worker)):
+        need = res.workers * per_worker
+        if embedded and need > total.get(kind, 0):
+            raise SpecError(f"{spec.source}: resources: a trial needs {need:g} {kind}s "
+                            f"({res.workers} workers x {per_worker:g}), this machine's Ray has "
+                            f"{total.get(kind, 0):g}; lower resources.workers or "
+                            f"resources.{kind.lower()}s_per_worker, or join a cluster (--address)")
 
 
 def concurrent_trials(spec: SweepSpec) -> int:

@@ -36,6 +36,13 @@ def shards(**bad: bytes) -> Callable[[Path], list[str]]:
     return make
 
 
+def fifo(tmp: Path) -> list[str]:
+    import os
+
+    os.mkfifo(tmp / "s.toml")  # reading it would block for ever
+    return ["sweep", str(tmp / "s.toml")]
+
+
 def header(magic=20240520, version=1, n=100) -> bytes:
     h = np.zeros(256, dtype=np.int32)
     h[:3] = magic, version, n
@@ -99,6 +106,24 @@ CASES = {
                                 "fixed.token_lambda_init"),
     "spec unknown model field": (spec(SPEC_OK + "[fixed]\nwarp = 9\n"), "fixed.warp"),
     "spec heads do not divide": (spec(SPEC_OK + "[fixed]\nn_head = 3\n"), "fixed.n_head"),
+    "spec repeated axis value": (spec(SPEC_OK + "[axes]\nextra_embeddings = [0, 0]\n"),
+                                 "axes.extra_embeddings: repeats the value 0"),
+    "spec asha over budgets": (spec(SPEC_OK + "[axes]\nnum_iterations = [10, 20]\n"
+                                    "[early_stopping]\nkind = 'asha'\n"), "early_stopping.kind"),
+    "spec target nan": (spec(SPEC_OK + "target = nan\n"), "sweep.target: must be a finite number"),
+    "spec target inf": (spec(SPEC_OK + "target = inf\n"), "sweep.target: must be a finite number"),
+    "spec baseline not an axis": (spec(SPEC_OK + "baseline = {extra_embeddings = 0}\n"),
+                                  "sweep.baseline.extra_embeddings: not an axis"),
+    "spec baseline off the grid": (spec(SPEC_OK + "baseline = {extra_embeddings = 3}\n"
+                                        "[axes]\nextra_embeddings = [0, 1]\n"), "not among the axis values"),
+    "spec gpu memory zero": (spec(SPEC_OK + "[resources]\ngpu_memory_gb = 0\n"),
+                             "resources.gpu_memory_gb"),
+    "spec over the GPU memory": (spec(SPEC_OK + 'preset = "medium"\n[resources]\nworkers = 1\n'
+                                      "gpus_per_worker = 1\n[fixed]\nmicro_tokens = 524288\n"),
+                                 "resources.gpu_memory_gb"),
+    "spec gang larger than the machine": (spec(SPEC_OK + "[resources]\ncpus_per_worker = 512\n"),
+                                          "a trial needs 1024 CPUs"),
+    "spec is a FIFO": (fifo, "not a regular file"),
     # --- CLI flags ------------------------------------------------------------------------
     "unknown command": (files(["frobnicate"]), "invalid choice"),
     "train unknown field": (files(["train", "-s", "foo=1"]), "foo: unknown field"),
@@ -144,7 +169,7 @@ CASES = {
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file()}
+            for p in folder.rglob("*") if p.is_file() or p.is_fifo()}
 
 
 def run(argv: list[str]) -> int:
@@ -189,3 +214,11 @@ def test_existing_outputs_are_never_overwritten(tmp_path, capsys, data_dir):
     assert written.stat().st_mtime_ns == stamp
     assert "refusing to overwrite" in capsys.readouterr().err
     assert run(["data", "builtin", "--out", str(data_dir)]) == 2
+
+
+def test_the_embedded_ray_refuses_to_start_without_token_auth(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    (tmp_path / "s.toml").write_text(SPEC_OK)
+    assert run(["sweep", str(tmp_path / "s.toml"), "--storage", str(tmp_path / "runs")]) == 2
+    assert "RAY_AUTH_MODE=disabled" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

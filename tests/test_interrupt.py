@@ -1,0 +1,70 @@
+"""Ctrl-C in the middle of a sweep, then the folder moved elsewhere: the interrupted driver
+exits 130 saying how to resume, and `ablate resume` on the moved folder finishes every trial
+in place, each curve once, unfinished trials continuing from their checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+
+SPEC = """
+[sweep]
+name = "ctrl-c"
+data = "{data}"
+
+[resources]
+workers = 1
+
+[fixed]
+num_iterations = 32
+val_every = 4
+checkpoint_every = 4
+batch_size = 2
+val_tokens = 1024
+
+[axes]
+lr_head = [0.008, 0.006, 0.004]
+"""
+
+
+def ablate(*args: str, **kw) -> subprocess.Popen:
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ablate.sweeps.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(data=data_dir))
+    first = ablate("sweep", str(spec), "--storage", str(tmp_path / "runs"), "--json-log")
+    for line in first.stdout:  # interrupt once a trial has ended and the others have not
+        event = json.loads(line)
+        if event["event"] == "trial_end":
+            done = event["trial_id"]
+            first.send_signal(signal.SIGINT)
+            break
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 130, err[-2000:]
+    assert "ablate: interrupted:" in err and "ablate resume" in err
+    assert json.loads(out.splitlines()[-1])["event"] == "interrupted"
+
+    moved = tmp_path / "elsewhere" / "ctrl-c"
+    moved.parent.mkdir()
+    (tmp_path / "runs" / "ctrl-c").rename(moved)
+    finished = (moved / "curves" / f"{done}.parquet").stat().st_mtime_ns
+    second = ablate("resume", str(moved), "--json-log")
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-2000:]
+    assert not (tmp_path / "runs" / "ctrl-c").exists()  # nothing went back to the old place
+    assert (moved / "curves" / f"{done}.parquet").stat().st_mtime_ns == finished  # not retrained
+    curves = sorted((moved / "curves").glob("*.parquet"))
+    assert len(curves) == 3
+    for path in curves:
+        rows = pq.read_table(path).to_pylist()
+        assert [r["step"] for r in rows] == list(range(0, 33, 4)), path.name  # once each
+        assert rows[-1]["status"] == "completed"
