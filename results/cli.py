@@ -22,7 +22,7 @@ import numpy as np
 from ablate.results import render
 from ablate.results.compare import BaselineChoice
 from ablate.results.curves import CurveError, read_curve
-from ablate.results.errors import InputError
+from ablate.results.errors import InputError, run_command
 from ablate.results.logs import import_logs, to_record_log
 from ablate.results.report import build_report, jsonable
 from ablate.results.stats import summarize, ttest_less
@@ -165,10 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_commands(parser.add_subparsers(dest="command", required=True))
     try:
         args = parser.parse_args(argv)
-        return int(args.func(args))
-    except INPUT_ERRORS as e:
+    except INPUT_ERRORS as e:  # a type= converter's refusal
         print(f"ablate: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    return run_command(args, INPUT_ERRORS)
 
 
 def _column_list(text: str) -> tuple[str, ...]:

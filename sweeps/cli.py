@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     import ablate.results.cli
     import ablate.sweeps.search.cli
     import ablate.trainer.cli
+    from ablate.results.errors import run_command
 
     parser = Parser(prog="ablate", description="Ablation sweeps for LLM speedrun research.")
     parser.add_argument("--version", action="version", version=f"ablate {version()}")
@@ -286,10 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ablate.analysis.cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
-    except input_errors() as e:
-        print(f"ablate: {e}", file=sys.stderr)
-        return 2
+        return run_command(args, input_errors())
     except KeyboardInterrupt:
         print("ablate: interrupted", file=sys.stderr)
         return 130

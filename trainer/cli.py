@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -150,11 +149,9 @@ def input_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ablate.results.errors import run_command
+
     parser = argparse.ArgumentParser(prog="python -m ablate.trainer")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except input_errors() as e:
-        print(f"ablate: {e}", file=sys.stderr)
-        return 2
+    return run_command(args, input_errors())
