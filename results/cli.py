@@ -42,7 +42,7 @@ def add_commands(subparsers: Any) -> None:
                     "P(non-dominated), and differences from a baseline config.")
     report.add_argument("dirs", nargs="+", metavar="DIR",
                         help="storage roots (searched for **/curves/*.parquet) or curve files")
-    report.add_argument("--target", type=float,
+    report.add_argument("--target", type=finite,
                         help="target val loss (e.g. 2.92, 3.28); default: the sweep's")
     report.add_argument("--alpha", type=float, default=0.05,
                         help="significance level of the tests and intervals (default 0.05)")
@@ -69,7 +69,7 @@ def add_commands(subparsers: Any) -> None:
         description="n, mean, median, std, min, max and the one-sided t-test that the mean "
                     "is below the target (scipy.stats.ttest_1samp, alternative='less').")
     stats.add_argument("values", nargs="+", type=float, metavar="VALUE")
-    stats.add_argument("--target", type=float, required=True)
+    stats.add_argument("--target", type=finite, required=True)
     stats.add_argument("--alpha", type=float, default=0.05)
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=run_stats)
@@ -151,6 +151,17 @@ def run_export_log(args: argparse.Namespace) -> int:
 
 class UsageError(InputError):
     """An argparse error (bad option or value) under `main`, reported as one line."""
+
+
+def finite(text: str) -> float:
+    """A finite number: a target of inf or nan would make every mean "below" it, or none."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+finite.__name__ = "finite number"  # what argparse's message calls the expected type
 
 
 class _Parser(argparse.ArgumentParser):

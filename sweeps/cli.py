@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
 def cmd_sweep(args) -> int:
     from ablate.sweeps.plan import check_memory
     from ablate.sweeps.spec import load_spec
-    from ablate.sweeps.storage import is_stored, join, storage_root
+    from ablate.sweeps.storage import is_stored, is_uri, join, storage_root
     from ablate.trainer.cli import parse_assignments
 
     if args.max_trials < 1:
@@ -39,6 +39,8 @@ def cmd_sweep(args) -> int:
     settings |= tracking_settings(args)
     spec = load_spec(args.spec, max_trials=None if args.yes else args.max_trials, settings=settings)
     storage = storage_root(args.storage or spec.storage)
+    if not is_uri(storage) and Path(storage).exists() and not Path(storage).is_dir():
+        raise SpecError(f"{storage}: the storage root is a file, not a folder")
     folder = join(storage, spec.name)
     if args.dry_run:
         from rich.console import Console

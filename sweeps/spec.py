@@ -205,13 +205,15 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
              "(it names a folder under the storage root)")
     seeds = sweep.get("seeds", 1)
     if isinstance(seeds, int):
-        if seeds < 1:
-            fail("sweep.seeds", f"a count must be >= 1, got {seeds}")
+        if not 1 <= seeds <= MAX_AXIS_VALUES:
+            fail("sweep.seeds", f"a count must be in 1..{MAX_AXIS_VALUES:,}, got {seeds}")
         seeds = list(range(seeds))
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         fail("sweep.seeds", f"must be a count or a non-empty list of non-negative integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         fail("sweep.seeds", "repeats a seed")
+    if len(seeds) > MAX_AXIS_VALUES or max(seeds) >= 2**63:
+        fail("sweep.seeds", f"at most {MAX_AXIS_VALUES:,} seeds, each below 2^63")
     if "storage" in sweep and not sweep["storage"].strip():
         fail("sweep.storage", "must be a path or a URI, got an empty string")
     if res.get("workers", 2) < 1:

@@ -266,7 +266,11 @@ def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
             raise SpecError(f"{spec.source}: sweep.data: {e}") from None
         return folder
     folder = builtin_folder(storage)
-    ensure_builtin(folder)
+    try:
+        ensure_builtin(folder)
+    except OSError as e:  # a read-only or full storage root
+        raise SpecError(f"{folder}: cannot prepare the built-in corpus there "
+                        f"({e.strerror or e})") from None
     return folder
 
 

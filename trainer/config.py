@@ -100,6 +100,8 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"{name}: {why}")
 
+        need(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed",
+             f"must be an integer in 0..2^63-1 (torch's seed range), got {self.seed!r}")
         for name in ("num_iterations", "tokens_per_step", "val_every", "val_tokens", "val_seq_len",
                      "muon_momentum_warmup"):
             v = getattr(self, name)
