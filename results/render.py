@@ -23,6 +23,7 @@ from ablate.results.configs import config_label, display
 from ablate.results.report import ConfigResult, Report
 from ablate.results.stats import Summary, TTest
 
+TITLE_FIELDS = 8  # constant fields named in a table's title; JSON has them all
 BUDGET_ROWS = 12  # rows of the best-loss-within-budget table (thinned evenly)
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -68,8 +69,11 @@ def title(report: Report) -> str:
     if report.by is not None:
         text += f" pooled by {', '.join(report.by)}"
     if report.fixed and report.configs:
-        text += " (" + ", ".join(f"{k}={'None' if v is None else display(v)}"
-                                 for k, v in report.fixed.items()) + ")"
+        shown = [f"{k}={'None' if v is None else display(v)}"
+                 for k, v in list(report.fixed.items())[:TITLE_FIELDS]]
+        more = len(report.fixed) - len(shown)
+        text += " (" + ", ".join(shown) + (f", and {more} more fields the same in every "
+                                            "config: --format json lists them" if more else "") + ")"
     if report.duplicates:
         count = len(report.duplicates)
         text += f"; {count} seed{'s' if count > 1 else ''} of a config ran more than once " \
