@@ -30,6 +30,7 @@ from ablate.results.stats import summarize, ttest_less
 INPUT_ERRORS: tuple[type[Exception], ...] = (CurveError, InputError)
 FORMATS = render.FORMATS
 PLOT_FORMATS = ("png", "pdf", "svg")
+MAX_RESAMPLES = 100_000  # P(non-dominated) to ~0.003; more only costs time and memory
 
 
 def add_commands(subparsers: Any) -> None:
@@ -95,8 +96,8 @@ def run_report(args: argparse.Namespace) -> int:
     """Validate every option, build the report, refuse existing plot files, then print and
     draw: nothing is written when any input is bad."""
     _check_alpha(args.alpha)
-    if args.resamples < 1:
-        raise InputError(f"--resamples: must be at least 1, not {args.resamples}")
+    if not 1 <= args.resamples <= MAX_RESAMPLES:
+        raise InputError(f"--resamples: must be in 1..{MAX_RESAMPLES:,}, not {args.resamples}")
     if args.dpi is not None and not 10 <= args.dpi <= 2400:
         raise InputError(f"--dpi: must be between 10 and 2400, not {args.dpi}")
     if args.plot is not None:

@@ -100,6 +100,8 @@ def import_logs(files: Sequence[str | os.PathLike], out: str | os.PathLike,
     jobs = []
     targets: dict[Path, Path] = {}
     for file in map(Path, files):
+        if file.exists() and not file.is_file():  # a folder, or a FIFO that would block
+            raise InputError(f"{file}: not a regular file")
         try:
             data = file.read_bytes()
         except OSError as e:

@@ -43,6 +43,13 @@ def fifo(tmp: Path) -> list[str]:
     return ["sweep", str(tmp / "s.toml")]
 
 
+def log_fifo(tmp: Path) -> list[str]:
+    import os
+
+    os.mkfifo(tmp / "a.txt")
+    return ["import-logs", str(tmp / "a.txt"), "--out", str(tmp / "o")]
+
+
 def header(magic=20240520, version=1, n=100) -> bytes:
     h = np.zeros(256, dtype=np.int32)
     h[:3] = magic, version, n
@@ -77,6 +84,12 @@ def curve_file(tmp: Path, version: int = SCHEMA_VERSION, foreign: bool = False) 
 def parquet(**kw) -> Callable[[Path], list[str]]:
     def make(tmp: Path) -> list[str]:
         return ["report", str(curve_file(tmp, **kw))]
+    return make
+
+
+def parquet_with(flags: list[str]) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        return ["report", str(curve_file(tmp)), *flags]
     return make
 
 
@@ -133,6 +146,13 @@ CASES = {
     "train negative seed": (files(["train", "-s", "seed=-1"]), "seed: must be an integer"),
     "stats target nan": (files(["stats", "--target", "nan", "1", "2"]), "--target"),
     "report target inf": (files(["report", "{tmp}", "--target", "inf"]), "--target"),
+    "report resamples unbounded": (parquet_with(["--resamples", "1000000000000"]), "--resamples"),
+    "log is a FIFO": (log_fifo, "not a regular file"),
+    "data builtin over a meta.json": (files(["data", "builtin", "--out", "{tmp}/d"], **{"d__meta.json": "{}"}),
+                                      "refusing to overwrite"),
+    "text the same file twice": (files(["data", "prepare", "--text", "{tmp}/t.txt", "{tmp}/t.txt",
+                                        "--out", "{tmp}/d"], **{"t.txt": "one document\n"}),
+                                 "need at least 2 documents"),
     # --- CLI flags ------------------------------------------------------------------------
     "unknown command": (files(["frobnicate"]), "invalid choice"),
     "train unknown field": (files(["train", "-s", "foo=1"]), "foo: unknown field"),

@@ -82,3 +82,16 @@ def test_training_reads_the_device_only_at_checks_and_validations(data_dir, monk
     monkeypatch.setattr(_Run, "train_loss", counted)
     train(tiny(data_dir, num_iterations=12, val_every=6, nan_check_every=4))
     assert reads == [4, 6, 8, 12]
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, data_dir, capsys):
+    from ablate.sweeps.cli import main
+
+    common = ["train", "--data", str(data_dir), "-s", "num_iterations=8", "-s", "val_every=4",
+              "-s", "checkpoint_every=4", "-s", "tokens_per_step=256", "-s", "val_tokens=1024"]
+    assert main([*common, "--out", str(tmp_path / "a.parquet"),
+                 "--checkpoint-dir", str(tmp_path / "ck")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b.parquet"), "--resume", str(tmp_path / "ck"),
+                 "-s", "lr_head=0.001"]) == 2
+    assert "resume: the checkpoint is of another config (lr_head" in capsys.readouterr().err
+    assert not (tmp_path / "b.parquet").exists()

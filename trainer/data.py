@@ -165,8 +165,10 @@ def prepare(documents: Sequence[tuple[str, str]], out: str | os.PathLike, *,
     """Split documents (whole documents held out, spread over the corpus, to ~val_fraction),
     tokenise to bytes, write train/val shards and a meta.json recording the corpus hash."""
     out = Path(out)
-    if out.exists() and any(out.glob("*.bin")):
-        raise DataError(f"{out}: already holds shards; refusing to overwrite (choose another --out)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out}: already exists and is not an empty folder; refusing to "
+                        "overwrite (choose another --out)")
+    documents = _distinct(documents)
     if len(documents) < 2:
         raise DataError(f"{source or out}: need at least 2 documents (one for validation)")
     train, val, seen, held = [], [], 0, 0
@@ -214,6 +216,17 @@ def ensure_builtin(folder: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _distinct(documents: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The documents with repeats of an earlier one's text left out: a document in both
+    train and val would make the validation loss a training loss."""
+    seen, out = set(), []
+    for name, text in documents:
+        if text not in seen:
+            seen.add(text)
+            out.append((name, text))
+    return out
 
 
 def text_documents(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:

@@ -282,6 +282,7 @@ class _Run:
                     config=json.dumps(self.cfg.to_flat(), default=str))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.check_same_config(state.get("config"))
         self.model.load_state_dict(state["model"])
         for opt, s in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(s)
@@ -292,6 +293,26 @@ class _Run:
         self.stream.position = StreamPosition(**state["stream"])
         self.restarts = list(state.get("restarts", []))
         torch.set_rng_state(state["rng"])
+
+    # Fields that place a run rather than define it: a checkpoint resumes across them (another
+    # folder, another worker count: the same math, see micro-steps).
+    PLACEMENT = frozenset({"out", "data", "sweep", "trial_id", "workers", "checkpoint_every",
+                           "save_weights", "device"})
+
+    def config_json(self) -> str:
+        return json.dumps(self.cfg.to_flat(), default=str, sort_keys=True)
+
+    def check_same_config(self, saved: str | None) -> None:
+        """Refuse to continue a checkpoint of another config: its curve would splice two runs."""
+        if saved is None:  # a checkpoint from before configs were kept in it
+            return
+        old, new = json.loads(saved), json.loads(self.config_json())
+        differ = sorted(k for k in old.keys() | new.keys()
+                        if k not in self.PLACEMENT and old.get(k) != new.get(k))
+        if differ:
+            shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in differ[:3])
+            raise ConfigError(f"resume: the checkpoint is of another config ({shown}"
+                              f"{', ...' if len(differ) > 3 else ''})")
 
     def checkpoint(self) -> Path | None:
         """Every rank joins in; rank 0 saves the whole state into a fresh folder, which the
