@@ -121,6 +121,13 @@ def check_sweep_meta(value: Any, where: str = "meta") -> dict[str, Any]:
     return out
 
 
+def default_mode() -> int:
+    """The mode a new file gets from the user's umask, as any other tool would create it."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
                 meta: Mapping[str, Any] | None = None) -> Path:
     """Write atomically: a temp file in the same folder, fsync, then rename over the target.
@@ -134,6 +141,7 @@ def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, default_mode())  # mkstemp's 0600 would hide curves from teammates
         with os.fdopen(fd, "wb") as f:
             pq.write_table(table, f)
             f.flush()

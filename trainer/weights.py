@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ablate.results.curves import default_mode
+
 FORMAT_KEY = "ablate.weights"  # metadata: the format version of the file
 CONFIG_KEY = "ablate.config"  # metadata: JSON of the trial's full config (TrainConfig.to_flat)
 FORMAT_VERSION = "1"
@@ -78,6 +80,7 @@ def save_weights(path: str | os.PathLike, state: Mapping[str, Any],
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, default_mode())  # the user's umask, not mkstemp's 0600
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
