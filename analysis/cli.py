@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PLOT_FORMATS = ("png", "pdf", "svg")
+from ablate.results.render import PLOT_FORMATS
 
 
 def add_commands(subparsers: Any) -> None:
@@ -49,24 +49,21 @@ def _positive(text: str) -> int:
 
 
 def run_inspect(args) -> int:
-    import torch
-
     from ablate.analysis.inspection import inspect
-    from ablate.analysis.plots import write_plots
     from ablate.analysis.render import write_inspection
     from ablate.analysis.trials import load_trials
 
-    with torch.no_grad():
-        trials, problems = load_trials(args.paths)
-        insp = inspect(trials, problems, data=args.data, tokens=args.tokens,
-                       max_tokens=args.max_tokens, max_rows=args.max_rows)
+    trials, problems = load_trials(args.paths)  # the lens functions run under no_grad
+    insp = inspect(trials, problems, data=args.data, tokens=args.tokens,
+                   max_tokens=args.max_tokens, max_rows=args.max_rows)
     for line in insp.problems:
         print(f"ablate: skipped {line}", file=sys.stderr)
     if not insp.trials:
         print("ablate: no trial could be read", file=sys.stderr)
         return 2
-    if args.plot is not None:
-        from ablate.analysis.plots import check_free
+    if args.plot is not None:  # matplotlib only when asked
+        from ablate.analysis.plots import check_free, write_plots
+
         check_free(insp, args.plot, args.plot_format)
     write_inspection(insp, sys.stdout, args.format)
     if args.plot is not None:

@@ -10,12 +10,13 @@ import json
 import math
 from typing import Any, TextIO
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from ablate.analysis.inspection import LAYER, LENS, Inspection, TrialResult, table_names
 from ablate.results.configs import display
+from ablate.results.render import md_table
+from ablate.results.report import jsonable
 
 FORMATS = ("table", "markdown", "json")
 Section = tuple[str, list[str], list[list[str]]]
@@ -159,20 +160,14 @@ def _pm(mean: float, std: float, decimals: int = 3) -> str:
     return text if math.isnan(std) else f"{text} ± {std:.{decimals}f}"
 
 
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-    return "\n".join([line(headers), line(["---"] * len(headers))] + [line(r) for r in rows])
-
-
 def to_json(insp: Inspection) -> dict[str, Any]:
     return dict(
-        fields=list(insp.fields), fixed=_clean(insp.fixed), problems=insp.problems,
+        fields=list(insp.fields), fixed=jsonable(insp.fixed), problems=insp.problems,
         metrics=dict(tables=list(LENS), layers=list(LAYER)),
-        configs=[dict(number=c + 1, key=_clean(config.key), label=config.label,
+        configs=[dict(number=c + 1, key=jsonable(config.key), label=config.label,
                       trials=[insp.trials[i].trial.trial_id for i in config.members],
-                      mean={k: _clean(v) for k, v in config.mean.items()},
-                      std={k: _clean(v) for k, v in config.std.items()})
+                      mean={k: jsonable(v) for k, v in config.mean.items()},
+                      std={k: jsonable(v) for k, v in config.std.items()})
                  for c, config in enumerate(insp.configs)],
         trials=[trial_json(t) for t in insp.trials])
 
@@ -182,13 +177,13 @@ def trial_json(t: TrialResult) -> dict[str, Any]:
     return dict(
         trial_id=t.trial.trial_id, seed=t.trial.seed, config=t.config + 1,
         curve=str(t.trial.curve), weights=str(t.trial.weights), data=t.data,
-        val_loss=_clean(t.trial.val_loss), streams=t.streams, reference=_clean(t.reference),
-        mixing=_clean(t.mixing), net_weights=_clean(t.net),
-        tables={name: dict(zip(LENS, _clean(row))) for name, row in
+        val_loss=jsonable(t.trial.val_loss), streams=t.streams, reference=jsonable(t.reference),
+        mixing=jsonable(t.mixing), net_weights=jsonable(t.net),
+        tables={name: dict(zip(LENS, jsonable(row))) for name, row in
                 zip(table_names(len(t.tables)), t.tables)},
-        layers=[{name: dict(zip(LAYER, _clean(cell))) for name, cell in
+        layers=[{name: dict(zip(LAYER, jsonable(cell))) for name, cell in
                  zip(table_names(len(layer)), layer)} for layer in t.layers],
-        all_paths=dict(zip(LENS, _clean(t.direct))),
+        all_paths=dict(zip(LENS, jsonable(t.direct))),
         neighbours={f"x0{j}": {decode(tok): [[n, decode(n), cos] for n, cos in near]
                                for tok, near in found.items()}
                     for j, found in enumerate(t.neighbours)},
@@ -197,16 +192,3 @@ def trial_json(t: TrialResult) -> dict[str, Any]:
             for ends in t.token_lambdas])
 
 
-def _clean(value: Any) -> Any:
-    """JSON-able: arrays as lists, NaN and infinities as null."""
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

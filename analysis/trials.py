@@ -19,7 +19,7 @@ import torch
 
 from ablate.model.config import ConfigError, GPTConfig
 from ablate.model.gpt import GPT
-from ablate.results.curves import SWEEP_KEY, CurveError, read_curve, trial_meta
+from ablate.results.curves import SWEEP_KEY, CurveError, meta_of, read_curve
 from ablate.results.errors import InputError
 from ablate.results.load import find_curves
 from ablate.trainer.weights import SUFFIX, WeightsError, curve_of, load_weights, weights_path
@@ -80,11 +80,13 @@ def build_model(state: dict[str, torch.Tensor], cfg: GPTConfig, path: Path) -> G
 
 def load_trial(curve: Path) -> Trial:
     """A trial from its curve; CurveError or WeightsError (one line) if it cannot be read."""
-    rows = read_curve(curve).to_pylist()
+    table = read_curve(curve)  # read once: its rows and its footer's metadata
+    meta = meta_of(table.schema)
+    rows = table.select(["step", "status", "val_loss", "params"]).to_pylist()
     if not rows:
         raise CurveError(f"{curve}: empty curve")
     last = max(rows, key=lambda r: r["step"])
-    config = trial_meta(curve).get("config")
+    config = meta.get("config")
     if not isinstance(config, dict):
         raise CurveError(f"{curve}: no trial config in its metadata")
     weights = weights_path(curve)
@@ -95,7 +97,7 @@ def load_trial(curve: Path) -> Trial:
         cfg = model_config(config)
     except (ConfigError, TypeError) as e:
         raise CurveError(f"{curve}: its config does not make a model ({e})") from None
-    sweep = trial_meta(curve).get(SWEEP_KEY) or {}
+    sweep = meta.get(SWEEP_KEY) or {}
     axes = [a for a in sweep.get("axes", []) if isinstance(a, str)]
     params = last["params"] or json.dumps(config, default=str)
     return Trial(curve=curve, weights=weights, config=config, params=params, axes=axes,

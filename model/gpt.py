@@ -33,17 +33,19 @@ def norm(x: torch.Tensor) -> torch.Tensor:
 
 # --- rotary ----------------------------------------------------------------------------------
 
-def rotary_frequencies(head_dim: int, min_freq: float) -> torch.Tensor:
+def rotary_frequencies(head_dim: int, min_freq: float, device=None) -> torch.Tensor:
     """Half-truncated rotary: head_dim/4 frequencies from 1 down to min_freq, then as many
-    zeros (those dimension pairs are not rotated)."""
-    freqs = min_freq ** torch.linspace(0, 1, steps=head_dim // 4, dtype=torch.float32)
+    zeros (those dimension pairs are not rotated). Made on `device`: a copy from the host
+    would make every forward wait for the GPU."""
+    freqs = min_freq ** torch.linspace(0, 1, steps=head_dim // 4, dtype=torch.float32,
+                                       device=device)
     return torch.cat([freqs, freqs.new_zeros(head_dim // 4)])
 
 
 def rotary_tables(T: int, cfg: GPTConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of position x frequency, (T, head_dim/2), fp32; positions are absolute in
     the stream (not reset at document starts)."""
-    freqs = rotary_frequencies(cfg.head_dim, cfg.rotary_min_freq).to(device)
+    freqs = rotary_frequencies(cfg.head_dim, cfg.rotary_min_freq, device)
     angles = torch.outer(torch.arange(T, dtype=torch.float32, device=device), freqs)
     return angles.cos(), angles.sin()
 

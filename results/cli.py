@@ -29,7 +29,7 @@ from ablate.results.stats import summarize, ttest_less
 
 INPUT_ERRORS: tuple[type[Exception], ...] = (CurveError, InputError)
 FORMATS = render.FORMATS
-PLOT_FORMATS = ("png", "pdf", "svg")
+PLOT_FORMATS = render.PLOT_FORMATS
 MAX_RESAMPLES = 100_000  # P(non-dominated) to ~0.003; more only costs time and memory
 
 
@@ -116,9 +116,9 @@ def run_report(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     render.write_report(report, sys.stdout, args.format)
     if plots is not None:
-        from ablate.results.plots import write_plots
+        from ablate.results.plots import draw_plots
 
-        paths = write_plots(report, args.plot, args.plot_format, args.dpi, args.lambdas)
+        paths = draw_plots(plots, args.plot, args.dpi)
         print(f"ablate: wrote {len(paths)} plots to {args.plot}", file=sys.stderr)
     return 0
 

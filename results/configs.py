@@ -130,7 +130,7 @@ def shown_fields(keys: Sequence[dict[str, Any]], order: Sequence[str],
         return tuple(varying), fixed
     along = list(zip(*(values[a] for a in shown_axes)))
     others = [f for f in varying if f not in shown_axes
-              and not _determined(along, values[f])]
+              and not determined(along, values[f])]
     return tuple(shown_axes + others), fixed
 
 
@@ -215,7 +215,7 @@ def _varies(values: Sequence[Any]) -> bool:
     return len(set(map(_hashable, values))) > 1
 
 
-def _determined(along: Sequence[tuple[Any, ...]], values: Sequence[Any]) -> bool:
+def determined(along: Sequence[Any], values: Sequence[Any]) -> bool:
     """Whether `values` is a function of `along` (one value per distinct `along`)."""
     seen: dict[tuple[Any, ...], Any] = {}
     return all(seen.setdefault(a, v) == v for a, v in zip(along, values))

@@ -103,11 +103,6 @@ def find_curves(roots: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Pa
     return sorted(direct.values()), sorted(found.values())
 
 
-def read_table(path: Path, lambdas: bool = True) -> pa.Table:
-    """One curve file as a LOAD_SCHEMA table; CurveError (naming the file) if unreadable."""
-    return read_file(path, lambdas).table
-
-
 def read_file(path: Path, lambdas: bool = True) -> CurveFile:
     """One curve file in the current schema, with its sweep metadata; CurveError names it.
 
@@ -169,11 +164,11 @@ def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
     is a problem too: its rows would otherwise be counted twice.
     """
     direct, found = find_curves(roots)
-    for path in direct:
-        read_table(path, lambdas)  # fail fast, naming the file the user asked for
+    # a file the user named fails fast, naming it; files found in folders are read in parallel
+    named: list[CurveFile | CurveError] = [read_file(path, lambdas) for path in direct]
     paths = direct + found
     with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(lambda path: _try_read(path, lambdas), paths))
+        results = named + list(pool.map(lambda path: _try_read(path, lambdas), found))
 
     tables: list[pa.Table] = []
     files: list[Path] = []

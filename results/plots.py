@@ -20,13 +20,12 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ablate.results.configs import display
+from ablate.results.configs import determined, display
 from ablate.results.errors import InputError
-from ablate.results.render import label
+from ablate.results.render import PLOT_FORMATS, label
 from ablate.results.report import Report
 
 GRID_POINTS = 200
-PLOT_FORMATS = ("png", "pdf", "svg")
 LEGEND_CHARS = 36  # legend labels are cut to this; the table has the full config
 
 
@@ -84,6 +83,11 @@ def write_plots(report: Report, out: str | Path, format: str = "png", dpi: int |
     Refuses, before writing anything, if any of the files exists."""
     plots = plan_plots(report, out, format, lambdas, max_configs)
     check_free(plots)
+    return draw_plots(plots, out, dpi)
+
+
+def draw_plots(plots: Sequence[Plot], out: str | Path, dpi: int | None = None) -> list[Path]:
+    """Draw planned plots (already checked free) into `out`; returns the paths written."""
     Path(out).mkdir(parents=True, exist_ok=True)
     written = [plot.draw(plot.path, dpi) for plot in plots]
     return [p for p in written if p is not None]
@@ -220,7 +224,7 @@ def plot_final_loss(report: Report, field: str, path: Path, dpi: int | None = No
     t-interval error bars (configs with no completed seed are left out)."""
     xs_of = [display(c.key[field]) for c in report.configs]
     others = [f for f in report.fields if f != field
-              and not _follows(xs_of, [display(c.key[f]) for c in report.configs])]
+              and not determined(xs_of, [display(c.key[f]) for c in report.configs])]
     lines: dict[tuple[str, ...], list[int]] = {}
     for i, c in enumerate(report.configs):
         if c.loss["n"] > 0 and c.key[field] is not None:
@@ -252,7 +256,7 @@ def plot_lambdas(report: Report, config: int, path: Path, dpi: int | None = None
     """One config's representative trial (final loss nearest the config's median): one
     panel per mixing weight, a line per layer. None (nothing written) if it logged none."""
     trial = _representative(report, config)
-    steps, lambdas = _lambdas(report, report.table, trial)
+    steps, lambdas = _lambdas(report, trial)
     if lambdas is None:
         return None
     n_weights = lambdas.shape[2]
@@ -279,12 +283,6 @@ def plot_lambdas(report: Report, config: int, path: Path, dpi: int | None = None
     return path
 
 
-def _follows(along: Sequence[str], values: Sequence[str]) -> bool:
-    """Whether `values` is a function of `along` (one value for each value of `along`)."""
-    seen: dict[str, str] = {}
-    return all(seen.setdefault(a, v) == v for a, v in zip(along, values))
-
-
 def _members(report: Report, config: int) -> np.ndarray:
     """Trials to draw for a config: its completed ones, or all of them if none completed."""
     mine = report.groups.index == config
@@ -306,9 +304,9 @@ def _curve(report: Report, trial: int) -> tuple[np.ndarray, np.ndarray]:
     return t.time_s[span], t.val_loss[span]
 
 
-def _lambdas(report: Report, table: pa.Table,
-             trial: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _lambdas(report: Report, trial: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(steps, array [point, layer, weight]) of a trial's logged lambdas; None if none."""
+    table = report.table
     t = report.trials
     span = slice(t.offsets[trial], t.offsets[trial + 1])
     if "lambdas" not in table.column_names:  # loaded without them (load_curves(lambdas=False))

@@ -26,6 +26,7 @@ from ablate.results.stats import Summary, TTest
 TITLE_FIELDS = 8  # constant fields named in a table's title; JSON has them all
 BUDGET_ROWS = 12  # rows of the best-loss-within-budget table (thinned evenly)
 FORMATS = ("table", "markdown", "csv", "json")
+PLOT_FORMATS = ("png", "pdf", "svg")  # here, not in plots: the CLI lists them without matplotlib
 
 
 def write_report(report: Report, stream: TextIO, format: str = "table",
@@ -54,11 +55,6 @@ def warning_lines(report: Report) -> list[str]:
             + [f"ablate: warning: {w}" for w in report.warnings])
 
 
-def varying(report: Report) -> list[str]:
-    """The fields whose value differs between configs (the others go in the title)."""
-    return list(report.fields)
-
-
 def label(report: Report, config: int) -> str:
     """A config's name: its shown fields, `k=v, ...` (or "all" if none vary)."""
     return config_label(report.fields, report.groups.keys[config])
@@ -85,7 +81,7 @@ def title(report: Report) -> str:
 
 def config_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     """(headers, rows) of the config table as display strings."""
-    keys = varying(report)
+    keys = list(report.fields)
     headers = ["#", *keys, "seeds", "val loss", "time (s)"]
     if report.target is not None:
         level = f"{1 - report.alpha:.0%}"
@@ -115,7 +111,7 @@ def baseline_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     """(headers, rows) of the comparison with the baseline: a Welch row per config, and a
     paired row where the seeds pair."""
     level = f"{1 - report.alpha:.0%}"
-    keys = varying(report)
+    keys = list(report.fields)
     headers = ["#", *keys, "test", "n", "Δ loss", f"{level} CI", "p", "Δ time (s)",
                f"{level} CI", "p"]
     rows = []
@@ -154,7 +150,7 @@ def budget_rows(report: Report) -> tuple[list[str], list[list[str]]]:
 
 
 def print_tables(report: Report, console: Console) -> None:
-    shown = list(range(1, len(varying(report)) + 1))
+    shown = list(range(1, len(report.fields) + 1))
     headers, rows = config_rows(report)
     groups = [[headers.index(h) for h in names if h in headers] for names in (
         ["seeds", "val loss", "time (s)"], ["Pareto", "P(nd)", "apart"], headers[-7:-3]
@@ -224,11 +220,11 @@ def _header_width(header: str) -> int:
 
 
 def markdown(report: Report) -> str:
-    parts = [f"**{title(report)}**", "", _md_table(*config_rows(report)), ""]
+    parts = [f"**{title(report)}**", "", md_table(*config_rows(report)), ""]
     if report.baseline is not None:
-        parts += [f"**{baseline_title(report)}**", "", _md_table(*baseline_rows(report)), ""]
+        parts += [f"**{baseline_title(report)}**", "", md_table(*baseline_rows(report)), ""]
     parts += ["**Best val loss within a training-time budget (any curve point)**", "",
-              _md_table(*budget_rows(report))]
+              md_table(*budget_rows(report))]
     return "\n".join(parts) + "\n"
 
 
@@ -303,7 +299,7 @@ def _flat_baseline(vs: dict[str, Any] | None) -> dict[str, Any]:
     return row
 
 
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
     return "\n".join([line(headers), line(["---"] * len(headers)), *map(line, rows)])

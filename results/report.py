@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ablate.results.compare import BaselineChoice, Comparison, compare, find_baseline
+from ablate.results.compare import BaselineChoice, compare, find_baseline
 from ablate.results.configs import Configs, config_label, group_configs
 from ablate.results.errors import InputError
 from ablate.results.load import Loaded, load_curves
@@ -163,9 +163,8 @@ def analyse(source: Loaded | pa.Table, *, target: float | None = None,
         reached = np.bincount(g[hit], minlength=n)
         ttt_sum = summarize(ttt[hit], g[hit], n)
 
-    base, comparison = _baseline(groups, baseline, recorded, warnings)
-    if base is not None:
-        comparison = compare(reps, loss, time, n, base, alpha)
+    base = _baseline(groups, baseline, recorded, warnings)
+    comparison = None if base is None else compare(reps, loss, time, n, base, alpha)
     pairs = list(zip(trials.info["sweep"].to_pylist(), trials.info["trial_id"].to_pylist()))
     names = [f"{s}/{t}" for s, t in pairs]
     files = [str(loaded.trial_files.get(pair, name)) for pair, name in zip(pairs, names)]
@@ -230,19 +229,18 @@ def sweep_defaults(loaded: Loaded) -> SweepDefaults:
 
 
 def _baseline(groups: Configs, given: Any, recorded: SweepDefaults,
-              warnings: list[str]) -> tuple[int | None, Comparison | None]:
+              warnings: list[str]) -> int | None:
     """The baseline config: the given one (errors raise), else the recorded one (errors
     become warnings), else none."""
     if given is not None:
-        return find_baseline(groups, BaselineChoice.of(given, "baseline")), None
+        return find_baseline(groups, BaselineChoice.of(given, "baseline"))
     if recorded.baseline is None:
-        return None, None
+        return None
     try:
-        choice = BaselineChoice.of(recorded.baseline, "the sweep's baseline")
-        return find_baseline(groups, choice), None
+        return find_baseline(groups, BaselineChoice.of(recorded.baseline, "the sweep's baseline"))
     except InputError as e:
         warnings.append(f"{e}; no comparison")
-        return None, None
+        return None
 
 
 def _duplicate_warning(duplicate: dict[str, Any], groups: Configs) -> str:
@@ -265,7 +263,10 @@ def _budget(trials: Trials, groups: Configs) -> list[BudgetPoint]:
 
 
 def jsonable(value: Any) -> Any:
-    """`value` with every NaN or infinite float replaced by None (JSON has neither)."""
+    """`value` with every NaN or infinite float replaced by None (JSON has neither), and
+    numpy arrays and scalars as plain lists and numbers."""
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

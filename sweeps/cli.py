@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ablate.sweeps import events
@@ -70,10 +71,35 @@ def tracking_settings(args) -> dict[str, str]:
 
 
 def run_sweep(spec, storage: str, folder: str, args) -> int:
+    from ablate.sweeps.storage import claim, resolve_data, save_sweep
+    from ablate.sweeps.tuner import trial_settings
+
+    def start() -> dict:
+        settings = trial_settings(spec, storage, resolve_data(spec, storage))
+        claim(folder)  # once Ray is up: a cluster that cannot be reached claims nothing
+        save_sweep(spec, settings)
+        return settings
+
+    return fit(spec, folder, args, start)
+
+
+def cmd_resume(args) -> int:
+    """The same Tuner as `ablate sweep` built, from the spec and settings saved as JSON in the
+    folder: nothing there is unpickled."""
+    from ablate.sweeps.storage import load_sweep, storage_root, trial_prefix
+
+    folder = storage_root(args.dir)
+    spec, settings = load_sweep(folder)
+    settings["trial_prefix"] = trial_prefix(folder, settings)
+    return fit(spec, folder, args, lambda: settings)
+
+
+def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
+    """Check what can be checked before Ray starts, show the sweep, fit its Tuner, report.
+    `settings` runs once Ray is up (a new sweep prepares its data and claims its folder)."""
     from ablate.sweeps import tracking
     from ablate.sweeps.progress import RichView
-    from ablate.sweeps.storage import claim, resolve_data, save_sweep
-    from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, ray_session, trial_settings
+    from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, ray_session
 
     tracking.check(spec.tracking, folder)
     check_auth(args.address)
@@ -84,31 +110,7 @@ def run_sweep(spec, storage: str, folder: str, args) -> int:
                            f"{spec.resources.workers} workers -> {folder}")
     with json_only_stdout(args.json_log), ray_session(args.address):
         check_fits(spec, embedded=not args.address)
-        data = resolve_data(spec, storage)
-        settings = trial_settings(spec, storage, data)
-        claim(folder)  # once Ray is up: a cluster that cannot be reached claims nothing
-        save_sweep(spec, settings)
-        results = build_tuner(spec, settings, callbacks=[view]).fit()
-    return finish(results, folder, spec, out if args.json_log else None)
-
-
-def cmd_resume(args) -> int:
-    """The same Tuner as `ablate sweep` built, from the spec and settings saved as JSON in the
-    folder: nothing there is unpickled."""
-    from ablate.sweeps import tracking
-    from ablate.sweeps.storage import load_sweep, storage_root, trial_prefix
-    from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, ray_session
-
-    folder = storage_root(args.dir)
-    spec, settings = load_sweep(folder)
-    settings["trial_prefix"] = trial_prefix(folder, settings)
-    tracking.check(spec.tracking, folder)
-    check_auth(args.address)
-    out = sys.stdout
-    view = make_view(spec, out if args.json_log else None, args.summary_every)
-    with json_only_stdout(args.json_log), ray_session(args.address):
-        check_fits(spec, embedded=not args.address)
-        results = build_tuner(spec, settings, callbacks=[view]).fit()
+        results = build_tuner(spec, settings(), callbacks=[view]).fit()
     return finish(results, folder, spec, out if args.json_log else None)
 
 
@@ -133,15 +135,15 @@ def cmd_status(args) -> int:
 def make_view(spec, json_out=None, summary_every: float = 30.0):
     """The driver's live view: JSON lines to `json_out`; else bars on a terminal's stderr;
     else (a file, a pipe, a batch job's log) plain timestamped lines on stderr."""
-    from ablate.sweeps.progress import JsonLog, LineLog, RichView, show
+    from ablate.sweeps.progress import JsonLog, LineLog, RichView
 
     steps = sum(spec.train_config(t).num_iterations for t in spec.trials())
     axes = list(spec.axes)
     if json_out:
-        return show(JsonLog(axes, spec.size, steps, spec.name, json_out))
+        return JsonLog(axes, spec.size, steps, spec.name, json_out)
     if sys.stderr.isatty():
-        return show(RichView(axes, spec.size, steps, spec.name))
-    return show(LineLog(axes, spec.size, steps, spec.name, sys.stderr, every=summary_every))
+        return RichView(axes, spec.size, steps, spec.name)
+    return LineLog(axes, spec.size, steps, spec.name, sys.stderr, every=summary_every)
 
 
 @contextlib.contextmanager

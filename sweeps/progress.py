@@ -59,9 +59,8 @@ def _finished_state(trial) -> str:
 class View(Callback):
     """A live view of the sweep, fed by Tune's callback hooks on the driver.
 
-    The Tuner pickles its callbacks into tuner.pkl, but a view belongs to the process that
-    shows it: a view pickles as "the view of this driver", so `ablate resume` shows its own
-    (set with `show`) rather than the one the interrupted driver had."""
+    The Tuner pickles its callbacks into tuner.pkl (which nothing of ours reads back), and a
+    live view holds a terminal and locks: it pickles as an empty view."""
 
     def __init__(self, axes: list[str], trials: int, total_steps: int, clock=time.monotonic):
         self.axes, self.n_trials, self.total_steps = axes, trials, total_steps
@@ -74,7 +73,7 @@ class View(Callback):
         self.t0 = clock()
 
     def __reduce__(self):
-        return (shown, ())
+        return (View, ([], 0, 0))
 
     # --- the tally --------------------------------------------------------------------------
     def line(self, trial) -> TrialLine:
@@ -189,20 +188,6 @@ class View(Callback):
         if eta is not None:
             parts.append(f"ETA {hms(eta)}")
         return " · ".join(parts)
-
-
-_SHOWN: View | None = None
-
-
-def show(view: View) -> View:
-    """Make `view` the view of this driver (what a pickled view turns into here)."""
-    global _SHOWN
-    _SHOWN = view
-    return view
-
-
-def shown() -> View:
-    return _SHOWN if _SHOWN is not None else View([], 0, 0)
 
 
 class LineLog(View):

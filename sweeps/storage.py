@@ -214,19 +214,19 @@ def curve_files(folder: str) -> dict[str, str]:
             if i.base_name.endswith(".parquet") and i.type == pyarrow.fs.FileType.File}
 
 
-def curve_points(folder: str) -> list[tuple[int, int, float]]:
-    """(num_iterations, step, val_loss) of every validation point in a sweep's curves."""
+def curve_tables(folder: str, columns: list[str]) -> dict:
+    """trial id -> its curve's `columns` (a pyarrow Table), each curve read once; curves
+    that cannot be read are left out (a trial with no readable curve starts afresh)."""
     import pyarrow.parquet as pq
 
-    points = []
-    for path in curve_files(folder).values():
-        fs, _ = filesystem(join(folder, "curves"))
+    fs, _ = filesystem(join(folder, "curves"))
+    tables = {}
+    for trial_id, path in curve_files(folder).items():
         try:
-            table = pq.read_table(path, filesystem=fs, columns=["num_iterations", "step", "val_loss"])
-        except Exception:  # unreadable or foreign: it has nothing to teach the stopper
+            tables[trial_id] = pq.read_table(path, filesystem=fs, columns=columns)
+        except Exception:  # unreadable or foreign
             continue
-        points += zip(*(table[c].to_pylist() for c in table.column_names))
-    return points
+    return tables
 
 
 def last_row(location: str) -> dict[str, Any] | None:

@@ -152,10 +152,3 @@ def step_logger(name: str) -> type:
                                "__doc__": step_logger.__doc__})
     globals()[name] = cls
     return cls
-
-
-def __getattr__(name: str) -> type:
-    """Pickle's way in: `ablate.sweeps.tracking.StepMLflowLogger` before anything made it."""
-    if name in _BASES:
-        return step_logger(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

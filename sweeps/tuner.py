@@ -22,15 +22,7 @@ from typing import Any
 
 from ablate.sweeps import states
 from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec
-from ablate.sweeps.storage import (
-    curve_files,
-    curve_points,
-    join,
-    last_row,
-    new_prefix,
-    stopped_trials,
-    storage_root,
-)
+from ablate.sweeps.storage import curve_tables, join, new_prefix, stopped_trials, storage_root
 
 TRIAL_SLOT = "trial_slot"
 # Ray Train's controller polls workers every 2 s by default and ray.train.report blocks until
@@ -133,13 +125,16 @@ def _trainable(settings: dict[str, Any]):
     return tune.with_resources(tune.with_parameters(Trial, settings=settings), trial_resources())
 
 
-def finished_trials(folder: str) -> set[str]:
-    """Trials an earlier session of the sweep finished: their curve ended, or early stopping
-    ended them."""
-    ended = {trial_id for trial_id, path in curve_files(folder).items()
-             if (row := last_row(join(folder, "curves", f"{trial_id}.parquet"))) is not None
-             and row["status"] in states.FINAL_CURVE}
-    return ended | stopped_trials(folder)
+def earlier_sessions(folder: str, stopped: set[str]) -> tuple[set[str], list[tuple]]:
+    """What the curves of earlier sessions hold, each curve read once: the trials that
+    finished (their curve ended, or early stopping ended them), and every validation point
+    as (num_iterations, step, val_loss), for the stopper."""
+    tables = curve_tables(folder, ["num_iterations", "step", "val_loss", "status"])
+    finished = {trial_id for trial_id, table in tables.items()
+                if table.num_rows and table["status"][-1].as_py() in states.FINAL_CURVE}
+    points = [point for table in tables.values()
+              for point in zip(*(table[c].to_pylist() for c in ("num_iterations", "step", "val_loss")))]
+    return finished | stopped, points
 
 
 def same_trial_ids(prefix: str, max_concurrent: int):
@@ -167,13 +162,14 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
     space = {name: tune.grid_search(values) for name, values in spec.axes.items()}
     space |= {"seed": tune.grid_search(list(spec.seeds)), "preset": spec.preset, **spec.fixed}
     longest = max(spec.train_config(t).num_iterations for t in spec.trials())
-    history = curve_points(folder) if spec.early_stopping else []
+    stopped = stopped_trials(folder)
+    finished, history = earlier_sessions(folder, stopped)
     stopper, scheduler = early_stopping(spec.early_stopping, longest, history)
-    loggers = tracking.callbacks(spec.tracking, settings["sweep"], folder, finished_trials(folder))
+    loggers = tracking.callbacks(spec.tracking, settings["sweep"], folder, finished)
     trials = same_trial_ids(settings["trial_prefix"],
                             spec.max_concurrent_trials or concurrent_trials(spec))
     return tune.Tuner(
-        _trainable(settings),
+        _trainable(settings | {"stopped": sorted(stopped)}),
         param_space=space,
         tune_config=tune.TuneConfig(
             search_alg=trials, scheduler=scheduler,

@@ -16,7 +16,7 @@ import functools
 import queue
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from ablate.results.curves import SWEEP_KEY, curve_path
 from ablate.sweeps import states
-from ablate.sweeps.storage import curve_location, is_uri, join, last_row, stopped_trials, upload
+from ablate.sweeps.storage import curve_location, is_uri, join, last_row, upload
 
 REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms", "tokens_seen",
             "status")
@@ -83,7 +83,7 @@ class TrainRun:
 
     def __init__(self, config: dict[str, Any], settings: dict[str, Any], trial_id: str):
         storage, sweep, res = settings["storage"], settings["sweep"], settings["resources"]
-        self.final = final_row(storage, sweep, trial_id)
+        self.final = final_row(storage, sweep, trial_id, settings.get("stopped", ()))
         self.controller, self.last, self.error = None, None, None
         self.thread = None
         if self.final is not None:
@@ -239,12 +239,11 @@ def run_trial(config: dict[str, Any], *, settings: dict[str, Any]) -> None:
         run.close()
 
 
-def final_row(storage: str, sweep: str, trial_id: str) -> dict[str, Any] | None:
+def final_row(storage: str, sweep: str, trial_id: str,
+              stopped: Iterable[str] = ()) -> dict[str, Any] | None:
     """The last row of a trial's curve if the trial has finished: completed, diverged, or
-    stopped by early stopping in an earlier session."""
+    (`stopped`) ended by early stopping in an earlier session."""
     row = last_row(curve_location(storage, sweep, trial_id))
     if row is None:
         return None
-    if row["status"] in states.FINAL_CURVE or trial_id in stopped_trials(join(storage, sweep)):
-        return row
-    return None
+    return row if row["status"] in states.FINAL_CURVE or trial_id in stopped else None

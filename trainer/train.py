@@ -96,6 +96,7 @@ class _Run:
         self.nan_check_every = cfg.nan_check_every or (25 if self.cuda else 1)
         self.stream = TokenStream(find_shards(cfg.data, "train"))
         self.val_files = find_shards(cfg.data, "val")
+        self.val_stream = TokenStream(self.val_files)  # rewound at every validation
         self._check_val_set()
 
         torch.manual_seed(cfg.seed)
@@ -141,7 +142,8 @@ class _Run:
 
     def _check_val_set(self) -> None:
         """The validation set must fit in the val shards without wrapping round."""
-        stream, size = TokenStream(self.val_files), self.world * self.cfg.val_seq_len
+        stream, size = self.val_stream, self.world * self.cfg.val_seq_len
+        stream.position = StreamPosition()
         for _ in range(self.val_steps):
             stream.next_batch(size, 0, 0)
         if stream.position.epoch:
@@ -211,7 +213,8 @@ class _Run:
         """Mean loss over the fixed validation set, streams of val_seq_len tokens dealt to the
         ranks as the record does (stream s*W + r at evaluation step s)."""
         V, W = self.cfg.val_seq_len, self.world
-        stream = TokenStream(self.val_files)
+        stream = self.val_stream
+        stream.position = StreamPosition()
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         self.model.eval()  # the model then makes its logits in chunks
         for _ in range(self.val_steps):
@@ -299,16 +302,14 @@ class _Run:
     PLACEMENT = frozenset({"out", "data", "sweep", "trial_id", "workers", "checkpoint_every",
                            "save_weights", "device"})
 
-    def config_json(self) -> str:
-        return json.dumps(self.cfg.to_flat(), default=str, sort_keys=True)
-
     def check_same_config(self, saved: str | None) -> None:
         """Refuse to continue a checkpoint of another config: its curve would splice two runs."""
         if saved is None:  # a checkpoint from before configs were kept in it
             return
-        old, new = json.loads(saved), json.loads(self.config_json())
-        differ = sorted(k for k in old.keys() | new.keys()
-                        if k not in self.PLACEMENT and old.get(k) != new.get(k))
+        from ablate.trainer.weights import config_differences
+
+        old, new = json.loads(saved), self.cfg.to_flat()
+        differ = config_differences(old, new, ignore=self.PLACEMENT)
         if differ:
             shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in differ[:3])
             raise ConfigError(f"resume: the checkpoint is of another config ({shown}"

@@ -138,14 +138,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def config_difference(saved: Mapping[str, Any], expected: Mapping[str, Any]) -> str | None:
-    """The first field (besides placement) on which two configs differ, or None."""
-    keys = sorted((set(saved) | set(expected)) - PLACEMENT)
+def config_differences(saved: Mapping[str, Any], expected: Mapping[str, Any],
+                       ignore: frozenset[str] = PLACEMENT) -> list[str]:
+    """The fields (besides `ignore`) on which two flat configs differ, sorted; values are
+    compared as JSON, so a tuple equals the list it was saved as."""
     encode = json.JSONEncoder(sort_keys=True, default=str).encode
-    for key in keys:
-        if encode(saved.get(key)) != encode(expected.get(key)):
-            return key
-    return None
+    return sorted(k for k in (set(saved) | set(expected)) - ignore
+                  if encode(saved.get(k)) != encode(expected.get(k)))
 
 
 def load_weights(path: str | os.PathLike,
@@ -157,8 +156,9 @@ def load_weights(path: str | os.PathLike,
 
     config = read_metadata(path)
     if expected is not None:
-        key = config_difference(config, expected)
-        if key is not None:
+        differ = config_differences(config, expected)
+        if differ:
+            key = differ[0]
             raise WeightsError(f"{path}: weights of another config ({key} = "
                                f"{config.get(key)!r}, the curve has {expected.get(key)!r})")
     try:
