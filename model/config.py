@@ -17,6 +17,17 @@ LAYER_KINDS = {"L": "long window", "S": "short window", "-": "no attention"}
 WINDOW_SCHEDULES = ("cubic", "linear", "constant")
 
 
+def non_finite(value) -> str | None:
+    """The first NaN or infinity in a number or a (nested) tuple or list of them, as text;
+    None if there is none. Bounds such as `x >= 0` let infinity through, and NaN fails every
+    comparison silently, so every float field is checked for this first."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else str(value)
+    if isinstance(value, (tuple, list)):
+        return next((v for v in map(non_finite, value) if v is not None), None)
+    return None
+
+
 class ConfigError(ValueError):
     """An impossible model config; the message names the field."""
 
@@ -103,6 +114,10 @@ class GPTConfig:
 
         def is_int(v) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
+
+        for f in dataclasses.fields(self):
+            name = non_finite(getattr(self, f.name))
+            need(name is None, f.name, f"must be finite, got {name}")
 
         for name in ("vocab_size", "vocab_multiple", "n_layer", "n_head", "head_dim", "d_model",
                      "seq_len", "mlp_ratio", "attn_block", "window_final", "eval_chunks"):

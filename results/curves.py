@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SCHEMA_VERSION = 2
@@ -170,7 +171,21 @@ def read_curve(path: str | os.PathLike) -> pa.Table:
     except (pa.ArrowException, OSError) as e:
         raise CurveError(f"{path}: not a readable Parquet file ({e})") from None
     check_schema(table.schema, path)
+    check_axes(table, path)
     return table
+
+
+def check_axes(table: pa.Table, path: str | os.PathLike) -> None:
+    """Step and training time are the axes of every table and plot: a null, negative or
+    non-finite one would put points off the chart or make the fastest run take no time."""
+    for name in ("step", "train_time_ms"):
+        column = table[name]
+        if column.null_count:
+            raise CurveError(f"{path}: {name} is null on {column.null_count} row(s)")
+        ok = pc.and_(pc.is_finite(column), pc.greater_equal(column, 0))
+        bad = pc.sum(pc.invert(ok)).as_py()
+        if bad:
+            raise CurveError(f"{path}: {name} is negative or not finite on {bad} row(s)")
 
 
 def schema_version(schema: pa.Schema, path: str | os.PathLike) -> int:

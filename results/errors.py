@@ -1,4 +1,5 @@
-"""The one error type for bad user input that is not a curve file (see curves.CurveError).
+"""The one error type for bad user input that is not a curve file (see curves.CurveError),
+and the one edge where every expected failure of a command becomes one line.
 
 The CLI turns both into a single `ablate: <message>` line and exit status 2, so every
 message names the file, directory or option at fault.
@@ -6,18 +7,52 @@ message names the file, directory or option at fault.
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
 from typing import Any
 
+# What the world can do to a command that is not a bug of ours: a file that cannot be read
+# or written (a full disk, a permission, a symlink loop, a NUL byte in a name, a cluster
+# that does not answer), input too large for memory or too deeply nested, a pickle. Each
+# becomes one line too; anything else is a bug and keeps its traceback.
+EXPECTED = (OSError, MemoryError, RecursionError, pickle.UnpicklingError)
+
 
 def run_command(args: Any, errors: tuple[type[BaseException], ...]) -> int:
-    """Run a parsed command (`args.func(args)`): bad input of one of `errors` becomes one
-    `ablate: <message>` line on stderr and exit status 2. Every `ablate` entry point uses it."""
+    """Run a parsed command (`args.func(args)`): bad input of one of `errors`, or one of the
+    EXPECTED failures (or a pyarrow error), becomes one `ablate: <message>` line on stderr and
+    exit status 2. Every `ablate` entry point uses it."""
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # `ablate report ... | head`: the reader left; say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except errors as e:
-        print(f"ablate: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return refuse(str(e))
+    except EXPECTED as e:
+        return refuse(describe(e))
+    except Exception as e:
+        arrow = sys.modules.get("pyarrow")
+        if arrow is not None and isinstance(e, arrow.ArrowException):
+            return refuse(f"{type(e).__name__}: {e}")
+        raise
+
+
+def refuse(message: str) -> int:
+    print(f"ablate: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def describe(error: BaseException) -> str:
+    """An expected failure in words, naming the file where the error knows it."""
+    if isinstance(error, MemoryError):
+        return "out of memory: the input is too large for this machine"
+    if isinstance(error, RecursionError):
+        return "the input is nested too deeply to read"
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 class InputError(ValueError):

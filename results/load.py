@@ -31,6 +31,7 @@ from ablate.results.curves import (
     SCHEMA_V1_EXTRA,
     SWEEP_KEY,
     CurveError,
+    check_axes,
     check_schema,
     check_sweep_meta,
     meta_of,
@@ -126,6 +127,7 @@ def read_file(path: Path, lambdas: bool = True) -> CurveFile:
         table = table.replace_schema_metadata(None).cast(schema)
     except (pa.ArrowException, ValueError) as e:
         raise CurveError(f"{path}: columns of unexpected types ({_one_line(e)})") from None
+    check_axes(table, path)
     sweep, warning = None, None
     raw = meta_of(footer.schema_arrow).get(SWEEP_KEY)
     if raw is not None:

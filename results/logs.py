@@ -29,6 +29,7 @@ from ablate.results.errors import InputError
 _VAL_LINE = re.compile(r"step:(\d+)/(\d+) val_loss:(\S+) train_time:(\d+(?:\.\d+)?)ms"
                        r" step_avg:\S+ms\s*")
 PRESET = "record"
+MAX_STEPS = 2**31 - 1  # a curve's num_iterations is an int32
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ def parse_log(text: str, name: str) -> list[LogPoint]:
         except ValueError:
             continue
         point = LogPoint(int(match[1]), int(match[2]), loss, float(match[4]))
+        if not point.step <= point.total <= MAX_STEPS:
+            raise InputError(f"{name}:{number}: step {point.step}/{point.total} is not a step of "
+                             f"a run of at most {MAX_STEPS:,} steps")
+        if not math.isfinite(point.train_time_ms):
+            raise InputError(f"{name}:{number}: train_time {match[4]}ms is not a finite number")
         if points and point.total != points[-1].total:
             raise InputError(f"{name}:{number}: total steps {point.total} differs from "
                              f"{points[-1].total} earlier in the log")

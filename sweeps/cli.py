@@ -28,12 +28,12 @@ class Parser(argparse.ArgumentParser):
 
 def cmd_sweep(args) -> int:
     from ablate.sweeps.plan import check_memory
-    from ablate.sweeps.spec import load_spec
+    from ablate.sweeps.spec import MAX_TRIALS, load_spec
     from ablate.sweeps.storage import is_stored, is_uri, join, storage_root
     from ablate.trainer.cli import parse_assignments
 
-    if args.max_trials < 1:
-        raise SpecError(f"--max-trials: must be >= 1, got {args.max_trials}")
+    if not 1 <= args.max_trials <= MAX_TRIALS:
+        raise SpecError(f"--max-trials: must be in 1..{MAX_TRIALS:,}, got {args.max_trials}")
     settings = parse_assignments(args.set or [], flag="-s")
     if args.name is not None:
         settings["sweep.name"] = args.name
@@ -109,7 +109,9 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
         view.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
                            f"{spec.resources.workers} workers -> {folder}")
     with json_only_stdout(args.json_log), ray_session(args.address):
-        check_fits(spec, embedded=not args.address)
+        view.waiting = check_fits(spec, embedded=not args.address)
+        if view.waiting:
+            print(f"ablate: {view.waiting}", file=sys.stderr)
         results = build_tuner(spec, settings(), callbacks=[view]).fit()
     return finish(results, folder, spec, out if args.json_log else None)
 
@@ -187,6 +189,10 @@ def finish(results, folder: str, spec, json_out=None) -> int:
         except INPUT_ERRORS as e:
             print(f"ablate: no report: {e}", file=sys.stderr)
             report, code = None, 1
+    ended = results.num_terminated + results.num_errors
+    if report is not None and ended < spec.size:
+        report.warnings.append(f"interrupted: {spec.size - ended} of the sweep's {spec.size} "
+                               "trials were not run or did not finish; this report leaves them out")
     if report is not None:
         for line in warning_lines(report):
             print(line, file=sys.stderr)
@@ -194,7 +200,6 @@ def finish(results, folder: str, spec, json_out=None) -> int:
             events.emit(json_out, "report", report=report.to_dict())
         else:
             write_report(report, sys.stdout, "table")
-    ended = results.num_terminated + results.num_errors
     if ended < spec.size:  # Ctrl-C: Tune ends the run early and returns what it has
         if json_out:
             events.emit(json_out, "interrupted", ended=ended, trials=spec.size)

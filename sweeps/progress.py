@@ -70,6 +70,7 @@ class View(Callback):
         self.timings: dict[str, Timing] = {}
         self.best: tuple[float, str] | None = None  # lowest val loss reported, and whose
         self.most_active = 0  # trials seen active at once: the sweep's concurrency
+        self.waiting: str | None = None  # what a cluster too small for a gang lacks
         self.t0 = clock()
 
     def __reduce__(self):
@@ -179,9 +180,18 @@ class View(Callback):
     def changed(self, line: TrialLine, event: str, **extra) -> None:
         """Show a change; the base view shows nothing."""
 
+    def waiting_for(self) -> str | None:
+        """What the sweep waits for (see tuner.check_fits), until a trial first reports."""
+        if self.waiting and not any(t.first_report for t in self.timings.values()):
+            return self.waiting
+        return None
+
     def summary(self) -> str:
-        """Counts of the states, the best val loss so far and the ETA, in one line."""
+        """Counts of the states, the best val loss so far and the ETA, in one line; and what
+        the sweep waits for while no trial has reported."""
         parts = [" · ".join(f"{n} {k}" for k, n in self.counts().items() if n)]
+        if self.waiting_for():
+            parts.append(self.waiting_for())
         if self.best is not None:
             parts.append(f"best {self.best[0]:.4f} ({self.best[1]})")
         eta = self.eta()
@@ -298,6 +308,8 @@ class RichView(View):
         if self.best is not None:
             tail.append(f" · best {self.best[0]:.4f} ({self.best[1]})")
         out = [_cut(head, width), _cut(tail, width)]
+        if self.waiting_for():
+            out.append(_cut(Text(self.waiting_for(), style="yellow"), width))
 
         started = [line for line in self.lines.values() if line.state != states.PENDING]
         active = [line for line in started if line.state in states.ACTIVE]
@@ -361,7 +373,8 @@ class JsonLog(View):
         events.emit(self.stream or sys.stdout, event, sweep=self.sweep, **fields)
 
     def setup(self, **info):
-        self.emit("sweep_start", trials=self.n_trials, total_steps=self.total_steps)
+        self.emit("sweep_start", trials=self.n_trials, total_steps=self.total_steps,
+                  waiting=self.waiting)
 
     def changed(self, line: TrialLine, event: str, **extra) -> None:
         fields = asdict(line)

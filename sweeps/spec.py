@@ -34,6 +34,7 @@ from ablate.trainer.config import TrainConfig
 BUILTIN_DATA = "builtin"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_AXIS_VALUES = 10_000
+MAX_TRIALS = 100_000  # in one sweep, --yes or not
 
 
 class SpecError(ValueError):
@@ -191,6 +192,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
     def fail(where: str, why: str):
         raise SpecError(f"{source}: {where}: {why}")
 
+    where = _first_nul(raw)
+    if where is not None:
+        fail(where, "contains a NUL character (no path or name can)")
     for section in raw:
         if section not in _SECTIONS:
             fail(section, f"unknown section (expected {', '.join(sorted(_SECTIONS))})")
@@ -257,6 +261,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         resources=Resources(**{k: (v if k in ("workers", "placement") else float(v))
                                for k, v in res.items()}),
         fixed=fixed, axes=axes, early_stopping=stopping, tracking=tracking, source=source)
+    if spec.size > MAX_TRIALS:
+        raise SpecError(f"{source}: the grid has {spec.size:,} trials; one sweep runs at most "
+                        f"{MAX_TRIALS:,} (the driver holds every trial in memory): split it")
     if max_trials is not None and spec.size > max_trials:
         raise SpecError(f"{source}: the grid has {spec.size:,} trials, more than --max-trials "
                         f"{max_trials}; pass --yes to launch them all")
@@ -278,6 +285,22 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             fail("early_stopping.grace_steps", f"{stopping.grace_steps} is beyond the longest "
                  f"trial ({longest} steps)")
     return spec
+
+
+def _first_nul(raw: Any) -> str | None:
+    """The dotted key of the first string in `raw` holding a NUL (TOML's "\\u0000"), a
+    character the OS refuses in a path deep inside whatever opens it."""
+    todo: list[tuple[str, Any]] = [("", raw)]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, str) and "\0" in value:
+            return where or "<spec>"
+        if isinstance(value, dict):
+            todo += [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
+            todo += [(where or "<spec>", k) for k in value]  # keys are strings too
+        elif isinstance(value, list):
+            todo += [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    return None
 
 
 def typed_table(table: dict[str, Any], schema: dict[str, Any], section: str, fail) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ablate.results.curves import STATUSES
 from ablate.sweeps import states
 from ablate.sweeps.spec import step_budget
 from ablate.sweeps.storage import curve_files, filesystem, join, last_row
@@ -65,6 +66,10 @@ def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
         ended = reported.get("status") or last.get("status")
         state = (states.ended_state(ended) if trial["status"] == "TERMINATED"
                  else TUNE_STATES.get(trial["status"], trial["status"].lower()))
+        if state == states.PENDING and last.get("status") in STATUSES:
+            # Tune saves its state every 10 s or so; a curve written since then is newer news
+            state = (states.RUNNING if last["status"] == "running"
+                     else states.ended_state(last["status"]))
         rows.append(_status_row(trial["trial_id"], trial["config"], axes, state, last))
     for trial_id in files:
         last = _curve_fields(join(folder, "curves", f"{trial_id}.parquet"))

@@ -14,6 +14,7 @@ Train's scaling config.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -31,6 +32,10 @@ RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
 # The embedded Ray runs on one machine that nobody preempts: skip Train's preemption-watcher
 # actor (a process per trial). Clusters keep it (spot nodes).
 EMBEDDED_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# Joining a cluster: how long the head may take to answer a TCP connect, and how many times
+# Ray asks its GCS for the cluster id (~40 s each; Ray's default of 20 is a quarter hour).
+CONNECT_TIMEOUT_S = 10.0
+JOIN_ENV = {"RAY_gcs_server_port_wait_time_s": "1"}
 
 
 @contextmanager
@@ -52,7 +57,16 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         return
     check_auth(address)
     if address:
-        ray.init(address=address, **kwargs)
+        check_reachable(address)
+        for key, value in JOIN_ENV.items():
+            os.environ.setdefault(key, value)
+        try:
+            with warnings.catch_warnings():  # Ray Client warns, then raises: one line will do
+                warnings.simplefilter("ignore", UserWarning)
+                ray.init(address=address, **kwargs)
+        except ConnectionError as e:
+            raise SpecError(f"--address {address}: cannot join a Ray cluster there "
+                            f"({' '.join(str(e).split())})") from None
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), resources={TRIAL_SLOT: 1000},
                  include_dashboard=False, **kwargs)
@@ -69,6 +83,23 @@ def check_auth(address: str | None) -> None:
                         "on (its servers listen on every interface); unset it")
 
 
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse an --address that nothing answers within `timeout` seconds: Ray itself would
+    retry an unreachable head for many minutes without a word. Addresses without a port
+    ("auto") are Ray's to resolve; it fails at once when it finds no cluster."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise SpecError(f"--address {address}: no Ray cluster answers there ({reason}); "
+                        "start one with `ray start --head`, or fix the address") from None
+
+
 def trial_resources() -> dict[str, float]:
     """What a trial's driver reserves: a trial slot where the cluster declares them (the
     embedded Ray does), else a sliver of CPU (Ray refuses a zero-resource trial)."""
@@ -77,19 +108,26 @@ def trial_resources() -> dict[str, float]:
     return {TRIAL_SLOT: 1} if ray.cluster_resources().get(TRIAL_SLOT) else {"CPU": 0.01}
 
 
-def check_fits(spec: SweepSpec, embedded: bool) -> None:
+def check_fits(spec: SweepSpec, embedded: bool) -> str | None:
     """Refuse a trial whose gang can never be placed: more CPUs or GPUs than the whole
-    embedded Ray has (on a cluster, which may grow, Tune waits and the view says so)."""
+    embedded Ray has. A cluster may grow (an autoscaler, nodes joining by hand), so there
+    the sweep waits: returned is what it waits for, for the views to say; None if it fits."""
     import ray
 
     res, total = spec.resources, ray.cluster_resources()
     for kind, per_worker in (("CPU", res.cpus_per_worker), ("GPU", res.gpus_per_worker)):
-        need = res.workers * per_worker
-        if embedded and need > total.get(kind, 0):
+        need, have = res.workers * per_worker, total.get(kind, 0)
+        if need <= have:
+            continue
+        if embedded:
             raise SpecError(f"{spec.source}: resources: a trial needs {need:g} {kind}s "
                             f"({res.workers} workers x {per_worker:g}), this machine's Ray has "
-                            f"{total.get(kind, 0):g}; lower resources.workers or "
+                            f"{have:g}; lower resources.workers or "
                             f"resources.{kind.lower()}s_per_worker, or join a cluster (--address)")
+        return (f"waiting for resources: a trial needs {need:g} {kind}s ({res.workers} workers "
+                f"x {per_worker:g}), the cluster has {have:g}; trials start when nodes join "
+                "(Ctrl-C stops; `ablate resume` goes on later)")
+    return None
 
 
 def concurrent_trials(spec: SweepSpec) -> int:

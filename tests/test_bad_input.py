@@ -3,8 +3,10 @@ line naming the thing, exit status 2, no traceback, and nothing written or overw
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ablate.results.curves import SCHEMA_VERSION, VERSION_KEY, curve_path, write_curve
+from ablate.results.errors import run_command
 from ablate.sweeps.cli import main
 from ablate.trainer.data import write_shard
 
@@ -81,6 +84,41 @@ def curve_file(tmp: Path, version: int = SCHEMA_VERSION, foreign: bool = False) 
     return path
 
 
+def curve_with(tmp: Path, column: str, values: list, version: bytes | None = None) -> Path:
+    """A good curve file with one column replaced (or its schema version, if given)."""
+    path = curve_file(tmp)
+    t = pq.read_table(path)
+    if version is not None:
+        t = t.replace_schema_metadata({**t.schema.metadata, VERSION_KEY: version})
+    else:
+        i = t.schema.get_field_index(column)
+        t = t.set_column(i, t.schema.field(i), pa.array(values, t.schema.field(i).type))
+    pq.write_table(t, path)
+    return path
+
+
+def bad_curve(command: str, column: str = "", values: list | None = None,
+              version: bytes | None = None) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        return [command, str(curve_with(tmp, column, values or [], version))]
+    return make
+
+
+def loop(argv: list[str]) -> Callable[[Path], list[str]]:
+    """`{tmp}/loop` is a symlink to itself."""
+    def make(tmp: Path) -> list[str]:
+        (tmp / "loop").symlink_to(tmp / "loop")
+        return [a.replace("{tmp}", str(tmp)) for a in argv]
+    return make
+
+
+def tokens_beyond_vocab(tmp: Path) -> list[str]:
+    d = tmp / "data"
+    write_shard(d / "d_val_000000.bin", np.arange(20000) % 256)
+    write_shard(d / "d_train_000000.bin", np.full(20000, 4000))
+    return ["train", "--data", str(d), "--out", str(tmp / "c.parquet"), "-s", "num_iterations=2"]
+
+
 def parquet(**kw) -> Callable[[Path], list[str]]:
     def make(tmp: Path) -> list[str]:
         return ["report", str(curve_file(tmp, **kw))]
@@ -141,6 +179,32 @@ CASES = {
     "spec seed above 2^63": (spec('[sweep]\nname = "x"\nseeds = [9223372036854775808]\n'), "sweep.seeds"),
     "spec nested 20000 deep": (spec(SPEC_OK + "[fixed]\nadam_betas = " + "[" * 20000 + "]" * 20000 + "\n"),
                                "s.toml: cannot read"),
+    "spec NUL in a path": (spec(SPEC_OK + 'data = "a\\u0000b"\n'), "sweep.data: contains a NUL"),
+    "spec symlink loop": (loop(["sweep", "{tmp}/loop"]), "Too many levels of symbolic links"),
+    "address nobody answers": (files(["sweep", "{tmp}/s.toml", "--storage", "{tmp}/runs",
+                                      "--address", "127.0.0.1:1"], **{"s.toml": SPEC_OK}),
+                               "--address 127.0.0.1:1: no Ray cluster answers there"),
+    "status of a folder that is no sweep": (files(["status", "{tmp}/d"], **{"d__x": "x"}),
+                                            "not a sweep folder"),
+    "status sweep.json is a folder": (files(["status", "{tmp}/d"], **{"d__sweep.json__x": "x"}),
+                                      "sweep.json: cannot read"),
+    "resume sweep.json names another folder": (
+        files(["resume", "{tmp}/d"], **{"d__sweep.json": '{"spec": {"sweep": {"name": "../../x"}}}'}),
+        "sweep.name"),
+    "train adam_betas out of range": (files(["train", "-s", "adam_betas=[0.9,1.5]"]), "adam_betas"),
+    "train muon_momentum nan": (files(["train", "-s", "muon_momentum=nan"]), "muon_momentum"),
+    "train lr infinite": (files(["train", "-s", "lr_head=inf"]), "lr_head: must be finite"),
+    "train model scale infinite": (files(["train", "-s", "attn_scale=inf"]), "attn_scale: must be finite"),
+    "train steps beyond int32": (files(["train", "-s", "num_iterations=3000000000"]), "num_iterations"),
+    "spec grid beyond any sweep": (files(["sweep", "{tmp}/s.toml", "--yes"], **{"s.toml": SPEC_OK + "seeds = 10000\n"
+                                          "[axes]\nlr_head = [" + ", ".join(f"0.{i:04d}" for i in range(1, 12)) + "]\n"}),
+                                   "one sweep runs at most 100,000"),
+    "max-trials unbounded": (files(["sweep", "{tmp}/s.toml", "--max-trials", "1000000000"], **{"s.toml": SPEC_OK}),
+                             "--max-trials"),
+    "search step grid unbounded": (files(["search-steps", "{tmp}/s.toml"], **{"s.toml": SPEC_OK + "[search]\n"
+                                          "min_steps = 1\nmax_steps = 1000000000\ngranularity = 1\ntarget = 3.0\n"}),
+                                   "search.granularity"),
+    "train tokens beyond the vocabulary": (tokens_beyond_vocab, "beyond the model's vocab_size"),
     "storage is a file": (files(["sweep", "{tmp}/s.toml", "--storage", "{tmp}/f"],
                                 **{"s.toml": SPEC_OK, "f": "a file"}), "storage root is a file"),
     "train negative seed": (files(["train", "-s", "seed=-1"]), "seed: must be an integer"),
@@ -179,6 +243,13 @@ CASES = {
     "parquet corrupt": (files(["report", "{tmp}/c.parquet"], **{"c.parquet": b"PAR1garbage"}), "c.parquet"),
     "parquet foreign schema": (parquet(foreign=True), "not an ablate curve"),
     "parquet future version": (parquet(version=SCHEMA_VERSION + 1), "newer than this ablate reads"),
+    "parquet schema version not a number": (bad_curve("report", version=b"two"), "is not a number"),
+    "parquet times infinite": (bad_curve("report", "train_time_ms", [float("inf")]),
+                               "train_time_ms is negative or not finite"),
+    "parquet times null": (bad_curve("export-log", "train_time_ms", [None]), "train_time_ms is null"),
+    "parquet steps negative": (bad_curve("export-log", "step", [-3]), "step is negative"),
+    "export-log of a folder": (files(["export-log", "{tmp}/d"], **{"d__x": "x"}), "d"),
+    "report a symlink loop": (loop(["report", "{tmp}/loop"]), "loop"),
     "report nothing there": (files(["report", "{tmp}/missing"]), "missing"),
     # --- published logs -------------------------------------------------------------------
     "log garbage only": (files(["import-logs", "{tmp}/a.txt", "--out", "{tmp}/o"],
@@ -189,6 +260,12 @@ CASES = {
     "log bad sweep name": (files(["import-logs", "{tmp}/a.txt", "--out", "{tmp}/o", "--sweep", "../x"],
                                  **{"a.txt": "step:1/1 val_loss:3.0 train_time:1ms step_avg:1.00ms\n"}),
                            "--sweep"),
+    "log step beyond int32": (files(["import-logs", "{tmp}/a.txt", "--out", "{tmp}/o"],
+                                    **{"a.txt": "step:99999999999/99999999999 val_loss:3.0 "
+                                                "train_time:1ms step_avg:1.00ms\n"}), "at most 2,147,483,647"),
+    "log step beyond its total": (files(["import-logs", "{tmp}/a.txt", "--out", "{tmp}/o"],
+                                        **{"a.txt": "step:9/5 val_loss:3.0 train_time:1ms step_avg:1.00ms\n"}),
+                                  "step 9/5"),
     # --- text for shards ------------------------------------------------------------------
     "text missing": (files(["data", "prepare", "--text", "{tmp}/none.txt", "--out", "{tmp}/d"]), "none.txt"),
     "text not UTF-8": (files(["data", "prepare", "--text", "{tmp}/t.txt", "--out", "{tmp}/d"],
@@ -251,3 +328,23 @@ def test_the_embedded_ray_refuses_to_start_without_token_auth(tmp_path, capsys, 
     assert run(["sweep", str(tmp_path / "s.toml"), "--storage", str(tmp_path / "runs")]) == 2
     assert "RAY_AUTH_MODE=disabled" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("error, line", [
+    (OSError(28, "No space left on device", "/x/c.parquet"), "/x/c.parquet: No space left on device"),
+    (ConnectionError("the head went away"), "ConnectionError: the head went away"),
+    (MemoryError(), "out of memory: the input is too large for this machine"),
+    (RecursionError("maximum recursion depth exceeded"), "the input is nested too deeply to read"),
+    (pickle.UnpicklingError("invalid load key"), "UnpicklingError: invalid load key"),
+    (pa.ArrowInvalid("Value 99999999999 too large"), "ArrowInvalid: Value 99999999999 too large"),
+])
+def test_the_one_edge_turns_what_the_world_does_into_one_line(error, line, capsys):
+    def command(args):
+        raise error
+    assert run_command(SimpleNamespace(func=command), ()) == 2
+    assert capsys.readouterr().err == f"ablate: {line}\n"
+
+
+def test_a_bug_keeps_its_traceback():
+    with pytest.raises(KeyError):
+        run_command(SimpleNamespace(func=lambda args: {}["missing"]), ())

@@ -120,6 +120,29 @@ def test_trials_use_both_nodes_and_resume_after_the_driver_is_killed(
     assert len(nodes) == 2  # trials ran on both nodes
 
 
+@pytest.mark.timeout(300)
+def test_a_gang_larger_than_the_cluster_waits_saying_what_it_lacks(cluster, tmp_path, data_dir):
+    """2 workers x 3 CPUs on a 4-CPU cluster: nodes may yet join, so the sweep starts, but says
+    what it waits for (stderr, sweep_start) instead of a silent 0/40; Ctrl-C ends it."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(data=data_dir).replace("workers = 2", "workers = 2\ncpus_per_worker = 3"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
+         "--address", cluster.address, "--json-log"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    first = proc.stdout.readline()
+    assert first, proc.communicate()[1][-2000:]
+    start = json.loads(first)
+    assert start["event"] == "sweep_start"
+    assert "waiting for resources: a trial needs 6 CPUs" in start["waiting"]
+    assert "the cluster has 4" in start["waiting"]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "ablate: waiting for resources: a trial needs 6 CPUs" in err
+
+
 NODE_SPEC = """
 [sweep]
 name = "lost-node"

@@ -12,6 +12,8 @@ import sys
 
 import pyarrow.parquet as pq
 
+from ablate.sweeps.status import sweep_status
+
 SPEC = """
 [sweep]
 name = "ctrl-c"
@@ -42,16 +44,25 @@ def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(data=data_dir))
     first = ablate("sweep", str(spec), "--storage", str(tmp_path / "runs"), "--json-log")
+    reported = set()
     for line in first.stdout:  # interrupt once a trial has ended and the others have not
         event = json.loads(line)
+        if event["event"] == "result":
+            reported.add(event["trial_id"])
         if event["event"] == "trial_end":
             done = event["trial_id"]
             first.send_signal(signal.SIGINT)
             break
+    # `status` while the driver winds down: a trial that has reported is never shown as pending
+    live = {r["trial_id"]: r["state"] for r in sweep_status(str(tmp_path / "runs" / "ctrl-c"), [])}
+    assert reported <= set(live) and all(live[t] != "pending" for t in reported), live
     out, err = first.communicate(timeout=300)
     assert first.returncode == 130, err[-2000:]
     assert "ablate: interrupted:" in err and "ablate resume" in err
-    assert json.loads(out.splitlines()[-1])["event"] == "interrupted"
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[-1]["event"] == "interrupted"
+    report = next(e["report"] for e in events if e["event"] == "report")
+    assert any("were not run or did not finish" in w for w in report["warnings"])  # counted
 
     moved = tmp_path / "elsewhere" / "ctrl-c"
     moved.parent.mkdir()

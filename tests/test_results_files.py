@@ -84,9 +84,19 @@ def test_bad_files_are_reported_by_path_and_the_rest_analysed(tmp_path: Path) ->
     future = curves / "future.parquet"
     table = to_table([{"sweep": "demo", "trial_id": "future", "step": 0}])
     pq.write_table(table.replace_schema_metadata({VERSION_KEY: b"99"}), future)
+    wordy = curves / "wordy.parquet"  # a schema version that is not a number
+    pq.write_table(table.replace_schema_metadata({VERSION_KEY: b"two"}), wordy)
+    timeless = write_trial(tmp_path, "timeless", [5.0, 3.1], [0.0, float("inf")], seed=2)
+    nulls = write_trial(tmp_path, "nulls", [5.0, 3.1], seed=3)
+    t = pq.read_table(nulls)
+    i = t.schema.get_field_index("train_time_ms")
+    pq.write_table(t.set_column(i, t.schema.field(i), pa.array([None, 1.0], pa.float64())), nulls)
 
     loaded = load_curves([tmp_path])
-    assert {p.path for p in loaded.problems} == {corrupt, foreign, future}
+    assert {p.path for p in loaded.problems} == {corrupt, foreign, future, wordy, timeless, nulls}
+    assert "not a number" in next(str(p) for p in loaded.problems if p.path == wordy)
+    assert "not finite" in next(str(p) for p in loaded.problems if p.path == timeless)
+    assert "null" in next(str(p) for p in loaded.problems if p.path == nulls)
     for problem in loaded.problems:
         assert str(problem.path) in str(problem) and "\n" not in str(problem)
     assert "newer" in next(str(p) for p in loaded.problems if p.path == future)

@@ -82,3 +82,25 @@ def test_a_completed_run_keeps_its_final_weights_unless_told_not_to(tmp_path, da
     last = read_curve(curve).to_pylist()[-1]
     assert torch.allclose(state["lambdas"], torch.tensor(last["lambdas"]))  # the final model
     assert not weights_path(run("dropped", save_weights=False)).exists()
+
+
+@pytest.mark.parametrize("header", [
+    b"[1, 2]",  # JSON, but not a table
+    b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested past any parser's stack
+    b'{"x": {"dtype": "F32", "shape": [1000000000000, 1000000000000], "data_offsets": [0, 4]}}',
+    b'{"a":',  # cut short
+])
+def test_hostile_headers_are_refused_naming_the_file(tmp_path, header):
+    import struct
+    path = tmp_path / "hostile.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"1234")
+    with pytest.raises(WeightsError, match="hostile.safetensors: truncated or not a safetensors file"):
+        load_weights(path)
+
+
+def test_a_header_length_beyond_the_file_is_refused(tmp_path):
+    import struct
+    path = tmp_path / "long.safetensors"
+    path.write_bytes(struct.pack("<Q", 2**62) + b"{}")
+    with pytest.raises(WeightsError, match="long.safetensors: truncated or not a safetensors file"):
+        load_weights(path)

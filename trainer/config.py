@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ablate.model.config import ConfigError, GPTConfig
+from ablate.model.config import ConfigError, GPTConfig, non_finite
+
+MAX_STEPS = 2**31 - 1  # a run's step budget: num_iterations is an int32 column of its curve
 
 # One (a, b, c) per Newton-Schulz iteration, from the medium record (RECORD.md, Optimizers).
 RECORD_NS_COEFFICIENTS: tuple[tuple[float, float, float], ...] = (
@@ -100,6 +102,9 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"{name}: {why}")
 
+        for f in dataclasses.fields(self):
+            bad = non_finite(getattr(self, f.name))
+            need(bad is None, f.name, f"must be finite, got {bad}")
         need(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed",
              f"must be an integer in 0..2^63-1 (torch's seed range), got {self.seed!r}")
         for name in ("num_iterations", "tokens_per_step", "val_every", "val_tokens", "val_seq_len",
@@ -107,6 +112,8 @@ class TrainConfig:
             v = getattr(self, name)
             need(_is_int(v) and (v > 0 or name == "muon_momentum_warmup" and v == 0), name,
                  f"must be a positive integer, got {v!r}")
+        need(self.num_iterations <= MAX_STEPS, "num_iterations",
+             f"must be at most {MAX_STEPS:,} (a curve stores it as int32), got {self.num_iterations:,}")
         need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
              f"must be a non-negative integer, got {self.checkpoint_every!r}")
         need(self.checkpoint_every % self.val_every == 0, "checkpoint_every",

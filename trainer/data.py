@@ -105,17 +105,34 @@ class TokenStream:
     targets are the inputs shifted by one token); each rank reads only its own slice of it,
     and `pos` then advances by `size`. When `pos + size + 1` reaches the shard's end the next
     shard starts (the rest is skipped, as in the record); after the last shard the stream
-    starts again at the first (a new epoch)."""
+    starts again at the first (a new epoch).
 
-    def __init__(self, files: Sequence[Path], position: StreamPosition | None = None):
+    With `vocab_size`, each shard is checked once, when first read, for token ids the
+    model has no embedding row for: an out-of-range id would otherwise fail deep inside
+    the embedding lookup (or, on a GPU, as an asynchronous device assert). The first shard
+    is read and checked at once, so that data of another tokenizer fails before any output."""
+
+    def __init__(self, files: Sequence[Path], position: StreamPosition | None = None,
+                 vocab_size: int | None = None):
         self.files = list(files)
         self.lengths = [shard_length(f) for f in self.files]
         self.position = position or StreamPosition()
+        self.vocab_size = vocab_size
         self._cache: tuple[int, np.ndarray] | None = None
+        self._checked: set[int] = set()
+        if vocab_size is not None and self.files:
+            self._tokens(self.position.shard)
 
     def _tokens(self, shard: int) -> np.ndarray:
         if self._cache is None or self._cache[0] != shard:
-            self._cache = (shard, read_shard(self.files[shard]))
+            tokens = read_shard(self.files[shard])
+            if self.vocab_size is not None and shard not in self._checked:
+                top = int(tokens.max())
+                if top >= self.vocab_size:
+                    raise DataError(f"{self.files[shard]}: holds token id {top}, beyond the "
+                                    f"model's vocab_size {self.vocab_size}")
+                self._checked.add(shard)
+            self._cache = (shard, tokens)
         return self._cache[1]
 
     def next_batch(self, size: int, start: int = 0, length: int | None = None) -> np.ndarray:

@@ -94,9 +94,10 @@ class _Run:
         self.cuda = self.device.type == "cuda"
         self.compiled = cfg.compile if cfg.compile is not None else self.cuda
         self.nan_check_every = cfg.nan_check_every or (25 if self.cuda else 1)
-        self.stream = TokenStream(find_shards(cfg.data, "train"))
+        vocab_size = cfg.model.vocab_size
+        self.stream = TokenStream(find_shards(cfg.data, "train"), vocab_size=vocab_size)
         self.val_files = find_shards(cfg.data, "val")
-        self.val_stream = TokenStream(self.val_files)  # rewound at every validation
+        self.val_stream = TokenStream(self.val_files, vocab_size=vocab_size)  # rewound at every validation
         self._check_val_set()
 
         torch.manual_seed(cfg.seed)

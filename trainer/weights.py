@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,29 +102,22 @@ def save_run_weights(curve: str | os.PathLike, model, config: Mapping[str, Any])
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The file's config, after checking that it is a whole ablate weights file."""
+    """The file's config, after safetensors has checked that the file is whole: a header
+    that parses, and tensors that cover the file exactly (a truncated copy fails here)."""
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
-            header = f.read(n) if n is not None and n <= min(size, 100 * 2**20) else b""
-    except FileNotFoundError:
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a weights file")
+    if not path.exists():
         raise WeightsError(f"{path}: no weights file (the trial ran without save_weights, "
-                           "or has not finished)") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{path}: is a folder, not a weights file") from None
-    if n is None or len(header) != n:
-        raise WeightsError(f"{path}: truncated or not a safetensors file ({size} bytes)")
+                           "or has not finished)")
     try:
-        info = json.loads(header)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise WeightsError(f"{path}: not a safetensors file (unreadable header)") from None
-    end = max((v["data_offsets"][1] for k, v in info.items() if k != "__metadata__"), default=0)
-    if size < 8 + n + end:
-        raise WeightsError(f"{path}: truncated ({size} bytes of {8 + n + end})")
-    meta = info.get("__metadata__") or {}
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: truncated or not a safetensors file "
+                           f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if meta.get(FORMAT_KEY) is None or CONFIG_KEY not in meta:
         raise WeightsError(f"{path}: not an ablate weights file (no config in its metadata)")
     if meta[FORMAT_KEY] != FORMAT_VERSION:
@@ -133,8 +125,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
                            f"ablate reads ({FORMAT_VERSION})")
     try:
         config = json.loads(meta[CONFIG_KEY])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise WeightsError(f"{path}: corrupt config in its metadata") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path}: corrupt config in its metadata (not a table)")
     return config
 
 

@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from ablate.model.config import ConfigError
-from ablate.sweeps.spec import SpecError, SweepSpec, load_toml, parse_spec, typed_table
+from ablate.sweeps.spec import (
+    MAX_AXIS_VALUES,
+    MAX_TRIALS,
+    SpecError,
+    SweepSpec,
+    load_toml,
+    parse_spec,
+    typed_table,
+)
+from ablate.trainer.config import MAX_STEPS
 
 SECTIONS = ("sweep", "resources", "fixed", "search")
 CHOSEN_BY_SEARCH = {"sweep.seeds": "search.seeds_per_probe and search.max_seeds",
@@ -65,6 +74,11 @@ class SearchSettings:
         need(span % self.granularity == 0, "granularity",
              f"{self.granularity} does not divide the step range {self.min_steps}..{self.max_steps} "
              f"({span} steps)")
+        need(self.max_steps <= MAX_STEPS, "max_steps",
+             f"must be at most {MAX_STEPS:,}, got {self.max_steps:,}")
+        need(span // self.granularity < MAX_TRIALS, "granularity",
+             f"{self.min_steps}..{self.max_steps} in steps of {self.granularity} is "
+             f"{span // self.granularity + 1:,} step counts; at most {MAX_TRIALS:,}")
         need(math.isfinite(self.target), "target", f"must be finite, got {self.target}")
         need(0 < self.alpha <= 0.5, "alpha", f"must be in (0, 0.5], got {self.alpha}")
         need(self.seeds_per_probe >= 2, "seeds_per_probe",
@@ -74,6 +88,10 @@ class SearchSettings:
         need(self.max_trials >= self.seeds_per_probe, "max_trials",
              f"must be >= seeds_per_probe ({self.seeds_per_probe}): room for one probe, "
              f"got {self.max_trials}")
+        need(self.max_seeds <= MAX_AXIS_VALUES, "max_seeds",
+             f"must be at most {MAX_AXIS_VALUES:,}, got {self.max_seeds:,}")
+        need(self.max_trials <= MAX_TRIALS, "max_trials",
+             f"must be at most {MAX_TRIALS:,}, got {self.max_trials:,}")
 
     @property
     def grid(self) -> list[int]:
