@@ -204,6 +204,10 @@ CASES = {
     "search step grid unbounded": (files(["search-steps", "{tmp}/s.toml"], **{"s.toml": SPEC_OK + "[search]\n"
                                           "min_steps = 1\nmax_steps = 1000000000\ngranularity = 1\ntarget = 3.0\n"}),
                                    "search.granularity"),
+    "search gang larger than the machine": (files(["search-steps", "{tmp}/s.toml", "--storage", "{tmp}/runs"],
+                                                  **{"s.toml": SPEC_OK + "[resources]\ncpus_per_worker = 512\n[search]\n"
+                                                     "min_steps = 10\nmax_steps = 20\ngranularity = 10\ntarget = 3.0\n"}),
+                                            "a trial needs 1024 CPUs"),
     "train tokens beyond the vocabulary": (tokens_beyond_vocab, "beyond the model's vocab_size"),
     "storage is a file": (files(["sweep", "{tmp}/s.toml", "--storage", "{tmp}/f"],
                                 **{"s.toml": SPEC_OK, "f": "a file"}), "storage root is a file"),

@@ -160,7 +160,7 @@ def test_max_trials_is_a_flag(tmp_path, capsys):
     assert main(["sweep", str(spec), "--max-trials", "2", "--storage", str(tmp_path / "r")]) == 2
     assert "the grid has 3 trials, more than --max-trials 2" in capsys.readouterr().err
     assert main(["sweep", str(spec), "--max-trials", "0"]) == 2
-    assert "--max-trials: must be >= 1" in capsys.readouterr().err
+    assert "--max-trials: must be in 1..100,000, got 0" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

@@ -45,7 +45,7 @@ def cmd_search_steps(args) -> int:
     from ablate.sweeps.search.searcher import run_search
     from ablate.sweeps.search.study import default_url, open_study, settle, shown, study_name
     from ablate.sweeps.storage import SPEC_FILE, TUNE_FILES, resolve_data
-    from ablate.sweeps.tuner import ray_session
+    from ablate.sweeps.tuner import check_fits, ray_session
 
     spec = load_search_spec(args.spec)
     check_memory(spec.sweep)
@@ -54,25 +54,29 @@ def cmd_search_steps(args) -> int:
                         "mounted) storage folder: its curves and default SQLite study live there")
     storage = Path(args.storage or spec.sweep.storage)
     folder = storage / spec.name
+    console = Console(stderr=True)
     if any((folder / f).exists() for f in (*TUNE_FILES, SPEC_FILE)):
         raise SpecError(f"{folder}: a sweep named {spec.name!r} is stored there; "
                         "choose another --storage or sweep.name")
-    data = resolve_data(spec.sweep, storage)  # bad data is refused before a study exists
-    if args.optuna_storage is None:
-        folder.mkdir(parents=True, exist_ok=True)
-    url = args.optuna_storage or default_url(folder)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(url, spec)
-    console = Console(stderr=True)
-    recovered = settle(study, spec, folder / "curves")
-    search = StepSearch(spec.search, study)
-    console.print(f"[bold]{spec.name}[/]: steps {spec.search.min_steps}..{spec.search.max_steps}"
-                  f" by {spec.search.granularity}, target {spec.search.target}; "
-                  f"{search.trials} trials done" + (f" ({recovered} from curves)" if recovered else "")
-                  + f"; study {study_name(spec)!r} in {shown(url)} -> {folder}")
-    failed: list[str] = []
-    if not search.finished:
-        with ray_session(args.address):
+    # Ray first: a gang that can never be placed is refused before anything is written
+    with ray_session(args.address):
+        waiting = check_fits(spec.sweep, embedded=not args.address)
+        if waiting:
+            console.print(f"[yellow]{waiting}[/]")
+        data = resolve_data(spec.sweep, storage)  # bad data is refused before a study exists
+        if args.optuna_storage is None:
+            folder.mkdir(parents=True, exist_ok=True)
+        url = args.optuna_storage or default_url(folder)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = open_study(url, spec)
+        recovered = settle(study, spec, folder / "curves")
+        search = StepSearch(spec.search, study)
+        console.print(f"[bold]{spec.name}[/]: steps {spec.search.min_steps}..{spec.search.max_steps}"
+                      f" by {spec.search.granularity}, target {spec.search.target}; "
+                      f"{search.trials} trials done" + (f" ({recovered} from curves)" if recovered else "")
+                      + f"; study {study_name(spec)!r} in {shown(url)} -> {folder}")
+        failed: list[str] = []
+        if not search.finished:
             failed = run_search(spec, storage, data, search, on_probe=_progress(console)).failed
     for trial_id in failed:
         console.print(f"[red]trial {trial_id} failed[/]: see {folder / 'search'}; "
