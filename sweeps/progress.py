@@ -99,7 +99,7 @@ class View(Callback):
             timing.ended = self.clock()
 
     def counts(self) -> dict[str, int]:
-        c = {s: 0 for s in states.STATES if s != states.PENDING}
+        c = {s: 0 for s in states.LIVE if s != states.PENDING}
         for line in self.lines.values():
             if line.state in c:
                 c[line.state] += 1

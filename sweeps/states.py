@@ -8,6 +8,7 @@
     stopped    stopped early by the sweep's early stopping
     diverged   its loss went non-finite; the trainer ended it
     failed     an error ended it (`ablate resume` runs it again)
+    interrupted  its sweep was interrupted (Ctrl-C) while it ran (`ablate resume` continues it)
 
 A curve's `status` column uses the same words (running, completed, diverged, failed): a trial
 has no curve rows while it is starting.
@@ -15,9 +16,10 @@ has no curve rows while it is starting.
 
 from __future__ import annotations
 
-PENDING, STARTING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED = (
-    "pending", "starting", "running", "completed", "stopped", "diverged", "failed")
-STATES = (PENDING, STARTING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED)
+PENDING, STARTING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED, INTERRUPTED = (
+    "pending", "starting", "running", "completed", "stopped", "diverged", "failed", "interrupted")
+STATES = (PENDING, STARTING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED, INTERRUPTED)
+LIVE = STATES[:-1]  # a live view's words: `interrupted` is said of a folder after the fact
 ACTIVE = (STARTING, RUNNING)  # holding resources now
 FINISHED = (COMPLETED, STOPPED, DIVERGED, FAILED)  # no more steps will come this session
 FINAL_CURVE = (COMPLETED, DIVERGED)  # curve statuses of a trial that must never run again

@@ -1,79 +1,41 @@
 """`ablate status`: a sweep's trials read from storage, by a process that runs nothing.
 
-Tune's experiment state is read as plain JSON: whatever Tune pickled into it stays bytes
-(never unpickled), so a folder on shared storage cannot run code as the reader. Steps and
-losses come from the curves (written at every validation point), else from Tune's last result.
+It reads only what ablate itself writes: the driver's trials.json (each trial's state and
+config, sweeps/ledger.py) and the curves (each trial's last step and val loss, written at
+every validation point). Tune's own saved state is never read (it holds pickles).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ablate.results.curves import STATUSES
 from ablate.sweeps import states
 from ablate.sweeps.spec import step_budget
-from ablate.sweeps.storage import curve_files, filesystem, join, last_row
-
-# Tune's trial statuses in our words; TERMINATED is resolved by the last report's status.
-TUNE_STATES = {"PENDING": states.PENDING, "PAUSED": states.PENDING, "RUNNING": states.RUNNING,
-               "ERROR": states.FAILED}
-UNTRACKED = "untracked"  # a curve Tune's state does not know (the driver died before saving)
-
-
-def tune_trials(folder: str) -> list[dict[str, Any]]:
-    """Every trial in the newest `experiment_state-*.json`: trial_id, status, config and
-    last_result, as plain JSON. None of it is unpickled."""
-    import pyarrow.fs
-
-    fs, path = filesystem(folder)
-    try:
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
-    except OSError:
-        return []
-    files = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-")
-                   and i.base_name.endswith(".json") and i.type == pyarrow.fs.FileType.File)
-    if not files:
-        return []
-    try:
-        with fs.open_input_stream(files[-1]) as f:
-            saved = json.loads(f.read().decode("utf-8"))
-        out = []
-        for trial_json, metadata_json in saved["trial_data"]:
-            trial, metadata = json.loads(trial_json), json.loads(metadata_json)
-            config = trial.get("config")
-            out.append({"trial_id": str(trial["trial_id"]), "status": str(trial.get("status")),
-                        "config": config if isinstance(config, dict) else {},
-                        "last_result": metadata.get("last_result") or {}})
-        return out
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []  # half-written or foreign: the curves still tell
+from ablate.sweeps.storage import curve_files, join, last_row, trial_states
 
 
 def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
-    """Every trial Tune knows of (and every curve it does not): state, config, last step and
-    val loss."""
+    """Every trial the driver has recorded, and every curve: state, config, last step and
+    val loss. A curve newer than trials.json (which may lag by a second) has the last word
+    on a trial the driver last saw starting or running, or has not written down yet."""
     files = curve_files(folder)
     rows = []
-    for trial in tune_trials(folder):
-        reported = trial["last_result"] if isinstance(trial["last_result"], dict) else {}
-        last = {k: reported.get(k) for k in ("step", "val_loss", "status", "num_iterations")}
-        if trial["trial_id"] in files:
-            last |= _curve_fields(join(folder, "curves", f"{trial['trial_id']}.parquet"))
-            files.pop(trial["trial_id"])
-        # Tune's view decides, as in the live view: a trial it stopped is `stopped` even if
-        # its run reached the end before the abort (the curve column shows that).
-        ended = reported.get("status") or last.get("status")
-        state = (states.ended_state(ended) if trial["status"] == "TERMINATED"
-                 else TUNE_STATES.get(trial["status"], trial["status"].lower()))
-        if state == states.PENDING and last.get("status") in STATUSES:
-            # Tune saves its state every 10 s or so; a curve written since then is newer news
-            state = (states.RUNNING if last["status"] == "running"
-                     else states.ended_state(last["status"]))
-        rows.append(_status_row(trial["trial_id"], trial["config"], axes, state, last))
-    for trial_id in files:
+    for trial_id, entry in trial_states(folder).items():
+        has_curve = files.pop(trial_id, None) is not None
+        last = _curve_fields(join(folder, "curves", f"{trial_id}.parquet")) if has_curve else {}
+        last.setdefault("num_iterations", entry.get("num_iterations"))
+        state, curve = entry["state"], last.get("status")
+        if state in states.ACTIVE and curve in STATUSES and curve != states.RUNNING:
+            state = curve  # it ended since: completed, diverged or failed
+        elif state == states.STARTING and curve == states.RUNNING:
+            state = states.RUNNING
+        rows.append(_status_row(trial_id, entry.get("config") or last.get("config", {}), axes,
+                                state, last))
+    for trial_id in files:  # not yet in trials.json (it lags), or a folder from before it
         last = _curve_fields(join(folder, "curves", f"{trial_id}.parquet"))
-        rows.append(_status_row(trial_id, last.pop("config", {}), axes, UNTRACKED, last))
+        state = last.get("status") if last.get("status") in STATUSES else states.PENDING
+        rows.append(_status_row(trial_id, last.get("config", {}), axes, state, last))
     return sorted(rows, key=lambda r: r["trial_id"])
 
 
@@ -97,7 +59,8 @@ def _status_row(trial_id: str, config: dict[str, Any], axes: list[str], state: s
 
 
 COLOURS = {states.COMPLETED: "green", states.STOPPED: "yellow", states.FAILED: "red",
-           states.DIVERGED: "red", states.RUNNING: "cyan", states.STARTING: "blue"}
+           states.DIVERGED: "red", states.RUNNING: "cyan", states.STARTING: "blue",
+           states.INTERRUPTED: "magenta"}
 
 
 def print_status(rows: list[dict[str, Any]], expected: int, console) -> None:

@@ -6,8 +6,8 @@ not: the lr cools down over the final fraction of *each run's own* num_iteration
 stops the wrong trials. `SameBudgetStopper` compares a trial only with trials of the same
 num_iterations, at the same step.
 
-`ablate resume` builds the stopper again from the losses the curves hold (`seed`), and
-`StoppedTrials` records which trials early stopping ended, so a resumed sweep leaves them be.
+`ablate resume` builds the stopper again from the losses the curves hold (`seed`); which
+trials it stopped is in trials.json (sweeps/ledger.py), so a resumed sweep leaves them be.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from ray.tune import Callback, Stopper
+from ray.tune import Stopper
 from ray.tune.schedulers import ASHAScheduler
 
-from ablate.sweeps import states
 from ablate.sweeps.spec import EarlyStopping
-from ablate.sweeps.storage import record_stopped
 
 
 class SameBudgetStopper(Stopper):
@@ -54,18 +52,6 @@ class SameBudgetStopper(Stopper):
             if loss is not None and math.isfinite(loss):
                 self.best[(budget, step)] = min(self.best.get((budget, step), math.inf), loss)
         return self
-
-
-class StoppedTrials(Callback):
-    """Writes down each trial that early stopping ends (Tune completes it while its last
-    report was not its last validation point), for `ablate resume`."""
-
-    def __init__(self, folder: str):
-        self.folder = folder
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if (trial.last_result or {}).get("status") == states.RUNNING:
-            record_stopped(self.folder, trial.trial_id)
 
 
 def early_stopping(cfg: EarlyStopping | None, longest: int,

@@ -4,10 +4,10 @@ file://. Every read and write of a sweep's folder outside Tune's own goes throug
 A sweep's folder, `<storage>/<name>/`:
 
     sweep.json              the spec and trial settings, for `ablate resume` and `ablate status`
-    stopped.json            the trials early stopping ended
+    trials.json             each trial's state and config, as the driver last saw them
     curves/<trial>.parquet  one curve per trial (the trainer writes, results reads)
     train/<trial>/          Ray Train's runs and checkpoints
-    experiment_state-*.json, tuner.pkl, ...   Tune's own state
+    experiment_state-*.json, tuner.pkl, ...   Tune's own state (never read back: it pickles)
 
 No torch and no ray here: `ablate status` and `--dry-run` stay light.
 """
@@ -21,10 +21,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ablate.sweeps import states
 from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec, parse_spec, spec_dict
 
 SPEC_FILE = "sweep.json"
-STOPPED_FILE = "stopped.json"  # trials that early stopping ended: `ablate resume` leaves them
+TRIALS_FILE = "trials.json"  # {trial_id: {"state", "config"}}: see sweeps/ledger.py
 TUNE_FILES = ("tuner.pkl",)  # present once Tune has started a sweep in the folder
 
 
@@ -70,10 +71,15 @@ def read_text(location: str) -> str:
 
 
 def write_text(location: str, text: str) -> None:
+    """Write a whole file: a local one through a temp file and a rename, so that a reader (or
+    a driver killed mid-write) never sees half of it; an object store's put is whole anyway."""
     fs, path = filesystem(location)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
+    target = path if is_uri(location) else f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with fs.open_output_stream(target) as f:
         f.write(text.encode("utf-8"))
+    if target != path:
+        os.replace(target, path)
 
 
 def upload(local: str | Path, uri: str) -> None:
@@ -170,22 +176,30 @@ def parent_and_name(folder: str) -> tuple[str, str]:
     return parent, name
 
 
-def stopped_trials(folder: str) -> set[str]:
-    """The trials of a sweep that early stopping ended (plain JSON: a list of trial ids)."""
+def trial_states(folder: str) -> dict[str, dict[str, Any]]:
+    """Each trial's state and config as the driver last wrote them: {trial_id: {"state":
+    one of states.STATES, "config": {axis: value, "seed": n}}}; {} before it has."""
+    path = join(folder, TRIALS_FILE)
     try:
-        ids = json.loads(read_text(join(folder, STOPPED_FILE)))
+        saved = json.loads(read_text(path))
     except FileNotFoundError:
-        return set()
+        return {}
     except (ValueError, OSError, RecursionError) as e:
-        raise SpecError(f"{join(folder, STOPPED_FILE)}: corrupt ({e})") from None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise SpecError(f"{join(folder, STOPPED_FILE)}: corrupt (not a list of trial ids)")
-    return set(ids)
+        raise SpecError(f"{path}: corrupt ({e})") from None
+    if not isinstance(saved, dict) or not all(
+            isinstance(v, dict) and v.get("state") in states.STATES
+            and isinstance(v.get("config", {}), dict) for v in saved.values()):
+        raise SpecError(f"{path}: corrupt (not a table of trial states)")
+    return saved
 
 
-def record_stopped(folder: str, trial_id: str) -> None:
-    ids = stopped_trials(folder) | {trial_id}
-    write_text(join(folder, STOPPED_FILE), json.dumps(sorted(ids)))
+def write_trial_states(folder: str, trials: dict[str, dict[str, Any]]) -> None:
+    write_text(join(folder, TRIALS_FILE), json.dumps(trials, sort_keys=True))
+
+
+def stopped_trials(folder: str) -> set[str]:
+    """The trials early stopping ended: `ablate resume` leaves them be."""
+    return {t for t, v in trial_states(folder).items() if v["state"] == states.STOPPED}
 
 
 def trial_prefix(folder: str, settings: dict[str, Any]) -> str:

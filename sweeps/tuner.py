@@ -187,14 +187,15 @@ def same_trial_ids(prefix: str, max_concurrent: int):
 
 def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | None = None):
     """A Tuner for the spec's grid, new or continuing: trials whose curve has ended (or that
-    early stopping ended, stopped.json) end at once; unfinished ones continue from their last
+    early stopping ended, trials.json) end at once; unfinished ones continue from their last
     checkpoint; failed ones run again. The same_budget stopper starts from the losses the
     curves hold. Besides `callbacks` (the live view), the spec's trackers and TensorBoard log
     every trial at its training step (sweeps/tracking.py)."""
     from ray import tune
 
     from ablate.sweeps import tracking
-    from ablate.sweeps.stoppers import StoppedTrials, early_stopping
+    from ablate.sweeps.ledger import TrialLedger
+    from ablate.sweeps.stoppers import early_stopping
 
     folder = join(settings["storage"], settings["sweep"])
     space = {name: tune.grid_search(values) for name, values in spec.axes.items()}
@@ -214,6 +215,7 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
             reuse_actors=True),  # a trial's driver process (and its imports) serves the next
         run_config=tune.RunConfig(name=settings["sweep"], storage_path=settings["storage"],
                                   verbose=0, stop=stopper,
-                                  callbacks=[*(callbacks or []), StoppedTrials(folder), *loggers],
+                                  callbacks=[*(callbacks or []), TrialLedger(folder, list(spec.axes)),
+                                             *loggers],
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )

@@ -64,6 +64,10 @@ def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir
     report = next(e["report"] for e in events if e["event"] == "report")
     assert any("were not run or did not finish" in w for w in report["warnings"])  # counted
 
+    after = {r["trial_id"]: r["state"] for r in sweep_status(str(tmp_path / "runs" / "ctrl-c"), [])}
+    assert after[done] == "completed"
+    assert not {"starting", "running"} & set(after.values()), after  # interrupted, not running
+
     moved = tmp_path / "elsewhere" / "ctrl-c"
     moved.parent.mkdir()
     (tmp_path / "runs" / "ctrl-c").rename(moved)
