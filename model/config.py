@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -218,22 +219,35 @@ class GPTConfig:
         return long, long // 2
 
 
-def param_count(cfg: GPTConfig) -> int:
-    """Parameters implied by the config, for checks and for the cost model in bench/."""
+class ParamParts(typing.NamedTuple):
+    """Parameter counts by kind: the kinds differ in dtype and optimizer (trainer/memory.py)."""
+    tables: int  # input, extra and value embeddings: bf16 on GPUs, Adam
+    matrices: int  # attention q, k, v, o and the MLP: bf16 on GPUs, Muon
+    head: int  # the output head, padded rows included: fp32, Adam
+    scalars: int  # skip weights, mixing and value lambdas, token lambdas: fp32, Adam
+
+
+def param_parts(cfg: GPTConfig) -> ParamParts:
+    """The parameters the config implies, by kind (param_count is their sum)."""
     V, D, L, H = cfg.vocab_size, cfg.d_model, cfg.n_layer, cfg.mlp_ratio * cfg.d_model
     tables = (1 + cfg.extra_embeddings + cfg.value_embeds) * V * D
     matrices = len(cfg.attn_layers) * 4 * D * D + L * 2 * D * H
     # skip weights (one per layer, as the record keeps them), mixing lambdas, value lambdas
     scalars = (L if cfg.skip_pairs else 0) + L * cfg.n_mix + (L * 2 if cfg.attn_layers else 0)
     scalars += L * V if cfg.token_lambdas else 0
-    return tables + matrices + cfg.padded_vocab * D + scalars
+    return ParamParts(tables, matrices, cfg.padded_vocab * D, scalars)
+
+
+def param_count(cfg: GPTConfig) -> int:
+    """Parameters implied by the config, for checks and for the cost model in bench/."""
+    return sum(param_parts(cfg))
 
 
 def flops_per_token(cfg: GPTConfig, progress: float = 1.0) -> float:
     """Training FLOPs per token (6N for the matmuls + attention within the window at
     `progress`), for model FLOP utilisation."""
     D, B = cfg.d_model, cfg.attn_block
-    matmul = len(cfg.attn_layers) * 4 * D * D + cfg.n_layer * 2 * D * cfg.mlp_ratio * D
+    matmul = param_parts(cfg).matrices
     long, short = cfg.window_blocks(progress)
     context = sum(min(max(long if c == "L" else short, 1) * B, cfg.seq_len) - B / 2
                   for c in cfg.attn_pattern if c != "-")

@@ -219,6 +219,9 @@ class GPT(nn.Module):
         self.ve_lambdas = nn.Parameter(torch.empty(L, 2)) if cfg.attn_layers else None
         # One weight per layer, indexed by the skip's source; only the sources are used.
         self.skip_weights = nn.Parameter(torch.empty(L)) if cfg.skip_pairs else None
+        # The skip map, parsed once: layer -> the sources added before it; sources to keep.
+        self.skip_sources = {d: [s for s, t in cfg.skip_pairs if t == d] for _, d in cfg.skip_pairs}
+        self.skip_kept = {s for s, _ in cfg.skip_pairs}
         self.token_lambdas = (nn.ModuleList(nn.Embedding(V, 1) for _ in range(L))
                               if cfg.token_lambdas else None)
         self.reset_parameters()
@@ -301,11 +304,10 @@ class GPT(nn.Module):
         x0s = [norm(e(tokens)) for e in self.embeds]  # x00, x01, ..., x0k
         ve = [e(tokens) for e in self.value_embeds]
         ve = ve + [None] * (cfg.n_layer - 2 * len(ve)) + ve  # first and last layers share them
-        sources = {dst: [s for s, d in cfg.skip_pairs if d == dst] for _, dst in cfg.skip_pairs}
-        kept = {s: None for s, _ in cfg.skip_pairs}
+        kept = {}
         x = x0s[0]
         for i, block in enumerate(self.blocks):
-            for src in sources.get(i, ()):
+            for src in self.skip_sources.get(i, ()):
                 x = x + self.skip_weights[src] * kept[src]
             streams = x0s
             if self.token_lambdas is not None:
@@ -314,7 +316,7 @@ class GPT(nn.Module):
             x = lam[0] * x + sum(lam[j + 1] * s for j, s in enumerate(streams))
             ve_lambdas = self.ve_lambdas[i] if self.ve_lambdas is not None else None
             x = block(x, ve[i], ve_lambdas, rope, masks[cfg.attn_pattern[i]])
-            if i in kept:
+            if i in self.skip_kept:
                 kept[i] = x
         x = norm(x)
         if targets is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from ablate.results.atomic import atomic_path
 
 SCHEMA_VERSION = 2
 VERSION_KEY = b"ablate.schema_version"
@@ -122,42 +123,19 @@ def check_sweep_meta(value: Any, where: str = "meta") -> dict[str, Any]:
     return out
 
 
-def default_mode() -> int:
-    """The mode a new file gets from the user's umask, as any other tool would create it."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
                 meta: Mapping[str, Any] | None = None) -> Path:
-    """Write atomically: a temp file in the same folder, fsync, then rename over the target.
-
-    A crash (or a full disk) leaves either the previous file or the new one, never half.
-    `meta` (JSON-able) goes into the file metadata; see check_sweep_meta for its "sweep" key.
-    """
+    """Write atomically (results/atomic.py): a crash or a full disk leaves the previous file
+    or the new one, never half. `meta` (JSON-able) goes into the file metadata; see
+    check_sweep_meta for its "sweep" key."""
     path = Path(path)
     table = to_table(rows, meta)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, default_mode())  # mkstemp's 0600 would hide curves from teammates
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # Python's OSError: errno words
             pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(e, OSError):  # disk full, read-only storage, no permission
-            raise CurveError(f"{path}: cannot write the curve ({e.strerror or e}); "
-                             "the previous version, if any, is intact") from None
-        raise
+    except OSError as e:  # disk full, read-only storage, no permission
+        raise CurveError(f"{path}: cannot write the curve ({e.strerror or e}); "
+                         "the previous version, if any, is intact") from None
     return path
 
 

@@ -74,7 +74,7 @@ def plan(spec: SweepSpec, folder: str = "", address: str | None = None) -> Plan:
         micro = cfg.micro_steps(workers)
         trials.append(PlannedTrial(number, {k: trial[k] for k in spec.axes}, cfg.seed,
                                    cfg.num_iterations, cfg.tokens_per_step, param_count(cfg.model),
-                                   micro, cfg.tokens_per_step // workers // micro,
+                                   micro, cfg.micro_tokens_for(workers),
                                    estimate_memory(cfg, workers, gpu=gpu)))
     return Plan(spec, folder, trials, concurrency(spec, address), gpu_memory(spec))
 

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ablate.results.atomic import atomic_path
 from ablate.sweeps import states
 from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec, parse_spec, spec_dict
 
@@ -73,13 +74,14 @@ def read_text(location: str) -> str:
 def write_text(location: str, text: str) -> None:
     """Write a whole file: a local one through a temp file and a rename, so that a reader (or
     a driver killed mid-write) never sees half of it; an object store's put is whole anyway."""
+    if not is_uri(location):
+        with atomic_path(location) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        return
     fs, path = filesystem(location)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    target = path if is_uri(location) else f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with fs.open_output_stream(target) as f:
+    with fs.open_output_stream(path) as f:
         f.write(text.encode("utf-8"))
-    if target != path:
-        os.replace(target, path)
 
 
 def upload(local: str | Path, uri: str) -> None:

@@ -87,7 +87,7 @@ def cmd_train(args) -> int:
         from ablate.trainer.memory import describe, estimate_memory
         gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch_cuda())
         print(f"{cfg.tokens_per_step:,} tokens a step = {workers} worker(s) x {micro} micro-step(s) "
-              f"x {cfg.tokens_per_step // workers // micro:,} tokens; estimated peak per "
+              f"x {cfg.micro_tokens_for(workers):,} tokens; estimated peak per "
               f"{'GPU' if gpu else 'worker'}: {describe(estimate_memory(cfg, workers, gpu=gpu))}",
               flush=True)
     result = train(cfg, LogReporter(ckpt_dir, rank), resume=resume)

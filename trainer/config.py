@@ -149,19 +149,23 @@ class TrainConfig:
         """Micro-steps each worker runs per step; refuses a batch that does not split into
         whole streams per worker, or a share that does not split into micro-steps."""
         T, share = self.model.seq_len, self.tokens_per_step // workers
+        micro = self.micro_tokens_for(workers)
         if self.tokens_per_step % (workers * T):
             raise ConfigError(f"tokens_per_step: {self.tokens_per_step:,} does not split into "
                               f"streams of seq_len {T:,} tokens over {workers} workers (need a "
                               f"multiple of {workers * T:,})")
-        micro = self.micro_tokens or share
         if micro % T or share % micro:
             raise ConfigError(f"micro_tokens: {micro:,} must be a multiple of seq_len ({T:,}) that "
                               f"divides each worker's {share:,} tokens a step")
         return share // micro
 
+    def micro_tokens_for(self, workers: int) -> int:
+        """Tokens of one micro-step on one worker: micro_tokens, else the worker's whole share."""
+        return self.micro_tokens or self.tokens_per_step // workers
+
     def rows(self, workers: int) -> int:
         """Streams in one micro-step (rows of the model's input)."""
-        return (self.micro_tokens or self.tokens_per_step // workers) // self.model.seq_len
+        return self.micro_tokens_for(workers) // self.model.seq_len
 
     def val_steps(self, workers: int) -> int:
         """Validation streams each worker runs; refuses a set that does not split evenly."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ablate.model.config import GPTConfig
+from ablate.model.config import GPTConfig, param_parts
 from ablate.trainer.config import TrainConfig
 
 MIB = 2**20
@@ -47,12 +47,9 @@ class MemoryEstimate:
 
 def _state_bytes(model: GPTConfig, workers: int, bf16: bool) -> tuple[int, int, int]:
     """(parameters, gradients, optimizer state) in bytes on one rank."""
-    V, D, L = model.vocab_size, model.d_model, model.n_layer
+    tables, matrices, head, scalars = param_parts(model)
     low = 2 if bf16 else 4  # tables' and matrices' storage
-    tables = (1 + model.extra_embeddings + model.value_embeds) * V * D
-    matrices = len(model.attn_layers) * 4 * D * D + L * 2 * D * model.mlp_ratio * D
-    fp32 = model.padded_vocab * D + L * model.n_mix + (2 * L if model.attn_layers else 0) \
-        + (L if model.skip_pairs else 0) + (L * V if model.token_lambdas else 0)
+    fp32 = head + scalars
     params = (tables + matrices) * low + fp32 * 4
     adam = tables * 2 * low + fp32 * 8
     muon = -(-matrices // workers) * (4 + (2 if bf16 else 0))  # momentum (+ extra bits)
@@ -77,7 +74,7 @@ def estimate_memory(cfg: TrainConfig, workers: int | None = None, gpu: bool = Tr
     workers = workers or cfg.workers
     model = cfg.model
     params, grads, optimizer = _state_bytes(model, workers, bf16=gpu)
-    tokens = cfg.micro_tokens or cfg.tokens_per_step // workers
+    tokens = cfg.micro_tokens_for(workers)
     width = 1 if gpu else 2
     activations = int(tokens * model.n_layer * model.d_model * ACTIVATION_BYTES * width)
     logits = tokens * model.padded_vocab * LOGIT_BYTES * width

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ablate.results.curves import default_mode
+from ablate.results.atomic import atomic_path
 
 FORMAT_KEY = "ablate.weights"  # metadata: the format version of the file
 CONFIG_KEY = "ablate.config"  # metadata: JSON of the trial's full config (TrainConfig.to_flat)
@@ -74,23 +73,11 @@ def save_weights(path: str | os.PathLike, state: Mapping[str, Any],
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in state.items()}
     meta = {FORMAT_KEY: FORMAT_VERSION, CONFIG_KEY: json.dumps(dict(config), sort_keys=True,
                                                                default=str)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, default_mode())  # the user's umask, not mkstemp's 0600
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise WeightsError(f"{path}: cannot write the weights ({e.strerror or e})") from None
-        raise
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=meta)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot write the weights ({e.strerror or e})") from None
     return path
 
 
