@@ -142,8 +142,19 @@ def print_plan(p: Plan, console) -> None:
                           f"placed as one gang ({res.placement})"),
             ("at once", p.concurrency),
             ("data", spec.data),
+            ("tracking", _trackers(spec)),
             ("output", p.folder)):
         console.print(f"[bold]{label:>9}[/]  {value}")
+
+
+def _trackers(spec: SweepSpec) -> str:
+    """The trackers each trial logs to, besides its curve and TensorBoard."""
+    t = spec.tracking
+    parts = [f"mlflow ({t.mlflow})"] if t.mlflow else []
+    if t.wandb:
+        parts.append(f"wandb ({t.wandb}, project {t.wandb_project}"
+                     + (f", entity {t.wandb_entity})" if t.wandb_entity else ")"))
+    return ", ".join(parts) or "curves and TensorBoard only"
 
 
 def print_shapes(p: Plan, console) -> None:

@@ -104,6 +104,9 @@ def test_overrides_and_name_reach_the_dry_run(tmp_path, capsys):
     assert "k1: 4 trials" in out  # extra_embeddings left the grid; lambda_init x seeds 3, 4
     assert "extra_embeddings=1" in out and "120 steps" in out
     assert str(tmp_path / "k1") in out
+    assert "curves and TensorBoard only" in out
+    assert main(["sweep", str(DEMO), "--dry-run", "--storage", str(tmp_path), "--wandb", "offline"]) == 0
+    assert "wandb (offline, project ablate)" in capsys.readouterr().out
 
 
 def test_override_pins_a_key_and_drops_its_axis():
