@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ablate.analysis.lens import LensScore, contribution_lens, final_inverse_rms, net_weights, table_lens
+from ablate.analysis.lens import LensScore, final_inverse_rms, lenses, net_weights
 from ablate.analysis.neighbours import table_neighbours, token_lambda_extremes
 from ablate.analysis.nexttokens import MAX_TOKENS, NextTokens, load_next_tokens
 from ablate.analysis.trials import Trial
@@ -96,14 +96,14 @@ def inspect_trial(trial: Trial, stats: NextTokens, vocab: Vocabulary,
     model = trial.model
     chosen = ([vocab.parse(t) for t in tokens] if tokens
               else [int(t) for t in np.argsort(-np.bincount(stats.stream))[:DEFAULT_TOKENS]])
-    grid, direct = contribution_lens(model, stats, final_inverse_rms(model, stats.stream))
+    lens = lenses(model, stats, final_inverse_rms(model, stats.stream))
     return TrialResult(
         trial=trial, data=stats.source, config=-1,
         mixing=np.array(model.mixing_weights()),
-        tables=np.array([[getattr(s, m) for m in LENS] for s in table_lens(model, stats)]),
+        tables=np.array([[getattr(s, m) for m in LENS] for s in lens.tables]),
         net=net_weights(model),
-        layers=np.array([[[cell[m] for m in LAYER] for cell in layer] for layer in grid]),
-        direct=np.array([direct[m] for m in LENS]),
+        layers=np.array([[[cell[m] for m in LAYER] for cell in layer] for layer in lens.layers]),
+        direct=np.array([lens.direct[m] for m in LENS]),
         neighbours=table_neighbours(model, chosen, NEIGHBOURS,
                                     among=np.bincount(stats.stream, minlength=stats.vocab) > 0),
         token_lambdas=token_lambda_extremes(model, NEIGHBOURS), vocab=vocab,

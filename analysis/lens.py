@@ -74,15 +74,6 @@ class Lens:
                          kl_unigram=self.kl_u, top1_unigram=self.top1_u, ce_next=ce)
 
 
-@torch.no_grad()
-def score(model: GPT, vectors: torch.Tensor, stats: NextTokens) -> LensScore:
-    """Lens of `vectors` (one row per token of `stats.rows`, already on the head's scale)."""
-    lens = Lens(stats)
-    for start in range(0, len(stats.rows), CHUNK):
-        lens.add(model.logits(vectors[start:start + CHUNK].float()), start)
-    return lens.result()
-
-
 def soft_cap(z: torch.Tensor, cap: float) -> torch.Tensor:
     """The head's soft cap, as GPT.logits applies it."""
     return cap * z * torch.rsqrt(z.square() + cap * cap) if cap else z
@@ -97,12 +88,6 @@ def _agrees(guess: np.ndarray, start: int, stats: NextTokens, codes: np.ndarray)
     return hit & (stats.pair_count[at] == stats.best[rows])
 
 
-def table_inputs(model: GPT, table: int, stats: NextTokens) -> torch.Tensor:
-    """`norm(embed_j(t))` for every analysed token (the final norm leaves it as it is)."""
-    rows = torch.from_numpy(stats.rows)
-    return norm(model.embeds[table].weight[rows].float())
-
-
 def net_weights(model: GPT) -> np.ndarray:
     """Per table: the sum over layers of its mixing weight times the layer's path to the
     head (x00 also starts the stream, with weight l[0,0]). Its sign is the sign with which
@@ -113,15 +98,6 @@ def net_weights(model: GPT) -> np.ndarray:
     net = path @ lam[:, 1:]
     net[0] += path[0] * lam[0, 0]
     return net
-
-
-@torch.no_grad()
-def table_lens(model: GPT, stats: NextTokens) -> list[LensScore]:
-    """The lens of each input table, x00 first, read with the sign the model gives it (a
-    table whose mixing weights went negative predicts through -x0j)."""
-    signs = np.where(net_weights(model) < 0, -1.0, 1.0)
-    return [score(model, float(signs[j]) * table_inputs(model, j, stats), stats)
-            for j in range(len(model.embeds))]
 
 
 def path_coefficients(lambdas: np.ndarray, skip_weights: np.ndarray | None,
@@ -195,18 +171,29 @@ def contribution_weights(model: GPT, stats: NextTokens, inverse_rms: np.ndarray
     return a * path[:, None, None] * inverse_rms[stats.rows][None, None, :], path
 
 
-@torch.no_grad()
-def contribution_lens(model: GPT, stats: NextTokens, inverse_rms: np.ndarray
-                      ) -> tuple[list[list[dict]], dict]:
-    """Per layer and table: the lens score, the contribution's size (its mean RMS at the
-    head, relative to the final stream) and the layer's path coefficient; and the lens of all
-    embedding paths together (embedding + head alone, no block).
+@dataclass(frozen=True)
+class Lenses:
+    """Every lens of one model, from one pass of the head over the analysed tokens."""
 
-    A contribution is a per-token multiple of `x0j(t)`, so the head's matmul is made once
-    per table and chunk, and each layer only rescales it before the soft cap."""
+    tables: list[LensScore]  # each input table's own lens, x00 first
+    layers: list[list[dict]]  # per layer and table: lens score, size and path coefficient
+    direct: dict  # all embedding paths together (embedding + head alone, no block)
+
+
+@torch.no_grad()
+def lenses(model: GPT, stats: NextTokens, inverse_rms: np.ndarray) -> Lenses:
+    """The lens of each input table, read with the sign the model gives it (a table whose
+    mixing weights went negative predicts through -x0j); per layer and table, the lens of its
+    contribution, the contribution's size (its mean RMS at the head, relative to the final
+    stream) and the layer's path coefficient; and the lens of all embedding paths together.
+
+    Each is a per-token multiple of `x0j(t)`, so the head's matmul is made once per table
+    and chunk, and each lens only rescales it before the soft cap."""
     a, path = contribution_weights(model, stats, inverse_rms)
     n_layer, n_table = a.shape[:2]
-    lenses = [[Lens(stats) for _ in range(n_table)] for _ in range(n_layer)]
+    signs = np.where(net_weights(model) < 0, -1.0, 1.0)
+    tables = [Lens(stats) for _ in range(n_table)]
+    layers = [[Lens(stats) for _ in range(n_table)] for _ in range(n_layer)]
     total = Lens(stats)
     head, cap = model.lm_head.weight.float(), model.config.logit_softcap
     coef = torch.from_numpy(a).float()
@@ -214,10 +201,12 @@ def contribution_lens(model: GPT, stats: NextTokens, inverse_rms: np.ndarray
         rows = torch.from_numpy(stats.rows[start:start + CHUNK])
         z = [F.linear(norm(e.weight[rows].float()), head) for e in model.embeds]
         part = coef[:, :, start:start + len(rows), None]
+        for j in range(n_table):
+            tables[j].add(soft_cap(float(signs[j]) * z[j], cap), start)
         for i, j in np.ndindex(n_layer, n_table):
-            lenses[i][j].add(soft_cap(part[i, j] * z[j], cap), start)
+            layers[i][j].add(soft_cap(part[i, j] * z[j], cap), start)
         total.add(soft_cap(sum(part[:, j].sum(0) * z[j] for j in range(n_table)), cap), start)
     size = (np.abs(a) * (stats.count / stats.total)).sum(-1)  # x0j(t) has RMS 1
-    grid = [[lenses[i][j].result().to_dict() | {"size": float(size[i, j]), "path": float(path[i])}
+    grid = [[layers[i][j].result().to_dict() | {"size": float(size[i, j]), "path": float(path[i])}
              for j in range(n_table)] for i in range(n_layer)]
-    return grid, total.result().to_dict()
+    return Lenses([t.result() for t in tables], grid, total.result().to_dict())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.analysis.lens import contribution_lens, final_inverse_rms, path_coefficients, table_lens
+from ablate.analysis.lens import final_inverse_rms, lenses, path_coefficients
 from ablate.analysis.neighbours import nearest, token_lambda_extremes
 from ablate.analysis.nexttokens import next_token_stats
 from ablate.model import GPT, GPTConfig
@@ -50,7 +50,8 @@ def planted_model(stats, k: int = 1, **overrides) -> GPT:
 def test_planted_table_is_the_perfect_one_gram_reader_and_random_is_not():
     tokens, _ = markov_stream()
     stats = next_token_stats(tokens, VOCAB)
-    planted, random = table_lens(planted_model(stats), stats)
+    model = planted_model(stats)
+    planted, random = lenses(model, stats, final_inverse_rms(model, tokens[:4096])).tables
     assert planted.top1_next == pytest.approx(1.0)
     assert random.top1_next < 0.1
     assert planted.kl_next < random.kl_next
@@ -103,7 +104,8 @@ def test_all_paths_equal_the_model_while_blocks_add_nothing(overrides):
     stats = per_token.__class__(**{**per_token.__dict__, "pair_row": np.searchsorted(
         per_token.rows, codes // VOCAB), "pair_next": codes % VOCAB, "pair_count": counts,
         "count": np.bincount(pairs[0], minlength=VOCAB)[per_token.rows]})
-    grid, direct = contribution_lens(model, stats, final_inverse_rms(model, tokens[:4096]))
+    lens = lenses(model, stats, final_inverse_rms(model, tokens[:4096]))
+    grid, direct = lens.layers, lens.direct
     assert direct["ce_next"] == pytest.approx(loss.item(), abs=2e-4)
     assert len(grid) == 4 and len(grid[0]) == 3
 
