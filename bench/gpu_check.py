@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from throughput import timed_steps  # noqa: E402  (bench/, the script's own folder)
 
 from ablate.trainer.config import TrainConfig  # noqa: E402
 from ablate.trainer.data import GPT2_EOT, write_shard  # noqa: E402
@@ -49,16 +50,6 @@ def random_shards(folder: Path, tokens: int, seed: int = 0) -> Path:
     return folder
 
 
-def timed(run: _Run, steps: int) -> float:
-    """Milliseconds per step over `steps` steps, GPU synchronised at both ends only."""
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        run.train_step(*run.batch())
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps * 1000
-
-
 def check(k: int, data: Path, args) -> None:
     cfg = TrainConfig.recipe(
         "medium", extra_embeddings=k, data=str(data), tokens_per_step=STREAM, micro_tokens=STREAM,
@@ -75,8 +66,8 @@ def check(k: int, data: Path, args) -> None:
     for label, first, last, record_ms in PHASES:
         run.step = (first + last) // 2  # sets the window and the lr multiplier
         window = int(run.window()) * cfg.model.attn_block
-        timed(run, args.untimed)  # the new window size: nothing to compile, but let it settle
-        ms = timed(run, args.steps)
+        timed_steps(run, args.untimed)  # the new window size: nothing to compile, but let it settle
+        ms = 1000 * timed_steps(run, args.steps)
         ratios.append(ms / record_ms)
         print(f"{label:>7} {first:>4}-{last:<5} {window:>7} {ms:>8.1f} {record_ms:>7.1f} "
               f"{ms / record_ms:>5.3f}x", flush=True)
