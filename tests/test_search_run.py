@@ -133,14 +133,15 @@ def test_search_on_local_ray_then_resume_with_a_larger_budget(tmp_path, data_dir
                                                               capsys):
     root = tmp_path / "runs"
     folder = root / "tiny-steps"
+    tracked = '\n[tracking]\nmlflow = "local"'  # every probe is also an MLflow run
     # a budget of 2 trials: the first probe (12 steps, 2 seeds), then the search stops
-    assert search_steps(write_spec(tmp_path, data_dir, budget=2), "--storage", root) == 0
+    assert search_steps(write_spec(tmp_path, data_dir, budget=2, extra=tracked), "--storage", root) == 0
     assert "undecided after 2 trials" in capsys.readouterr().out
     first = {p: p.stat().st_mtime_ns for p in (folder / "curves").glob("*.parquet")}
     assert len(first) == 2
 
     # the same command with a larger budget continues: 8 steps fails, so 12 is the answer
-    assert search_steps(write_spec(tmp_path, data_dir, budget=8), "--storage", root) == 0
+    assert search_steps(write_spec(tmp_path, data_dir, budget=8, extra=tracked), "--storage", root) == 0
     out = capsys.readouterr().out
     assert "answer: 12 steps" in out
     curves = {p: p.stat().st_mtime_ns for p in (folder / "curves").glob("*.parquet")}
@@ -159,6 +160,12 @@ def test_search_on_local_ray_then_resume_with_a_larger_budget(tmp_path, data_dir
         assert math.isclose(last["val_loss"], t.value)
 
     # answered: a third run reports from the study and starts no trial
-    assert search_steps(write_spec(tmp_path, data_dir, budget=8), "--storage", root) == 0
+    assert search_steps(write_spec(tmp_path, data_dir, budget=8, extra=tracked), "--storage", root) == 0
     assert "answer: 12 steps" in capsys.readouterr().out
     assert len(list((folder / "curves").glob("*.parquet"))) == len(curves)
+
+    from mlflow import MlflowClient
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny-steps").experiment_id])
+    assert len(runs) == len(curves)  # one run per probe, none twice across the three sessions
+    assert all(r.data.metrics["val_loss"] > 0 for r in runs)

@@ -40,6 +40,7 @@ def add_commands(subparsers: Any) -> None:
 def cmd_search_steps(args) -> int:
     import optuna
 
+    from ablate.sweeps import tracking
     from ablate.sweeps.plan import check_memory
     from ablate.sweeps.search.method import StepSearch
     from ablate.sweeps.search.searcher import run_search
@@ -49,6 +50,7 @@ def cmd_search_steps(args) -> int:
 
     spec = load_search_spec(args.spec)
     check_memory(spec.sweep)
+    tracking.check(spec.sweep.tracking, str(Path(args.storage or spec.sweep.storage) / spec.name))
     if "://" in (args.storage or spec.sweep.storage):
         raise SpecError(f"{args.storage or spec.sweep.storage}: a step search needs a local (or "
                         "mounted) storage folder: its curves and default SQLite study live there")

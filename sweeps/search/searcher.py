@@ -79,6 +79,7 @@ class StepSearcher(Searcher):
 def run_search(spec: SearchSpec, storage: Path, data: Path, search: StepSearch,
                on_probe: OnProbe | None = None) -> StepSearcher:
     """Run probes on the Ray this process is connected to until the search is finished."""
+    from ablate.sweeps import tracking
     from ablate.sweeps.tuner import concurrent_trials, trial_resources, trial_settings
     from ablate.sweeps.worker import run_trial
 
@@ -93,7 +94,8 @@ def run_search(spec: SearchSpec, storage: Path, data: Path, search: StepSearch,
             search_alg=searcher, num_samples=-1,
             max_concurrent_trials=sweep.max_concurrent_trials or concurrent_trials(sweep)),
         run_config=tune.RunConfig(name="search", storage_path=str(storage / sweep.name),
-                                  verbose=0),
+                                  verbose=0, callbacks=tracking.callbacks(
+                                      sweep.tracking, sweep.name, str(storage / sweep.name))),
     )
     tuner.fit()
     return searcher

@@ -41,7 +41,7 @@ from ablate.sweeps.spec import (
 )
 from ablate.trainer.config import MAX_STEPS
 
-SECTIONS = ("sweep", "resources", "fixed", "search")
+SECTIONS = ("sweep", "resources", "fixed", "tracking", "search")
 CHOSEN_BY_SEARCH = {"sweep.seeds": "search.seeds_per_probe and search.max_seeds",
                     "sweep.target": "search.target",
                     "fixed.num_iterations": "search.min_steps .. search.max_steps",
