@@ -14,6 +14,7 @@ Train's scaling config.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ EMBEDDED_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 # Ray asks its GCS for the cluster id (~40 s each; Ray's default of 20 is a quarter hour).
 CONNECT_TIMEOUT_S = 10.0
 JOIN_ENV = {"RAY_gcs_server_port_wait_time_s": "1"}
+ADDRESS = re.compile(r"(ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:(?P<port>\d{1,5}))?")
 
 
 @contextmanager
@@ -64,7 +66,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             with warnings.catch_warnings():  # Ray Client warns, then raises: one line will do
                 warnings.simplefilter("ignore", UserWarning)
                 ray.init(address=address, **kwargs)
-        except ConnectionError as e:
+        except (ConnectionError, ValueError) as e:
             raise SpecError(f"--address {address}: cannot join a Ray cluster there "
                             f"({' '.join(str(e).split())})") from None
     else:
@@ -84,18 +86,22 @@ def check_auth(address: str | None) -> None:
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Refuse an --address that nothing answers within `timeout` seconds: Ray itself would
-    retry an unreachable head for many minutes without a word. Addresses without a port
-    ("auto") are Ray's to resolve; it fails at once when it finds no cluster."""
+    """Refuse an --address that is not `auto`, `host[:port]` or `ray://host[:port]`, or that
+    nothing answers within `timeout` seconds: Ray itself would retry an unreachable head for
+    many minutes without a word. Without a port, Ray's default is Ray's to try."""
     import socket
 
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
+    if address == "auto":  # Ray finds the local cluster itself, and fails at once without one
+        return
+    m = ADDRESS.fullmatch(address)
+    if m is None or (m["port"] is not None and not 0 < int(m["port"]) < 65536):
+        raise SpecError(f"--address {address}: expected auto, host:port or ray://host:port")
+    if m["port"] is None:
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        socket.create_connection((m["host"].strip("[]"), int(m["port"])), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
         raise SpecError(f"--address {address}: no Ray cluster answers there ({reason}); "
                         "start one with `ray start --head`, or fix the address") from None
 

@@ -184,6 +184,8 @@ CASES = {
     "address nobody answers": (files(["sweep", "{tmp}/s.toml", "--storage", "{tmp}/runs",
                                       "--address", "127.0.0.1:1"], **{"s.toml": SPEC_OK}),
                                "--address 127.0.0.1:1: no Ray cluster answers there"),
+    "address malformed": (files(["sweep", "{tmp}/s.toml", "--storage", "{tmp}/runs", "--address", "http://x:99999"],
+                                **{"s.toml": SPEC_OK}), "expected auto, host:port or ray://host:port"),
     "status of a folder that is no sweep": (files(["status", "{tmp}/d"], **{"d__x": "x"}),
                                             "not a sweep folder"),
     "status sweep.json is a folder": (files(["status", "{tmp}/d"], **{"d__sweep.json__x": "x"}),
