@@ -52,7 +52,10 @@ def run_inspect(args) -> int:
     from ablate.analysis.inspection import inspect
     from ablate.analysis.render import write_inspection
     from ablate.analysis.trials import load_trials
+    from ablate.results.cli import check_plot_folder
 
+    if args.plot is not None:  # before any weights are read
+        check_plot_folder(args.plot)
     trials, problems = load_trials(args.paths)  # the lens functions run under no_grad
     insp = inspect(trials, problems, data=args.data, tokens=args.tokens,
                    max_tokens=args.max_tokens, max_rows=args.max_rows)

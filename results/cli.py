@@ -101,7 +101,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.dpi is not None and not 10 <= args.dpi <= 2400:
         raise InputError(f"--dpi: must be between 10 and 2400, not {args.dpi}")
     if args.plot is not None:
-        _check_plot_folder(args.plot)
+        check_plot_folder(args.plot)
     baseline = None if args.baseline is None else BaselineChoice.parse(args.baseline)
     report = build_report(args.dirs, target=args.target, baseline=baseline, alpha=args.alpha,
                           by=args.by, resamples=args.resamples,
@@ -201,7 +201,7 @@ def _number_list(text: str) -> tuple[int, ...]:
     return numbers
 
 
-def _check_plot_folder(folder: Path) -> None:
+def check_plot_folder(folder: Path) -> None:
     """The plot folder is a folder, or can be made one (checked without creating it)."""
     probe = folder
     while not probe.exists():

@@ -255,6 +255,8 @@ CASES = {
     "parquet times null": (bad_curve("export-log", "train_time_ms", [None]), "train_time_ms is null"),
     "parquet steps negative": (bad_curve("export-log", "step", [-3]), "step is negative"),
     "export-log of a folder": (files(["export-log", "{tmp}/d"], **{"d__x": "x"}), "d"),
+    "inspect --plot into a file": (files(["inspect", "{tmp}/runs", "--plot", "{tmp}/f"], **{"f": "a file", "runs__x": "x"}),
+                                   "--plot"),
     "report a symlink loop": (loop(["report", "{tmp}/loop"]), "loop"),
     "report nothing there": (files(["report", "{tmp}/missing"]), "missing"),
     # --- published logs -------------------------------------------------------------------
@@ -274,6 +276,8 @@ CASES = {
                                   "step 9/5"),
     # --- text for shards ------------------------------------------------------------------
     "text missing": (files(["data", "prepare", "--text", "{tmp}/none.txt", "--out", "{tmp}/d"]), "none.txt"),
+    "text endless (a device)": (files(["data", "prepare", "--text", "/dev/zero", "--out", "{tmp}/d"]),
+                                "/dev/zero: not a regular file"),
     "text not UTF-8": (files(["data", "prepare", "--text", "{tmp}/t.txt", "--out", "{tmp}/d"],
                              **{"t.txt": b"\xff\xfe\xfa"}), "not UTF-8"),
 }

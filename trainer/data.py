@@ -252,6 +252,8 @@ def text_documents(paths: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
     docs = []
     for p in paths:
         p = Path(p)
+        if p.exists() and not p.is_file() and not p.is_dir():  # /dev/zero, a FIFO: no end
+            raise DataError(f"{p}: not a regular file")
         try:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
