@@ -210,6 +210,9 @@ CASES = {
                                                   **{"s.toml": SPEC_OK + "[resources]\ncpus_per_worker = 512\n[search]\n"
                                                      "min_steps = 10\nmax_steps = 20\ngranularity = 10\ntarget = 3.0\n"}),
                                             "a trial needs 1024 CPUs"),
+    "train checkpoint dir is a file": (files(["train", "--checkpoint-dir", "{tmp}/f"], **{"f": "a file"}),
+                                       "checkpoint-dir"),
+    "train out is a folder": (files(["train", "--out", "{tmp}/d", "--force"], **{"d__x": "x"}), "is a folder"),
     "train tokens beyond the vocabulary": (tokens_beyond_vocab, "beyond the model's vocab_size"),
     "storage is a file": (files(["sweep", "{tmp}/s.toml", "--storage", "{tmp}/f"],
                                 **{"s.toml": SPEC_OK, "f": "a file"}), "storage root is a file"),

@@ -78,7 +78,11 @@ def cmd_train(args) -> int:
         ckpt_dir = ckpt_dir or Path(args.resume)
         if not (resume / CHECKPOINT_FILE).is_file() and not resume.is_file():
             raise ConfigError(f"resume: no checkpoint in {args.resume}")
+    if ckpt_dir is not None and ckpt_dir.exists() and not ckpt_dir.is_dir():
+        raise ConfigError(f"checkpoint-dir: {ckpt_dir} is not a folder")
     out = Path(cfg.out)
+    if out.is_dir():
+        raise ConfigError(f"out: {out} is a folder; give the curve file to write")
     if out.exists() and resume is None and not args.force:
         raise ConfigError(f"out: {out} exists; refusing to overwrite (use --resume or --force)")
     rank, workers = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
