@@ -35,6 +35,7 @@ BUILTIN_DATA = "builtin"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_AXIS_VALUES = 10_000
 MAX_TRIALS = 100_000  # in one sweep, --yes or not
+MAX_FAILURES = 100  # restarts of one trial's workers
 
 
 class SpecError(ValueError):
@@ -233,10 +234,12 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         fail("sweep.target", f"must be a finite number, got {sweep['target']}")
     if res.get("placement", "pack") not in ("pack", "spread"):
         fail("resources.placement", f"must be 'pack' or 'spread', got {res['placement']!r}")
-    if sweep.get("max_concurrent_trials", 1) < 1:
-        fail("sweep.max_concurrent_trials", f"must be >= 1, got {sweep['max_concurrent_trials']}")
-    if sweep.get("max_failures", 0) < 0:
-        fail("sweep.max_failures", f"must be >= 0, got {sweep['max_failures']}")
+    if not 0 <= sweep.get("max_failures", 0) <= MAX_FAILURES:
+        fail("sweep.max_failures", f"must be in 0..{MAX_FAILURES} (a trial that always fails "
+             f"is retried that often), got {sweep['max_failures']}")
+    if not 1 <= sweep.get("max_concurrent_trials", 1) <= MAX_TRIALS:
+        fail("sweep.max_concurrent_trials", f"must be in 1..{MAX_TRIALS:,}, "
+             f"got {sweep['max_concurrent_trials']}")
     fixed = dict(raw.get("fixed", {}))
     axes = {name: _axis_values(name, values, fail) for name, values in raw.get("axes", {}).items()}
     for name in axes:

@@ -174,6 +174,7 @@ CASES = {
                                  "resources.gpu_memory_gb"),
     "spec gang larger than the machine": (spec(SPEC_OK + "[resources]\ncpus_per_worker = 512\n"),
                                           "a trial needs 1024 CPUs"),
+    "spec retries without end": (spec(SPEC_OK + "max_failures = 1000000000\n"), "sweep.max_failures"),
     "spec is a FIFO": (fifo, "not a regular file"),
     "spec seed count huge": (spec('[sweep]\nname = "x"\nseeds = 200000000\n'), "sweep.seeds"),
     "spec seed above 2^63": (spec('[sweep]\nname = "x"\nseeds = [9223372036854775808]\n'), "sweep.seeds"),
