@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ablate.sweeps import events
+from ablate.sweeps import events, states
 from ablate.sweeps.spec import SpecError
 
 DISTRIBUTION = "ablate-sweeps"  # on PyPI; the command and the import root are `ablate`
@@ -109,6 +110,10 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
         view.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
                            f"{spec.resources.workers} workers -> {folder}")
     with json_only_stdout(args.json_log), ray_session(args.address):
+        # SIGTERM (a batch system's time limit, `kill`) ends the sweep as Ctrl-C does: Tune
+        # stops the trials, and the exit says how to resume (Ray's own handler would dump a
+        # stack and exit 1)
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
         view.waiting = check_fits(spec, embedded=not args.address)
         if view.waiting:
             print(f"ablate: {view.waiting}", file=sys.stderr)
@@ -169,7 +174,7 @@ def finish(results, folder: str, spec, json_out=None) -> int:
 
     from ablate.results import build_report, warning_lines, write_report
     from ablate.results.cli import INPUT_ERRORS
-    from ablate.sweeps.storage import copy_folder, is_uri, join
+    from ablate.sweeps.storage import copy_folder, is_uri, join, trial_states
 
     failed = [r for r in results if r.error is not None]
     for r in failed:
@@ -189,7 +194,9 @@ def finish(results, folder: str, spec, json_out=None) -> int:
         except INPUT_ERRORS as e:
             print(f"ablate: no report: {e}", file=sys.stderr)
             report, code = None, 1
-    ended = results.num_terminated + results.num_errors
+    # What ended is the driver's own record: Tune counts a trial it stopped at Ctrl-C as
+    # terminated, though it did not finish
+    ended = sum(1 for t in trial_states(folder).values() if t["state"] in states.FINISHED)
     if report is not None and ended < spec.size:
         report.warnings.append(f"interrupted: {spec.size - ended} of the sweep's {spec.size} "
                                "trials were not run or did not finish; this report leaves them out")

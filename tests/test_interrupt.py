@@ -83,3 +83,22 @@ def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir
         rows = pq.read_table(path).to_pylist()
         assert [r["step"] for r in rows] == list(range(0, 33, 4)), path.name  # once each
         assert rows[-1]["status"] == "completed"
+
+
+def test_sigterm_ends_a_sweep_as_ctrl_c_does(tmp_path, data_dir):
+    """A batch system's time limit sends SIGTERM: the same exit 130 and resume line, and the
+    trial it cut off is `interrupted`, not counted as ended."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(data=data_dir).replace("[0.008, 0.006, 0.004]", "[0.008]")
+                    .replace("num_iterations = 32", "num_iterations = 4000"))
+    proc = ablate("sweep", str(spec), "--storage", str(tmp_path / "runs"), "--json-log")
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "result":  # training: a curve and a checkpoint exist
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "ablate: interrupted: 0 of 1 trials ended" in err and "ablate resume" in err
+    assert "SIGTERM received" not in err  # Ray's own handler did not get it
+    rows = sweep_status(str(tmp_path / "runs" / "ctrl-c"), [])
+    assert [r["state"] for r in rows] == ["interrupted"]
