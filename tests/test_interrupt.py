@@ -102,3 +102,36 @@ def test_sigterm_ends_a_sweep_as_ctrl_c_does(tmp_path, data_dir):
     assert "SIGTERM received" not in err  # Ray's own handler did not get it
     rows = sweep_status(str(tmp_path / "runs" / "ctrl-c"), [])
     assert [r["state"] for r in rows] == ["interrupted"]
+
+
+SEARCH = """
+[sweep]
+name = "search-stop"
+data = "{data}"
+[resources]
+workers = 1
+[fixed]
+val_every = 100
+val_tokens = 1024
+[search]
+min_steps = 1000
+max_steps = 2000
+granularity = 500
+target = 3.0
+"""
+
+
+def test_ctrl_c_stops_a_step_search_saying_so(tmp_path, data_dir):
+    """Ctrl-C in a step search: exit 130 and `interrupted`, not exit 0 and a caption asking
+    for a larger budget that was never spent."""
+    spec = tmp_path / "search.toml"
+    spec.write_text(SEARCH.format(data=data_dir))
+    proc = ablate("search-steps", str(spec), "--storage", str(tmp_path / "runs"))
+    for line in proc.stderr:
+        if line.strip().startswith("start"):  # the first probe was asked
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "ablate: interrupted:" in err and "run the same command again" in err
+    assert "undecided so far" in " ".join(out.split()) and "raise search.max_trials" not in out

@@ -8,6 +8,8 @@ method is in `method` and docs/search.md.
 from __future__ import annotations
 
 import math
+import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +64,7 @@ def cmd_search_steps(args) -> int:
                         "choose another --storage or sweep.name")
     # Ray first: a gang that can never be placed is refused before anything is written
     with ray_session(args.address):
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))  # as Ctrl-C
         waiting = check_fits(spec.sweep, embedded=not args.address)
         if waiting:
             console.print(f"[yellow]{waiting}[/]")
@@ -84,6 +87,10 @@ def cmd_search_steps(args) -> int:
         console.print(f"[red]trial {trial_id} failed[/]: see {folder / 'search'}; "
                       "run the same command again to retry it")
     Console().print(render(spec, search))
+    if not (search.finished or failed):  # Tune returned early: Ctrl-C or SIGTERM
+        print(f"ablate: interrupted: {search.trials} trials asked, the search goes on; run the "
+              "same command again to continue", file=sys.stderr)
+        return 130
     return 1 if failed else 0
 
 
@@ -126,6 +133,9 @@ def answer_line(spec: SearchSpec, search: StepSearch) -> str:
     lo, hi = search.bracket()
     span = (f"{search.grid[lo + 1]}..{search.grid[hi]}" if hi < len(search.grid)
             else f"{search.grid[lo + 1]}..{s.max_steps} (or none)")
+    if not search.spent:  # interrupted (Ctrl-C, SIGTERM) or stopped by a failed probe
+        return (f"undecided so far ({search.trials} trials): the answer lies in {span}; run the "
+                "same command again to continue")
     return (f"undecided after {search.trials} trials (search.max_trials = {s.max_trials}): the "
             f"answer lies in {span}; raise search.max_trials and run again to continue")
 
