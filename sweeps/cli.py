@@ -87,9 +87,10 @@ def run_sweep(spec, storage: str, folder: str, args) -> int:
 def cmd_resume(args) -> int:
     """The same Tuner as `ablate sweep` built, from the spec and settings saved as JSON in the
     folder: nothing there is unpickled."""
-    from ablate.sweeps.storage import load_sweep, storage_root, trial_prefix
+    from ablate.sweeps.storage import check_links_stay_inside, load_sweep, storage_root, trial_prefix
 
     folder = storage_root(args.dir)
+    check_links_stay_inside(folder)
     spec, settings = load_sweep(folder)
     settings["trial_prefix"] = trial_prefix(folder, settings)
     return fit(spec, folder, args, lambda: settings)

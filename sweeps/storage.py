@@ -290,6 +290,27 @@ def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
     return folder
 
 
+def check_links_stay_inside(folder: str) -> None:
+    """Refuse a sweep folder that holds a link leading out of it: `ablate resume` writes
+    curves, weights, checkpoints and Tune's files in there, and would write through it (a
+    teammate's folder must not make a resume write elsewhere). A URI has no links."""
+    if is_uri(folder):
+        return
+    root = Path(folder).resolve()
+    for where, dirs, files in os.walk(root):  # links to folders are listed, not followed
+        for name in dirs + files:
+            path = Path(where, name)
+            if not path.is_symlink():
+                continue
+            try:
+                inside = path.resolve(strict=True).is_relative_to(root)
+            except (OSError, RuntimeError):  # dangling, or a loop
+                inside = False
+            if not inside:
+                raise SpecError(f"{path}: a link that leads out of the sweep folder {root} "
+                                "(or nowhere); `ablate resume` would write through it, so remove it")
+
+
 def builtin_folder(storage: str | Path) -> Path:
     """Where the built-in corpus is kept: `<storage>/.data/builtin` under a local storage root
     (a name no sweep can take), else in the node's temp folder. A `.data` that leads out of

@@ -112,6 +112,15 @@ def loop(argv: list[str]) -> Callable[[Path], list[str]]:
     return make
 
 
+def linked_out(tmp: Path) -> list[str]:
+    """A sweep folder whose curves folder is a link to somewhere else."""
+    (tmp / "d").mkdir()
+    (tmp / "elsewhere").mkdir()
+    (tmp / "d" / "sweep.json").write_text("{}")
+    (tmp / "d" / "curves").symlink_to(tmp / "elsewhere")
+    return ["resume", str(tmp / "d")]
+
+
 def tokens_beyond_vocab(tmp: Path) -> list[str]:
     d = tmp / "data"
     write_shard(d / "d_val_000000.bin", np.arange(20000) % 256)
@@ -194,6 +203,7 @@ CASES = {
     "resume sweep.json names another folder": (
         files(["resume", "{tmp}/d"], **{"d__sweep.json": '{"spec": {"sweep": {"name": "../../x"}}}'}),
         "sweep.name"),
+    "resume a folder linked out": (linked_out, "a link that leads out of the sweep folder"),
     "train adam_betas out of range": (files(["train", "-s", "adam_betas=[0.9,1.5]"]), "adam_betas"),
     "train muon_momentum nan": (files(["train", "-s", "muon_momentum=nan"]), "muon_momentum"),
     "train lr infinite": (files(["train", "-s", "lr_head=inf"]), "lr_head: must be finite"),
