@@ -1,12 +1,12 @@
 """The driver's own record of its trials, `<sweep>/trials.json`: each trial's state (the
-words of sweeps/states.py) and config, written as states change.
+words of sweeps/states.py), config (its axes and seed) and step budget, written as states
+change.
 
-Each entry is {"state", "config" (the axes and seed), "num_iterations"}. `ablate status`
-reads it (with the curves) and `ablate resume` reads which trials early
-stopping ended. Tune keeps a state of its own, but pickles parts of it (a sweep folder must
-never run code as its reader) and saves it only every ten seconds or so; this file is plain
-JSON, at most `every` seconds behind, and a stopped trial is written at once, since a resume
-must not train it again.
+`ablate status` reads it, with the curves; `ablate resume` reads which trials early stopping
+ended. Tune keeps a state of its own, but pickles parts of it (a sweep folder must never run
+code as its reader) and saves it only every ten seconds or so. This file is plain JSON, at
+most `every` seconds behind, and a stopped trial is written at once: a resume must not train
+it again.
 """
 
 from __future__ import annotations
