@@ -291,24 +291,29 @@ def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
 
 
 def check_links_stay_inside(folder: str) -> None:
-    """Refuse a sweep folder that holds a link leading out of it: `ablate resume` writes
-    curves, weights, checkpoints and Tune's files in there, and would write through it (a
-    teammate's folder must not make a resume write elsewhere). A URI has no links."""
+    """Refuse a sweep folder with a link that leads out of it where a resume writes: any of
+    its own entries (curves/, weights/, train/, mlflow.db, wandb/, ...) or anything below
+    curves/, weights/ and train/ (checkpoints). A resume would write through it, and a
+    teammate's folder must not make a resume write elsewhere. Links that trackers make
+    inside their own runs (W&B's logs) are theirs. A URI has no links."""
     if is_uri(folder):
         return
     root = Path(folder).resolve()
-    for where, dirs, files in os.walk(root):  # links to folders are listed, not followed
-        for name in dirs + files:
-            path = Path(where, name)
-            if not path.is_symlink():
-                continue
-            try:
-                inside = path.resolve(strict=True).is_relative_to(root)
-            except (OSError, RuntimeError):  # dangling, or a loop
-                inside = False
-            if not inside:
-                raise SpecError(f"{path}: a link that leads out of the sweep folder {root} "
-                                "(or nowhere); `ablate resume` would write through it, so remove it")
+    paths = list(root.iterdir()) if root.is_dir() else []
+    for sub in ("curves", "weights", "train"):
+        if (root / sub).is_dir() and not (root / sub).is_symlink():
+            for where, dirs, files in os.walk(root / sub):  # links to folders: not followed
+                paths += [Path(where, name) for name in dirs + files]
+    for path in paths:
+        if not path.is_symlink():
+            continue
+        try:
+            inside = path.resolve(strict=True).is_relative_to(root)
+        except (OSError, RuntimeError):  # dangling, or a loop
+            inside = False
+        if not inside:
+            raise SpecError(f"{path}: a link that leads out of the sweep folder {root} "
+                            "(or nowhere); `ablate resume` would write through it, so remove it")
 
 
 def builtin_folder(storage: str | Path) -> Path:

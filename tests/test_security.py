@@ -107,3 +107,19 @@ def test_nothing_planted_in_a_sweep_folder_runs_on_status_or_resume(tmp_path, lo
     assert all(e["state"] == "completed" for e in ends)  # found by id, not trained again
     assert {p: p.stat().st_mtime_ns for p in (folder / "curves").iterdir()} == before
     assert not marker.exists()
+
+
+def test_resume_refuses_links_out_where_it_writes_and_leaves_tracker_links_be(tmp_path):
+    from ablate.sweeps.spec import SpecError
+    from ablate.sweeps.storage import check_links_stay_inside
+
+    folder = tmp_path / "s"
+    (folder / "train" / "t_0").mkdir(parents=True)
+    (folder / "wandb" / "run" / "logs").mkdir(parents=True)
+    (folder / "wandb" / "run" / "logs" / "debug.log").symlink_to(tmp_path / "elsewhere.log")
+    (folder / "curves").mkdir()
+    (folder / "curves" / "t_1.parquet").symlink_to(folder / "train")  # inside: fine
+    check_links_stay_inside(str(folder))  # W&B's own links in its runs are its business
+    (folder / "train" / "t_0" / "checkpoint_000001").symlink_to(tmp_path)
+    with pytest.raises(SpecError, match="checkpoint_000001: a link that leads out"):
+        check_links_stay_inside(str(folder))
