@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -111,10 +110,6 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
         view.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
                            f"{spec.resources.workers} workers -> {folder}")
     with json_only_stdout(args.json_log), ray_session(args.address):
-        # SIGTERM (a batch system's time limit, `kill`) ends the sweep as Ctrl-C does: Tune
-        # stops the trials, and the exit says how to resume (Ray's own handler would dump a
-        # stack and exit 1)
-        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
         view.waiting = check_fits(spec, embedded=not args.address)
         if view.waiting:
             print(f"ablate: {view.waiting}", file=sys.stderr)

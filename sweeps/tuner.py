@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +48,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     Ray's token authentication left on (Ray 2.60's gRPC servers listen on every interface and
     offer no loopback-only switch, so the token is what keeps other hosts out); either way
     shut it down after. Variables already set in the environment win over the defaults above
-    (bench/sweep_overhead.py measures them that way)."""
+    (bench/sweep_overhead.py measures them that way).
+
+    While the session lasts, SIGTERM (a batch system's time limit, `kill`) stops the driver as
+    Ctrl-C does, so Tune ends its trials and the command says how to resume; Ray's own
+    handler would dump a stack and exit 1. What SIGTERM did before comes back after."""
     import ray
 
     env = {k: os.environ.get(k, v) for k, v in (RAY_ENV | ({} if address else EMBEDDED_ENV)).items()}
@@ -58,6 +64,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
         return
     check_auth(address)
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM)
     if address:
         check_reachable(address)
         for key, value in JOIN_ENV.items():
@@ -72,10 +80,14 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), resources={TRIAL_SLOT: 1000},
                  include_dashboard=False, **kwargs)
+    if main_thread:
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         yield
     finally:
         ray.shutdown()
+        if main_thread:
+            signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
 
 
 def check_auth(address: str | None) -> None:

@@ -88,23 +88,8 @@ def save_run_weights(curve: str | os.PathLike, model, config: Mapping[str, Any])
     return save_weights(weights_path(curve), model.state_dict(), config)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The file's config, after safetensors has checked that the file is whole: a header
-    that parses, and tensors that cover the file exactly (a truncated copy fails here)."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if path.is_dir():
-        raise WeightsError(f"{path}: is a folder, not a weights file")
-    if not path.exists():
-        raise WeightsError(f"{path}: no weights file (the trial ran without save_weights, "
-                           "or has not finished)")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: truncated or not a safetensors file "
-                           f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+def saved_config(path: Path, meta: Mapping[str, str]) -> dict[str, Any]:
+    """The trial config in a weights file's metadata; WeightsError if it is not ours."""
     if meta.get(FORMAT_KEY) is None or CONFIG_KEY not in meta:
         raise WeightsError(f"{path}: not an ablate weights file (no config in its metadata)")
     if meta[FORMAT_KEY] != FORMAT_VERSION:
@@ -131,19 +116,30 @@ def config_differences(saved: Mapping[str, Any], expected: Mapping[str, Any],
 def load_weights(path: str | os.PathLike,
                  expected: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(state dict of CPU tensors, saved config); WeightsError if the file is missing,
-    truncated, foreign, or (given `expected`, the curve's config) of another trial."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    truncated, foreign, or (given `expected`, the curve's config) of another trial.
 
-    config = read_metadata(path)
-    if expected is not None:
-        differ = config_differences(config, expected)
-        if differ:
-            key = differ[0]
-            raise WeightsError(f"{path}: weights of another config ({key} = "
-                               f"{config.get(key)!r}, the curve has {expected.get(key)!r})")
+    The file is opened once: safetensors checks that it is whole (a header that parses,
+    tensors that cover the file exactly), then the config, and only then are tensors read."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a weights file")
+    if not path.exists():
+        raise WeightsError(f"{path}: no weights file (the trial ran without save_weights, "
+                           "or has not finished)")
     try:
-        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            config = saved_config(path, f.metadata() or {})
+            differ = config_differences(config, expected) if expected is not None else []
+            if differ:
+                key = differ[0]
+                raise WeightsError(f"{path}: weights of another config ({key} = "
+                                   f"{config.get(key)!r}, the curve has {expected.get(key)!r})")
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except WeightsError:
+        raise
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: unreadable weights ({str(e).splitlines()[0]})") from None
+        raise WeightsError(f"{path}: truncated or not a safetensors file "
+                           f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     return state, config

@@ -8,7 +8,6 @@ method is in `method` and docs/search.md.
 from __future__ import annotations
 
 import math
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +63,6 @@ def cmd_search_steps(args) -> int:
                         "choose another --storage or sweep.name")
     # Ray first: a gang that can never be placed is refused before anything is written
     with ray_session(args.address):
-        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))  # as Ctrl-C
         waiting = check_fits(spec.sweep, embedded=not args.address)
         if waiting:
             console.print(f"[yellow]{waiting}[/]")
