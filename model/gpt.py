@@ -77,43 +77,70 @@ def dense_masks(tokens: torch.Tensor, cfg: GPTConfig, window) -> tuple[torch.Ten
     return tuple((visible & (behind < w.clamp_min(1)))[:, None] for w in (window, window // 2))
 
 
-def block_masks(tokens: torch.Tensor, cfg: GPTConfig, window):
+# FlexAttention's default block size. Its compiled CUDA kernels work in tiles that divide it
+# (16 to 128 tokens by GPU and head size): a block mask in blocks of 128 works on every GPU,
+# one in blocks of 8 or 16 (the CPU presets' windows) does not.
+FLEX_BLOCK = 128
+
+
+def kernel_block(attn_block: int) -> int:
+    """The block size of the FlexAttention mask for windows in `attn_block`-token blocks: the
+    window's own block where FLEX_BLOCK divides it (the record's 128), else the least multiple
+    of both, whose mask function then draws the window inside each block."""
+    return math.lcm(attn_block, FLEX_BLOCK)
+
+
+def block_masks(tokens: torch.Tensor, cfg: GPTConfig, window, block: int | None = None):
     """(long, short) FlexAttention block masks, the same visibility as `dense_masks`.
 
-    Per query block, the kv blocks that may hold visible keys are listed most recent first,
+    Per query block, the kv blocks that may hold visible keys are listed most recent first.
+    In blocks of the window's own size (`block` = attn_block, the record's layout) they come
     in two kinds: "full" blocks (strictly earlier, both blocks inside one document: every key
     visible, no per-element mask needed) and "partial" ones (the diagonal block and blocks
     across a document boundary: the document-causal mask decides per element). A window of
     W blocks keeps at most W - 1 full blocks, then as many partial ones as the window has
-    room left for, always at least the diagonal one.
+    room left for, always at least the diagonal one. In larger blocks (`kernel_block`, the
+    default) every listed block is partial and the mask function also applies the window.
     """
-    from torch.nn.attention.flex_attention import BlockMask
-
     B, T = tokens.shape
-    block = cfg.attn_block
-    if T % block:
-        raise ValueError(f"stream length {T} is not a multiple of attn_block ({block})")
-    n = T // block
+    if T % cfg.attn_block:
+        raise ValueError(f"stream length {T} is not a multiple of attn_block ({cfg.attn_block})")
+    block = block or kernel_block(cfg.attn_block)
     docs = document_ids(tokens, cfg.eot_token)
+    window = torch.as_tensor(window, device=tokens.device, dtype=torch.int32)
+    if block == cfg.attn_block:
+        return _window_block_masks(docs, block, window)
+    return _kernel_block_masks(docs, block, cfg.attn_block, window)
 
-    def document_causal(b, h, q, kv):
-        return (q >= kv) & (docs[b, q] == docs[b, kv])
 
-    idx = torch.arange(n, device=tokens.device)
+def _touching(docs: torch.Tensor, block: int):
+    """Block indices, and for each (query block, kv block): whether the kv block is not after
+    the query block and shares a document with it; and whether both lie in one document."""
+    B, n = docs.size(0), docs.size(1) // block
+    idx = torch.arange(n, device=docs.device)
     first, last = docs.view(B, n, block)[..., 0], docs.view(B, n, block)[..., -1]
     q_first, q_last = first[:, :, None], last[:, :, None]
     kv_first, kv_last = first[:, None, :], last[:, None, :]
     touching = (idx[:, None] >= idx[None, :]) & (q_first <= kv_last) & (q_last >= kv_first)
-    full = (idx[:, None] > idx[None, :]) & (q_first == kv_last) & (q_last == kv_first)
-    partial = touching & ~full
+    inside = (idx[:, None] > idx[None, :]) & (q_first == kv_last) & (q_last == kv_first)
+    return idx, touching, inside
 
-    def most_recent_first(dense: torch.Tensor):
-        counts = dense.sum(-1, dtype=torch.int32)
-        order = torch.where(dense, idx, -1).argsort(dim=-1, descending=True).to(torch.int32)
-        return counts[:, None].contiguous(), order[:, None].contiguous()
 
-    partial_n, partial_idx = most_recent_first(partial)
-    full_n, full_idx = most_recent_first(full)
+def _most_recent_first(dense: torch.Tensor, idx: torch.Tensor):
+    counts = dense.sum(-1, dtype=torch.int32)
+    order = torch.where(dense, idx, -1).argsort(dim=-1, descending=True).to(torch.int32)
+    return counts[:, None].contiguous(), order[:, None].contiguous()
+
+
+def _window_block_masks(docs: torch.Tensor, block: int, window: torch.Tensor):
+    from torch.nn.attention.flex_attention import BlockMask
+
+    def document_causal(b, h, q, kv):
+        return (q >= kv) & (docs[b, q] == docs[b, kv])
+
+    idx, touching, full = _touching(docs, block)
+    partial_n, partial_idx = _most_recent_first(touching & ~full, idx)
+    full_n, full_idx = _most_recent_first(full, idx)
 
     def within(w):
         w = w.clamp_min(1)
@@ -122,7 +149,29 @@ def block_masks(tokens: torch.Tensor, cfg: GPTConfig, window):
             torch.minimum(full_n, w - 1), full_idx,
             BLOCK_SIZE=block, mask_mod=document_causal)
 
-    window = torch.as_tensor(window, device=tokens.device, dtype=torch.int32)
+    return within(window), within(window // 2)
+
+
+def _kernel_block_masks(docs: torch.Tensor, block: int, attn_block: int, window: torch.Tensor):
+    from torch.nn.attention.flex_attention import BlockMask
+
+    T = docs.size(1)
+    # Padding up to whole blocks (a stream shorter than a block is one block) as a document
+    # of its own after the last, so that document ids stay sorted.
+    padded = torch.cat([docs, (docs[:, -1:] + 1).expand(-1, -T % block)], dim=1)
+    idx, touching, _ = _touching(padded, block)
+    counts, order = _most_recent_first(touching, idx)  # a contiguous run back from the diagonal
+
+    def within(w):
+        w = w.clamp_min(1)
+
+        def windowed(b, h, q, kv):
+            return (q >= kv) & (padded[b, q] == padded[b, kv]) & (q // attn_block - kv // attn_block < w)
+
+        reach = 1 + ((w - 1) * attn_block + block - 1) // block  # kv blocks the window spans
+        return BlockMask.from_kv_blocks(torch.minimum(counts, reach), order, BLOCK_SIZE=block,
+                                        mask_mod=windowed, seq_lengths=(T, T))
+
     return within(window), within(window // 2)
 
 
@@ -205,9 +254,15 @@ class Block(nn.Module):
 # --- the model -------------------------------------------------------------------------------
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    """`max_seq_len`: the longest stream the rotary tables are made for once (the trainer
+    passes its validation streams' length); a longer one has them made on the fly."""
+
+    def __init__(self, cfg: GPTConfig, max_seq_len: int | None = None):
         super().__init__()
         self.config = cfg
+        cos, sin = rotary_tables(max(cfg.seq_len, max_seq_len or 0), cfg, None)
+        self.rope_cos = nn.Buffer(cos, persistent=False)  # fp32 always, like the rotary math
+        self.rope_sin = nn.Buffer(sin, persistent=False)
         V, D, L = cfg.vocab_size, cfg.d_model, cfg.n_layer
         self.embeds = nn.ModuleList(nn.Embedding(V, D) for _ in range(1 + cfg.extra_embeddings))
         self.value_embeds = nn.ModuleList(nn.Embedding(V, D) for _ in range(cfg.value_embeds))
@@ -299,7 +354,7 @@ class GPT(nn.Module):
             window = cfg.window_blocks(1.0)[0]
         long, short = self.attention_masks(tokens, window)
         masks = {"L": long, "S": short, "-": None}
-        rope = rotary_tables(tokens.size(1), cfg, tokens.device)
+        rope = self.rotary(tokens.size(1))
 
         x0s = [norm(e(tokens)) for e in self.embeds]  # x00, x01, ..., x0k
         ve = [e(tokens) for e in self.value_embeds]
@@ -323,6 +378,12 @@ class GPT(nn.Module):
             logits = self.logits(x)
             return logits[0] if stream else logits
         return self.loss(x, targets)
+
+    def rotary(self, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for positions 0..T-1, sliced from the tables made at construction."""
+        if T > self.rope_cos.size(0):
+            return rotary_tables(T, self.config, self.rope_cos.device)
+        return self.rope_cos[:T], self.rope_sin[:T]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The head in the stream's dtype, then fp32 and the soft cap cap*z/sqrt(z^2 + cap^2)."""

@@ -68,7 +68,10 @@ class View(Callback):
         self.lines: dict[str, TrialLine] = {}
         self.configs: dict[str, dict[str, Any]] = {}  # each trial's axes, for compact labels
         self.timings: dict[str, Timing] = {}
-        self.best: tuple[float, str] | None = None  # lowest val loss reported, and whose
+        # The latest val loss reported (and whose), and the lowest final one of a completed
+        # trial: a curve's intermediate low is not a result (its lr has not yet cooled).
+        self.latest: tuple[float, str] | None = None
+        self.best: tuple[float, str] | None = None
         self.most_active = 0  # trials seen active at once: the sweep's concurrency
         self.waiting: str | None = None  # what a cluster too small for a gang lacks
         self.t0 = clock()
@@ -94,6 +97,9 @@ class View(Callback):
         line.state = state
         if result:
             line.step, line.val_loss = result.get("step", line.step), result.get("val_loss", line.val_loss)
+        loss = line.val_loss
+        if state == states.COMPLETED and _finite(loss) and (self.best is None or loss < self.best[0]):
+            self.best = (loss, line.label)
         timing = self.timings.get(line.trial_id)
         if timing is not None and timing.ended is None:
             timing.ended = self.clock()
@@ -161,10 +167,8 @@ class View(Callback):
         timing = self.timings.setdefault(trial.trial_id, Timing(self.clock()))
         if timing.first_report is None:
             timing.first_report, timing.first_step = self.clock(), line.step
-        loss = line.val_loss
-        if isinstance(loss, (int, float)) and math.isfinite(loss) and (
-                self.best is None or loss < self.best[0]):
-            self.best = (loss, line.label)
+        if _finite(line.val_loss):
+            self.latest = (line.val_loss, line.label)
         self.changed(line, "result")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -180,6 +184,12 @@ class View(Callback):
     def changed(self, line: TrialLine, event: str, **extra) -> None:
         """Show a change; the base view shows nothing."""
 
+    def losses(self) -> list[str]:
+        """'best final Y (whose)' and 'latest X (whose)', as far as known."""
+        named = (("best final", self.best), ("latest", self.latest))
+        return [f"{name} {loss:.4f} ({label})" for name, (loss, label) in
+                ((n, v) for n, v in named if v is not None)]
+
     def waiting_for(self) -> str | None:
         """What the sweep waits for (see tuner.check_fits), until a trial first reports."""
         if self.waiting and not any(t.first_report for t in self.timings.values()):
@@ -187,13 +197,12 @@ class View(Callback):
         return None
 
     def summary(self) -> str:
-        """Counts of the states, the best val loss so far and the ETA, in one line; and what
-        the sweep waits for while no trial has reported."""
+        """Counts of the states, the latest val loss, the best final one and the ETA, in one
+        line; and what the sweep waits for while no trial has reported."""
         parts = [" · ".join(f"{n} {k}" for k, n in self.counts().items() if n)]
         if self.waiting_for():
             parts.append(self.waiting_for())
-        if self.best is not None:
-            parts.append(f"best {self.best[0]:.4f} ({self.best[1]})")
+        parts += self.losses()
         eta = self.eta()
         if eta is not None:
             parts.append(f"ETA {hms(eta)}")
@@ -305,8 +314,8 @@ class RichView(View):
         eta = self.eta()
         if eta is not None:
             tail.append(f" · ETA {hms(eta)}")
-        if self.best is not None:
-            tail.append(f" · best {self.best[0]:.4f} ({self.best[1]})")
+        for part in self.losses():
+            tail.append(f" · {part}")
         out = [_cut(head, width), _cut(tail, width)]
         if self.waiting_for():
             out.append(_cut(Text(self.waiting_for(), style="yellow"), width))
@@ -385,8 +394,12 @@ class JsonLog(View):
     def on_experiment_end(self, trials, **info):
         for t in trials:
             self.line(t)
-        best = None if self.best is None else {"val_loss": self.best[0], "label": self.best[1]}
-        self.emit("sweep_end", counts=self.counts(), best=best)
+        latest, best = ({"val_loss": v[0], "label": v[1]} if v else None for v in (self.latest, self.best))
+        self.emit("sweep_end", counts=self.counts(), latest=latest, best_final=best)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _error_line(trial) -> str:

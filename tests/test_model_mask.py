@@ -123,47 +123,59 @@ def random_streams(n: int, T: int, seed: int = 0):
 
 def kernel_view(bm, docs: torch.Tensor) -> torch.Tensor:
     """What a FlexAttention kernel computes with a block mask: the listed partial blocks
-    through the mask function, the listed full blocks entirely. (B, T, T) booleans."""
+    through the mask function, the listed full blocks entirely (which the document-causal
+    mask must allow). (B, T, T) booleans."""
     B, T = docs.shape
     block = bm.BLOCK_SIZE[0]
     visible = torch.zeros(B, T, T, dtype=torch.bool)
     i = torch.arange(T)
-    element = (i[:, None] >= i[None, :]) & (docs[:, :, None] == docs[:, None, :])
+    causal = (i[:, None] >= i[None, :]) & (docs[:, :, None] == docs[:, None, :])
     for b in range(B):
-        for qb in range(T // block):
+        element = bm.mask_mod(torch.tensor(b), torch.tensor(0), i[:, None], i[None, :])
+        for qb in range(-(-T // block)):
             rows = slice(qb * block, (qb + 1) * block)
             for counts, indices, full in ((bm.kv_num_blocks, bm.kv_indices, False),
                                           (bm.full_kv_num_blocks, bm.full_kv_indices, True)):
+                if counts is None:
+                    continue
                 for kb in indices[b, 0, qb, :max(int(counts[b, 0, qb]), 0)].tolist():
                     cols = slice(kb * block, (kb + 1) * block)
                     if full:
-                        assert element[b, rows, cols].all(), "a full block must be all visible"
+                        assert causal[b, rows, cols].all(), "a full block must be all visible"
                         visible[b, rows, cols] = True
                     else:
-                        visible[b, rows, cols] |= element[b, rows, cols]
+                        visible[b, rows, cols] |= element[rows, cols]
     return visible
 
 
-def test_block_masks_mean_exactly_the_dense_masks():
+# Both layouts: in the window's own blocks (the record's 128), and in the blocks the CUDA
+# kernels take when the window's are smaller (the CPU presets' 8 and 16).
+LAYOUTS = pytest.mark.parametrize("block", [8, None], ids=["window blocks", "kernel blocks"])
+
+
+@LAYOUTS
+def test_block_masks_mean_exactly_the_dense_masks(block):
     cfg = GPTConfig.preset("tiny")
     for tokens in random_streams(12, 64):
         tokens = tokens[None]
         docs = (tokens == EOT).cumsum(-1)
         for window in range(0, 10):
-            for bm, dense in zip(block_masks(tokens, cfg, window), dense_masks(tokens, cfg, window)):
+            for bm, dense in zip(block_masks(tokens, cfg, window, block), dense_masks(tokens, cfg, window)):
                 assert torch.equal(kernel_view(bm, docs), dense[:, 0]), (tokens, window)
 
 
-def test_block_masks_of_independent_streams():
+@LAYOUTS
+def test_block_masks_of_independent_streams(block):
     cfg = GPTConfig.preset("tiny")
     tokens = torch.stack(random_streams(2, 64)[3:6])
     docs = (tokens == EOT).cumsum(-1)
-    for bm, dense in zip(block_masks(tokens, cfg, 2), dense_masks(tokens, cfg, 2)):
+    for bm, dense in zip(block_masks(tokens, cfg, 2, block), dense_masks(tokens, cfg, 2)):
         assert torch.equal(kernel_view(bm, docs), dense[:, 0])
 
 
+@LAYOUTS
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own internals
-def test_flex_attention_agrees_with_sdpa_on_random_streams():
+def test_flex_attention_agrees_with_sdpa_on_random_streams(block):
     """FlexAttention (compiled: the eager fallback ignores which blocks the mask lists) on
     CPU, with the block masks the model uses on CUDA, against SDPA with the dense masks."""
     from torch.nn.attention.flex_attention import flex_attention
@@ -175,7 +187,7 @@ def test_flex_attention_agrees_with_sdpa_on_random_streams():
         tokens = tokens[None]
         q, k, v = (torch.randn(1, 2, 64, 16, generator=g) for _ in range(3))
         for window in (0, 1, 2, 3, 5, 8):
-            for bm, dense in zip(block_masks(tokens, cfg, torch.tensor(window)),
+            for bm, dense in zip(block_masks(tokens, cfg, torch.tensor(window), block),
                                  dense_masks(tokens, cfg, window)):
                 expected = attend(q, k, v, dense, cfg.attn_scale)
                 got = flex(q, k, v, block_mask=bm, scale=cfg.attn_scale)
@@ -189,7 +201,7 @@ def test_the_model_on_block_masks_equals_the_model_on_dense_masks(monkeypatch):
     tokens = stream(64, [0, 13, 40])
     expected = model(tokens, window=3)
     monkeypatch.setattr(GPT, "attention_masks",
-                        lambda self, t, w: block_masks(t, self.config, w))
+                        lambda self, t, w: block_masks(t, self.config, w, 8))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got = model(tokens, window=torch.tensor(3))
@@ -217,18 +229,22 @@ def test_the_trainer_passes_each_steps_window_to_training_and_validation(data_di
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_the_cuda_path_compiles_as_one_graph_and_each_window_reuses_it(monkeypatch):
+@pytest.mark.parametrize("block, backend", [(8, "inductor"), (None, "aot_eager")],
+                         ids=["window blocks", "kernel blocks"])
+def test_the_cuda_path_compiles_as_one_graph_and_each_window_reuses_it(monkeypatch, block, backend):
     """What runs on GPUs, compiled on CPU: block masks built inside the graph, FlexAttention,
-    no graph break; a new window size (a tensor) runs without recompiling."""
+    no graph break; a new window size (a tensor) runs without recompiling. (Inductor's CPU
+    kernel takes no kernel-block mask over a stream shorter than a block: that layout is
+    traced to one graph and run by FlexAttention's reference path.)"""
     import torch._dynamo
 
     model = tiny_model().requires_grad_(False)
     tokens = stream(64, [0, 20, 41])
     expected = {w: model(tokens, window=w) for w in (3, 5)}
     monkeypatch.setattr(GPT, "attention_masks",
-                        lambda self, t, w: block_masks(t, self.config, w))
+                        lambda self, t, w: block_masks(t, self.config, w, block))
     torch._dynamo.reset()
-    compiled = torch.compile(model, dynamic=False, fullgraph=True)
+    compiled = torch.compile(model, dynamic=False, fullgraph=True, backend=backend)
     with torch._dynamo.config.patch(error_on_recompile=True):
         for w in (3, 5):
             got = compiled(tokens, window=torch.tensor(w, dtype=torch.int32))

@@ -42,7 +42,7 @@ def record_update(weight, grads, wd, wd_mul, ns_dtype):
             x = x.T
         for a, b, c in TRIPLES:
             gram = x @ x.T
-            x = a * x + (b * gram + c * (gram @ gram)) @ x
+            x = a * x + (b * gram + (c * gram) @ gram) @ x  # the record brackets (c*A) @ A
         if rows > cols:
             x = x.T
         w = w * (1 - lr * wd * wd_mul)

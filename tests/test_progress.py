@@ -64,7 +64,7 @@ def test_the_live_view_at_80_columns_keeps_bar_step_loss_and_seed_on_every_line(
     lines = [line.plain for line in view.render(80, 24)]
     assert len(lines) <= 23 and all(len(line) <= 80 for line in lines)
     assert "20 completed" in lines[0] and "10 running" in lines[0] and "1 starting" in lines[0]
-    assert "29 pending" in lines[0] and "ETA" in lines[1] and "best 3.2000" in lines[1]
+    assert "29 pending" in lines[0] and "ETA" in lines[1] and "best final 3.2000" in lines[1]
     trial_lines = [line for line in lines[2:] if "folded" not in line]
     assert len(trial_lines) == 20  # 11 active, then the newest finished that fit
     for line in trial_lines:
@@ -107,14 +107,15 @@ def test_line_log_writes_timestamped_events_and_summaries_with_an_eta():
     assert text[0] == "sweep s: 4 trials, 400 steps"
     assert text[1] == "trial 8c1f0_00000 starting  extra_embeddings=0 seed=0"
     assert text[2] == "trial 8c1f0_00000 step 0/100  val 5.0000  train 5.1000  0.0s"
-    assert text[3] == "sweep s: 1 running · 3 pending · best 5.0000 (extra_embeddings=0 seed=0)"
+    assert text[3] == "sweep s: 1 running · 3 pending · latest 5.0000 (extra_embeddings=0 seed=0)"
     assert text[4] == "trial 8c1f0_00000 step 100/100  val 4.0000  train 4.1000  123.5s"
     assert text[5] == "trial 8c1f0_00000 completed  step 100/100  val 4.0000  extra_embeddings=0 seed=0"
     assert text[6] == "trial 8c1f0_00001 starting  extra_embeddings=1 seed=1"
     assert text[7] == "trial 8c1f0_00001 failed  RuntimeError: out of memory"
     # start-up 20 s + 0.1 s a step: two pending trials of 100 steps, one at a time
-    assert text[8] == ("sweep s: 1 completed · 1 failed · 2 pending · best 4.0000 "
-                       "(extra_embeddings=0 seed=0) · ETA 0:01:00")
+    assert text[8] == ("sweep s: 1 completed · 1 failed · 2 pending · best final 4.0000 "
+                       "(extra_embeddings=0 seed=0) · latest 4.0000 (extra_embeddings=0 seed=0) "
+                       "· ETA 0:01:00")
 
 
 def test_the_eta_counts_start_up_and_the_steps_left_of_every_trial():
@@ -158,7 +159,23 @@ def test_json_events_carry_the_trials_training_numbers():
         "step": 40, "val_loss": 4.5, "train_loss": 4.6, "train_time_ms": 49380.0,
         "tokens_seen": 20480, "seed": 0}
     assert end["event"] == "sweep_end"
-    assert end["best"] == {"val_loss": 4.5, "label": "extra_embeddings=0 seed=0"}
+    assert end["latest"] == {"val_loss": 4.5, "label": "extra_embeddings=0 seed=0"}
+    assert end["best_final"] is None  # no trial has ended: an intermediate point is no result
+
+
+def test_the_best_is_a_final_loss_not_a_curves_intermediate_low():
+    out, clock = io.StringIO(), Clock()
+    trials = [trial(0, budget=100)]
+    view = JsonLog(["extra_embeddings"], trials=1, total_steps=100, sweep="s", stream=out,
+                   clock=clock)
+    a = trials[0]
+    view.on_trial_start(0, trials, a)
+    view.on_trial_result(0, trials, a, report(80, 4.0, budget=100))
+    view.on_trial_result(0, trials, a, report(100, 4.2, budget=100, status="completed"))
+    a.status, a.last_result = "TERMINATED", report(100, 4.2, budget=100, status="completed")
+    view.on_trial_complete(0, trials, a)
+    assert view.best == (4.2, "extra_embeddings=0 seed=0")
+    assert "latest 4.2000" in view.summary() and "best final 4.2000" in view.summary()
 
 
 def test_the_status_table_at_80_columns_holds_every_number_in_full():

@@ -82,6 +82,9 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool | None = None  # None: on for CUDA, off on CPU (no steady-state gain there)
+    # "bf16": tables and block matrices stored in bf16 (Muon keeps them fp32-exact), so the
+    # activations run in bf16, as the record does on GPUs; "auto": bf16 on CUDA, fp32 on CPU.
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile_tuning: bool = True  # inductor's coordinate-descent tuning (the medium track allows it)
     warmup_steps: int | None = None  # untimed steps on random tokens, then undone; None: 10 if compiled
     # Steps between reads of the divergence flag (a host sync); None: every step on CPU, where
@@ -133,6 +136,8 @@ class TrainConfig:
              "muon_ns_steps", f"must be a non-negative integer, got {self.muon_ns_steps!r}")
         need(self.device in ("auto", "cpu", "cuda"), "device",
              f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        need(self.precision in ("auto", "bf16", "fp32"), "precision",
+             f"must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         need(_is_int(self.workers) and self.workers >= 1, "workers", "must be a positive integer")
         need(self.warmup_steps is None or (_is_int(self.warmup_steps) and self.warmup_steps >= 0),
              "warmup_steps", "must be a non-negative integer")

@@ -43,7 +43,9 @@ def newton_schulz(grad: Tensor, coefficients: Sequence[tuple[float, float, float
                   dtype: torch.dtype = torch.bfloat16, eps: float = 1e-7) -> Tensor:
     """An approximately orthogonal matrix with `grad`'s singular vectors, in `dtype`.
 
-    Works on the wide orientation so that X X^T is the smaller Gram matrix.
+    Works on the wide orientation so that X X^T is the smaller Gram matrix. Each iteration
+    brackets as the record does, B = b*A + (c*A) @ A: the same in exact arithmetic as
+    c*(A @ A), not in bf16.
     """
     x = grad.to(dtype)
     x = x / (x.norm() + eps)
@@ -52,7 +54,7 @@ def newton_schulz(grad: Tensor, coefficients: Sequence[tuple[float, float, float
         x = x.mT
     for a, b, c in coefficients:
         gram = x @ x.mT
-        poly = b * gram + c * (gram @ gram)
+        poly = b * gram + (c * gram) @ gram
         x = a * x + poly @ x
     return x.mT if tall else x
 
@@ -170,14 +172,17 @@ class Muon(torch.optim.Optimizer):
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As torch's, but momentum buffers stay fp32 (torch casts floating state to the
-        parameter's dtype, which would round them to bf16)."""
-        buffers = {i: s["momentum_buffer"] for i, s in state_dict["state"].items()
-                   if "momentum_buffer" in s}
+        """As torch's, but every state tensor keeps its saved dtype: torch casts floating
+        state to the parameter's dtype and integer state too where the parameter is floating,
+        which would round the fp32 momentum to bf16 and turn the int16 extra bits of a bf16
+        matrix into bf16 (its fp32 master would change on resume)."""
+        saved = {i: dict(s) for i, s in state_dict["state"].items()}
         super().load_state_dict(state_dict)
         params = [p for group in self.param_groups for p in group["params"]]
-        for i, buf in buffers.items():
-            self.state[params[i]]["momentum_buffer"] = buf.to(params[i].device, torch.float32)
+        for i, tensors in saved.items():
+            for key, value in tensors.items():
+                if isinstance(value, Tensor):
+                    self.state[params[i]][key] = value.to(params[i].device, copy=True)
 
     def _update(self, p: Tensor, group: dict[str, Any]) -> None:
         if p.grad is None:

@@ -32,7 +32,6 @@ import torch
 import torch.distributed as dist
 
 from ablate.model import GPT, ConfigError
-from ablate.results.curves import write_curve
 from ablate.trainer.config import TrainConfig
 from ablate.trainer.data import DataError, StreamPosition, TokenStream, data_vocab, find_shards
 from ablate.trainer.muon import Muon
@@ -101,14 +100,15 @@ class _Run:
         self._check_val_set()
 
         torch.manual_seed(cfg.seed)
-        self.model = GPT(cfg.model).to(self.device)
-        if self.cuda:  # the record's precision: bf16 tables and matrices make bf16 activations
+        self.model = GPT(cfg.model, max_seq_len=cfg.val_seq_len).to(self.device)
+        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.cuda)
+        if self.bf16:  # the record's precision: bf16 tables and matrices make bf16 activations
             self.model.use_bf16()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if self.world > 1:  # the record broadcasts rank 0's initial weights
             for p in self.params:
                 dist.broadcast(p.detach(), 0)
-        self.optimizers = build_optimizers(self.model, cfg, fused=self.cuda,
+        self.optimizers = build_optimizers(self.model, cfg, fused=True,
                                            compiled=self.compiled and self.cuda)
         if self.compiled:
             if self.cuda:
@@ -263,6 +263,7 @@ class _Run:
     def write_curve(self) -> Path | None:
         if self.rank != 0 or not self.cfg.out:
             return None
+        from ablate.results.curves import write_curve  # pyarrow: only where a curve is written
         meta = dict(config=self.cfg.to_flat(), workers=self.world, warmup_ms=self.warmup_ms,
                     restarts=self.restarts,
                     device=str(self.device), torch=torch.__version__, compiled=self.compiled)
@@ -354,6 +355,8 @@ class _Run:
         self.loss_sum.zero_()
         self.loss_count = 0
         self._barrier()
+        if self.cuda:  # the peak of the run, not of compiling (the record resets it here too)
+            torch.cuda.reset_peak_memory_stats(self.device)
         self.warmup_ms = (time.perf_counter() - t0) * 1000
 
     # --- the loop -------------------------------------------------------------------------
@@ -448,6 +451,9 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cuda and not torch.cuda.is_available():
         raise ConfigError("device: 'cuda' requested but no GPU is visible")
+    if cuda:
+        check_cuda_shapes(cfg)
+        use_expandable_segments()
     own = False
     if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if cuda:
@@ -458,6 +464,27 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
     world = dist.get_world_size() if dist.is_initialized() else 1
     device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     return rank, world, device, own
+
+
+ALLOCATOR_SETTINGS = ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")  # torch's new name, its old one
+
+
+def use_expandable_segments() -> None:
+    """The record's allocator setting: segments that grow in place instead of fragmenting
+    the memory as the attention window (and so the activations) grows. Read by torch when it
+    first allocates on the GPU; a user's own setting is left as it is."""
+    if not any(name in os.environ for name in ALLOCATOR_SETTINGS):
+        os.environ["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"
+
+
+def check_cuda_shapes(cfg: TrainConfig) -> None:
+    """Refuse, before anything runs, a head size that FlexAttention's CUDA kernels cannot
+    take (their tiles need a power of two from 16). Any attn_block works: the mask is built
+    in blocks the kernels take (model.gpt.kernel_block)."""
+    m = cfg.model
+    if m.head_dim < 16 or m.head_dim & (m.head_dim - 1):
+        raise ConfigError(f"head_dim: {m.head_dim} cannot run in FlexAttention's CUDA kernels "
+                          "(a power of two from 16 is needed)")
 
 
 def _peak_memory_mb(device: torch.device) -> float:
