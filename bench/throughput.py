@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from timing import timed_steps  # noqa: E402  (bench/, the script's own folder)
 
 from ablate.model import GPT, GPTConfig, flops_per_token, param_count  # noqa: E402
 from ablate.trainer.config import TrainConfig  # noqa: E402
@@ -42,18 +43,6 @@ def extra_flops_per_token(cfg) -> float:
     """What k extra tables add per token, forward + backward (x3): an RMS norm of each
     table's row and one multiply-add per layer per table."""
     return 3 * cfg.extra_embeddings * (4 * cfg.d_model + 2 * cfg.n_layer * cfg.d_model)
-
-
-def timed_steps(run: _Run, steps: int) -> float:
-    """Seconds per training step over `steps` consecutive steps."""
-    if run.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        run.train_step(*run.batch())
-    if run.device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
 
 
 def measure(runs: dict[int, _Run], steps: int, rounds: int) -> dict[int, float]:

@@ -15,6 +15,19 @@ os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ablate-ray-"))
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need a CUDA device: skipped, with the reason, where none is visible."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (bench/gpu_check.sh runs it on a GPU machine)")
+    for item in gpu:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     from ablate.trainer.data import builtin_documents, prepare
