@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ablate.model.config import param_count
+from ablate.model.config import ConfigError, param_count
 from ablate.sweeps.spec import SpecError, SweepSpec
+from ablate.trainer.config import check_cuda_shapes
 from ablate.trainer.memory import GIB, MemoryEstimate, describe, estimate_memory, format_bytes
 
 DEFAULT_GPU_MEMORY_GB = 80.0  # an H100's, when the spec declares none
@@ -86,9 +87,15 @@ def gpu_memory(spec: SweepSpec) -> float:
 
 def check_memory(spec: SweepSpec) -> None:
     """Refuse a GPU spec in which a trial's estimated peak memory per GPU exceeds
-    `[resources] gpu_memory_gb` (SpecError naming the trial and the numbers)."""
+    `[resources] gpu_memory_gb` (SpecError naming the trial and the numbers), or whose model
+    the CUDA kernels cannot run."""
     if not spec.resources.gpus_per_worker:
         return
+    for trial in spec.trials():
+        try:
+            check_cuda_shapes(spec.train_config(trial))
+        except ConfigError as e:
+            raise SpecError(f"{spec.source}: {e}") from None
     p = plan(spec)
     for t in p.trials:
         if t.memory.total > p.gpu_memory_gb * GIB:

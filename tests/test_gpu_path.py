@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from ablate.model import ConfigError
-from ablate.trainer.config import RECORD_NS_COEFFICIENTS, TrainConfig
+from ablate.trainer.config import RECORD_NS_COEFFICIENTS, TrainConfig, check_cuda_shapes
 from ablate.trainer.muon import Muon, _fp32_master, newton_schulz
-from ablate.trainer.train import _Run, check_cuda_shapes, load_checkpoint, use_expandable_segments
+from ablate.trainer.train import _Run, load_checkpoint, use_expandable_segments
 
 from conftest import tiny
 
@@ -220,3 +220,16 @@ def test_the_peak_memory_is_reset_after_the_warm_up(data_dir, monkeypatch):
     monkeypatch.setattr(run, "train_step", lambda x, y: (calls.append("step"), step(x, y)))
     run.warm_up()
     assert calls[-1] == "reset" and calls.count("step") == 2 and calls.index("reset") > 1
+
+
+def test_a_gpu_sweep_whose_head_size_the_kernels_cannot_take_is_refused_before_it_starts(tmp_path, capsys):
+    from ablate.sweeps.cli import main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text('[sweep]\nname = "x"\npreset = "tiny"\n[resources]\nworkers = 1\ngpus_per_worker = 1\n'
+                    '[fixed]\nhead_dim = 8\nn_head = 4\n')
+    assert main(["sweep", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("s.toml: head_dim: 8 cannot run in FlexAttention's CUDA "
+                                             "kernels (a power of two from 16 is needed)"), err
+    assert not (tmp_path / "runs").exists()

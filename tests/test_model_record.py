@@ -327,3 +327,16 @@ def test_window_schedule_grows_from_one_block_to_3456_tokens():
     assert cfg.window_blocks(0.5) == (14, 7)  # 1728 tokens = 13.5 blocks -> 14
     assert [cfg.attn_pattern[i] for i in (0, 4, 11, 15)] == ["L"] * 4
     assert cfg.attn_pattern.count("L") == 4 and cfg.attn_pattern[7] == "-"
+
+
+def test_small_presets_reach_their_final_window_by_65_percent():
+    """6 blocks make each window step large: the CPU presets reach the last one at 65% of
+    the steps (the end of the cooldown's first half) and train there; the record's schedule
+    reaches its 27th block only at its last steps, as the record does."""
+    for preset in ("tiny", "small"):
+        cfg = GPTConfig.preset(preset)
+        final = cfg.window_blocks(1.0)
+        assert cfg.window_blocks(0.65) == final and cfg.window_blocks(0.6) != final
+    medium = GPTConfig.preset("medium")
+    assert medium.window_full_at == 1.0
+    assert medium.window_blocks(0.98) == (26, 13) and medium.window_blocks(1.0) == (27, 13)

@@ -95,3 +95,13 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, data_dir, capsy
                  "-s", "lr_head=0.001"]) == 2
     assert "resume: the checkpoint is of another config (lr_head" in capsys.readouterr().err
     assert not (tmp_path / "b.parquet").exists()
+
+
+def test_a_tiny_runs_final_val_loss_is_its_lowest(data_dir):
+    """The demo's shape: 100 steps, validation every 20. A window step late in training (or
+    any other late rise) would leave the last point above an earlier one."""
+    for k, init in ((0, "zero"), (1, "one")):
+        rows = train(tiny(data_dir, num_iterations=100, val_every=20, batch_size=8, val_tokens=8192,
+                          extra_embeddings=k, lambda_init=init)).rows
+        losses = [r["val_loss"] for r in rows]
+        assert losses[-1] <= min(losses) + 0.005, (k, init, losses)

@@ -225,6 +225,16 @@ class TrainConfig:
         return cls(model=model, **{**RECIPES[preset], **train})
 
 
+def check_cuda_shapes(cfg: TrainConfig) -> None:
+    """Refuse a head size that FlexAttention's CUDA kernels cannot take (their tiles need a
+    power of two from 16), before anything runs on a GPU. Any attn_block works: the mask is
+    built in blocks the kernels take (model.gpt.kernel_block)."""
+    m = cfg.model
+    if m.head_dim < 16 or m.head_dim & (m.head_dim - 1):
+        raise ConfigError(f"head_dim: {m.head_dim} cannot run in FlexAttention's CUDA kernels "
+                          "(a power of two from 16 is needed)")
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from ablate.model import GPT, ConfigError
-from ablate.trainer.config import TrainConfig
+from ablate.trainer.config import TrainConfig, check_cuda_shapes
 from ablate.trainer.data import DataError, StreamPosition, TokenStream, data_vocab, find_shards
 from ablate.trainer.muon import Muon
 from ablate.trainer.schedule import lr_multiplier, muon_momentum
@@ -475,16 +475,6 @@ def use_expandable_segments() -> None:
     first allocates on the GPU; a user's own setting is left as it is."""
     if not any(name in os.environ for name in ALLOCATOR_SETTINGS):
         os.environ["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"
-
-
-def check_cuda_shapes(cfg: TrainConfig) -> None:
-    """Refuse, before anything runs, a head size that FlexAttention's CUDA kernels cannot
-    take (their tiles need a power of two from 16). Any attn_block works: the mask is built
-    in blocks the kernels take (model.gpt.kernel_block)."""
-    m = cfg.model
-    if m.head_dim < 16 or m.head_dim & (m.head_dim - 1):
-        raise ConfigError(f"head_dim: {m.head_dim} cannot run in FlexAttention's CUDA kernels "
-                          "(a power of two from 16 is needed)")
 
 
 def _peak_memory_mb(device: torch.device) -> float:
