@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ablate.results.errors import InputError
+from ablate.results.errors import InputError, did_you_mean
 
 LABELS = frozenset({"seed", "sweep", "trial_id", "out", "data", "checkpoint_every",
                     "save_weights"})
@@ -97,7 +97,7 @@ def group_configs(info: pa.Table, by: Sequence[str] | None = None,
             choices = sorted({k for p in params for k in p}
                              | (set(info.column_names) - {"params"}))
             raise InputError(f"--by: unknown field {', '.join(unknown)} "
-                             f"(known: {', '.join(choices)})")
+                             f"(known: {', '.join(choices)}){did_you_mean(unknown[0], choices)}")
         values = [tuple((name, _hashable(p[name] if name in p else columns[name][t]))
                         for name in by) for t, p in enumerate(params)]
         index, distinct = _distinct(values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 # What the world can do to a command that is not a bug of ours: a file that cannot be read
@@ -17,6 +18,14 @@ from typing import Any
 # that does not answer), input too large for memory or too deeply nested, a pickle. Each
 # becomes one line too; anything else is a bug and keeps its traceback.
 EXPECTED = (OSError, MemoryError, RecursionError, pickle.UnpicklingError)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' for the choice nearest to a mistyped `word`, or '' if none is near."""
+    import difflib
+
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def run_command(args: Any, errors: tuple[type[BaseException], ...]) -> int:

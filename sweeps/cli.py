@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +21,25 @@ DISTRIBUTION = "ablate-sweeps"  # on PyPI; the command and the import root are `
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit status 2, as argparse does)."""
+    """argparse, but a usage error is one line (and exit status 2, as argparse does), with
+    the nearest command or option to a mistyped one."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: {message}\n")
+        self.exit(2, f"{self.prog}: {message}{self._suggestion(message)}\n")
+
+    def _suggestion(self, message: str) -> str:
+        from ablate.results.errors import did_you_mean
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            return did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        if unknown and unknown[1].startswith("-"):
+            parsers = [self, *(c for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                               for c in a.choices.values())]
+            options = {o for p in parsers for action in p._actions for o in action.option_strings}
+            return did_you_mean(unknown[1].split("=")[0], options)
+        return ""
 
 
 def cmd_sweep(args) -> int:

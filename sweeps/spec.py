@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ablate.model.config import ConfigError
+from ablate.results.errors import did_you_mean
 from ablate.trainer.config import TrainConfig
 
 BUILTIN_DATA = "builtin"
@@ -198,7 +199,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         fail(where, "contains a NUL character (no path or name can)")
     for section in raw:
         if section not in _SECTIONS:
-            fail(section, f"unknown section (expected {', '.join(sorted(_SECTIONS))})")
+            fail(section, f"unknown section (expected {', '.join(sorted(_SECTIONS))})"
+                          f"{did_you_mean(section, _SECTIONS)}")
         if not isinstance(raw[section], dict):
             fail(section, "must be a table ([section])")
     sweep = typed_table(raw.get("sweep", {}), _SWEEP_KEYS, "sweep", fail)
@@ -310,7 +312,8 @@ def typed_table(table: dict[str, Any], schema: dict[str, Any], section: str, fai
     """Refuse keys not in `schema` and values not of its types (bools are not numbers)."""
     for key, value in table.items():
         if key not in schema:
-            fail(f"{section}.{key}", f"unknown key (expected one of {', '.join(schema)})")
+            fail(f"{section}.{key}", f"unknown key (expected one of {', '.join(schema)})"
+                                     f"{did_you_mean(key, schema)}")
         want = schema[key]
         if isinstance(value, bool) or not isinstance(value, want):
             names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))

@@ -203,7 +203,9 @@ class TrainConfig:
         train_fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "model"}
         for key in values:
             if key not in model_fields and key not in train_fields and key != "batch_size":
-                raise ConfigError(f"{key}: unknown field (not a model or trainer setting)")
+                from ablate.results.errors import did_you_mean
+                raise ConfigError(f"{key}: unknown field (not a model or trainer setting)"
+                                  f"{did_you_mean(key, [*model_fields, *train_fields, 'batch_size'])}")
         hints = {**typing.get_type_hints(GPTConfig), **typing.get_type_hints(cls), "batch_size": int}
         for key, value in values.items():
             values[key] = _coerce(key, value, hints[key])
