@@ -118,3 +118,28 @@ def test_budget_stops_the_search_and_a_larger_one_continues_it():
         for p in list(iter(larger.ask, None)):
             larger.tell(p.number, oracle.loss(p.steps, p.seed))
     assert larger.answer == bench.run_search(oracle, s).answer
+
+
+def test_the_verdicts_studys_best_trial_is_the_answer_and_the_probes_metric_is_named(tmp_path):
+    """What optuna-dashboard shows as best: in the probes' study the lowest final loss (named
+    so), in the verdicts study the fewest steps that beat the target, the search's answer;
+    a search resumed on both studies adds no verdict twice."""
+    s, oracle = bench.MEDIUM, bench.draw_oracle(3, bench.MEDIUM)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    probes = optuna.create_study(storage=url, study_name="p", direction="minimize")
+    verdicts = optuna.create_study(storage=url, study_name="p:verdicts", direction="minimize")
+    search = StepSearch(s, probes, verdicts)
+    while not search.finished:
+        for p in list(iter(search.ask, None)):
+            search.tell(p.number, oracle.loss(p.steps, p.seed))
+    assert search.answer is not None
+    verdicts = optuna.load_study(storage=url, study_name="p:verdicts")
+    assert verdicts.best_trial.params["steps"] == search.answer == verdicts.best_value
+    assert verdicts.metric_names == ["steps that beat the target"]
+    assert optuna.load_study(storage=url, study_name="p").metric_names == ["final val loss"]
+    decided = [v for v in search.verdicts() if v.decision != MORE]
+    assert sorted(t.params["steps"] for t in verdicts.trials) == [v.steps for v in decided]
+    assert {t.params["steps"]: t.state == TrialState.COMPLETE for t in verdicts.trials} == \
+        {v.steps: v.decision == PASS for v in decided}
+    StepSearch(s, probes, verdicts)  # resumed: nothing new
+    assert len(optuna.load_study(storage=url, study_name="p:verdicts").trials) == len(decided)

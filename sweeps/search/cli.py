@@ -45,7 +45,15 @@ def cmd_search_steps(args) -> int:
     from ablate.sweeps.plan import check_memory
     from ablate.sweeps.search.method import StepSearch
     from ablate.sweeps.search.searcher import run_search
-    from ablate.sweeps.search.study import default_url, open_study, settle, shown, study_name
+    from ablate.sweeps.search.study import (
+        default_url,
+        open_study,
+        open_verdicts,
+        settle,
+        shown,
+        study_name,
+        verdicts_name,
+    )
     from ablate.sweeps.storage import SPEC_FILE, TUNE_FILES, resolve_data
     from ablate.sweeps.tuner import check_fits, ray_session
 
@@ -73,11 +81,12 @@ def cmd_search_steps(args) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = open_study(url, spec)
         recovered = settle(study, spec, folder / "curves")
-        search = StepSearch(spec.search, study)
+        search = StepSearch(spec.search, study, open_verdicts(url, spec))
         console.print(f"[bold]{spec.name}[/]: steps {spec.search.min_steps}..{spec.search.max_steps}"
                       f" by {spec.search.granularity}, target {spec.search.target}; "
                       f"{search.trials} trials done" + (f" ({recovered} from curves)" if recovered else "")
-                      + f"; study {study_name(spec)!r} in {shown(url)} -> {folder}")
+                      + f"; studies {study_name(spec)!r} (probes) and {verdicts_name(spec)!r} (its best "
+                      f"trial: the answer) in {shown(url)} -> {folder}")
         failed: list[str] = []
         if not search.finished:
             failed = run_search(spec, storage, data, search, on_probe=_progress(console)).failed

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import optuna
 from optuna.distributions import IntDistribution
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 from scipy import stats
 
 from ablate.sweeps.search.spec import SearchSettings
@@ -75,6 +75,14 @@ def distributions(s: SearchSettings, seed: int = 0) -> dict[str, IntDistribution
             "seed": IntDistribution(0, max(s.max_seeds - 1, seed))}
 
 
+def _name_metric(study: optuna.Study, name: str) -> None:
+    """Name a study's objective where optuna-dashboard shows it (set once)."""
+    with warnings.catch_warnings():  # experimental in Optuna, and stable since 3.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names is None:
+            study.set_metric_names([name])
+
+
 @dataclass(frozen=True)
 class Probe:
     number: int  # the Optuna trial's number
@@ -86,10 +94,17 @@ class StepSearch:
     """Proposes (steps, seed) probes with `ask` and takes their final losses with `tell`.
 
     Reads the study's completed trials when made; trials another run left RUNNING are not
-    its own (the runner settles them first, see sweeps/search/study.py)."""
+    its own (the runner settles them first, see sweeps/search/study.py).
 
-    def __init__(self, settings: SearchSettings, study: optuna.Study):
-        self.settings, self.study = settings, study
+    The probes' study minimises their final val loss (its metric is named so), which is not
+    the search's objective: its best trial is a lucky seed. `verdicts`, a second study, holds
+    one trial per decided step count, completed with the step count as its value where it
+    passes and failed where it fails, so that its best trial (in optuna-dashboard too) is the
+    fewest steps that beat the target."""
+
+    def __init__(self, settings: SearchSettings, study: optuna.Study,
+                 verdicts: optuna.Study | None = None):
+        self.settings, self.study, self.verdict_study = settings, study, verdicts
         self.grid = settings.grid
         self.losses: dict[int, dict[int, float]] = {steps: {} for steps in self.grid}
         self.running: dict[int, tuple[int, int]] = {}  # trial number -> (steps, seed)
@@ -98,6 +113,11 @@ class StepSearch:
             if steps in self.losses and seed is not None:
                 self.losses[steps][seed] = t.value
         self._verdicts = {st: self._decide(st) for st, seen in self.losses.items() if seen}
+        _name_metric(study, "final val loss")
+        if verdicts is not None:
+            _name_metric(verdicts, "steps that beat the target")
+            for verdict in self._verdicts.values():
+                self._publish(verdict)
 
     # --- the state, derived from the losses ------------------------------------------------
     def _decide(self, steps: int) -> Verdict:
@@ -179,11 +199,28 @@ class StepSearch:
             self.study.tell(number, loss)
             self.losses[steps][seed] = loss
             self._verdicts[steps] = self._decide(steps)
+            self._publish(self._verdicts[steps])
         lo, hi = self.bracket()  # for optuna-dashboard: where the search stands
         self.study.set_user_attr("bracket", [self._at(lo), self._at(hi)])
         if self.answered:
             self.study.set_user_attr("answer", self.answer)
         return self._verdicts.get(steps) or self._decide(steps)
+
+    def _publish(self, verdict: Verdict) -> None:
+        """A decided step count into the verdicts study, once (a decided count gets no more
+        probes, so its verdict stays)."""
+        if self.verdict_study is None or verdict.decision == MORE:
+            return
+        if any(t.params.get("steps") == verdict.steps for t in self.verdict_study.get_trials(deepcopy=False)):
+            return
+        passed = verdict.decision == PASS
+        attrs = dict(decision=verdict.decision, seeds=verdict.n, mean_loss=verdict.mean,
+                     p_value=verdict.p, target=self.settings.target)
+        self.verdict_study.add_trial(create_trial(
+            state=TrialState.COMPLETE if passed else TrialState.FAIL,
+            value=float(verdict.steps) if passed else None, params={"steps": verdict.steps},
+            distributions={"steps": distributions(self.settings)["steps"]},
+            user_attrs={k: v for k, v in attrs.items() if not (isinstance(v, float) and math.isnan(v))}))
 
     def _at(self, i: int) -> int | None:
         return self.grid[i] if 0 <= i < len(self.grid) else None

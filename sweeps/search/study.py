@@ -35,6 +35,11 @@ def study_name(spec: SearchSpec) -> str:
     return f"search-steps:{spec.name}"
 
 
+def verdicts_name(spec: SearchSpec) -> str:
+    """The study of decided step counts: its best trial is the answer (see StepSearch)."""
+    return f"{study_name(spec)}:verdicts"
+
+
 def default_url(folder: Path) -> str:
     return f"sqlite:///{(folder / 'optuna.db').resolve()}"
 
@@ -96,6 +101,12 @@ def open_study(url: str, spec: SearchSpec) -> optuna.Study:
                         f"({', '.join(keys)} differ); choose another sweep.name or storage")
     study.set_user_attr("search", asdict(spec.search))
     return study
+
+
+def open_verdicts(url: str, spec: SearchSpec) -> optuna.Study:
+    """The verdicts study beside the probes' (open_study has checked the URL and the config)."""
+    return optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name=verdicts_name(spec),
+                               direction="minimize", load_if_exists=True)
 
 
 def final_loss(status: str | None, step: Any, steps: Any, val_loss: Any) -> float | None:
