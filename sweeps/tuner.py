@@ -6,9 +6,9 @@ storage must never run code as whoever resumes it): trial ids are `<prefix>_<gri
 the same in every session, and each trial finds its curve and checkpoint by its id.
 
 The trial's own driver holds only a custom `trial_slot` resource where the cluster declares
-one (the embedded Ray does; examples/cluster.yaml gives the head node some), else a sliver of
-CPU: never a CPU its workers need. Its workers reserve W x (CPU, GPU) as one gang through Ray
-Train's scaling config.
+one (the embedded Ray does; examples/cluster.yaml gives the head node some), else a little
+of Ray's memory resource: never a CPU its workers need. Its workers reserve W x (CPU, GPU)
+as one gang through Ray Train's scaling config.
 """
 
 from __future__ import annotations
@@ -29,16 +29,19 @@ from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec
 from ablate.sweeps.storage import curve_tables, join, new_prefix, stopped_trials, storage_root
 
 TRIAL_SLOT = "trial_slot"
+DRIVER_MEMORY = 64 * 2**20  # bytes of Ray's memory resource a trial driver reserves where no slot is declared
 # Ray Train's controller polls workers every 2 s by default and ray.train.report blocks until
 # it does: with reports only at validation points, 0.1 s keeps that wait negligible.
 RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
 # The embedded Ray runs on one machine that nobody preempts: skip Train's preemption-watcher
 # actor (a process per trial). Clusters keep it (spot nodes).
 EMBEDDED_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
-# Joining a cluster: how long the head may take to answer a TCP connect, and how many times
-# Ray asks its GCS for the cluster id (~40 s each; Ray's default of 20 is a quarter hour).
+# Joining a cluster: how long the head may take to answer a TCP connect, how many times Ray
+# asks its GCS for the cluster id (~40 s each; Ray's default of 20 is a quarter hour), and
+# the token authentication that `ray start` turns on in Ray 2.60 (the token from
+# ~/.ray/auth_token or RAY_AUTH_TOKEN); a user's own RAY_AUTH_MODE wins.
 CONNECT_TIMEOUT_S = 10.0
-JOIN_ENV = {"RAY_gcs_server_port_wait_time_s": "1"}
+JOIN_ENV = {"RAY_gcs_server_port_wait_time_s": "1", "RAY_AUTH_MODE": "token"}
 ADDRESS = re.compile(r"(ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:(?P<port>\d{1,5}))?")
 
 
@@ -55,6 +58,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     handler would dump a stack and exit 1. What SIGTERM did before comes back after."""
     import ray
 
+    if address:
+        join_environment()
+
     env = {k: os.environ.get(k, v) for k, v in (RAY_ENV | ({} if address else EMBEDDED_ENV)).items()}
     os.environ.update(env)  # the local raylet and its workers inherit these
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress view replaces Tune's
@@ -68,8 +74,6 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     before = signal.getsignal(signal.SIGTERM)
     if address:
         check_reachable(address)
-        for key, value in JOIN_ENV.items():
-            os.environ.setdefault(key, value)
         try:
             with warnings.catch_warnings():  # Ray Client warns, then raises: one line will do
                 warnings.simplefilter("ignore", UserWarning)
@@ -88,6 +92,19 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
         if main_thread:
             signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+
+
+def join_environment() -> None:
+    """JOIN_ENV where the user has not set its variables. Ray reads its config (the auth mode
+    among it) from the environment when first imported, so it is read again here, as Ray
+    itself does when it turns token authentication on."""
+    if all(key in os.environ for key in JOIN_ENV):
+        return
+    for key, value in JOIN_ENV.items():
+        os.environ.setdefault(key, value)
+    from ray._raylet import Config
+
+    Config.initialize("")
 
 
 def check_auth(address: str | None) -> None:
@@ -120,10 +137,12 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 
 def trial_resources() -> dict[str, float]:
     """What a trial's driver reserves: a trial slot where the cluster declares them (the
-    embedded Ray does), else a sliver of CPU (Ray refuses a zero-resource trial)."""
+    embedded Ray does), else a little of Ray's `memory` resource, which every node has (Ray
+    refuses a zero-resource trial, and a sliver of CPU beside a gang that takes every CPU
+    would wait for ever)."""
     import ray
 
-    return {TRIAL_SLOT: 1} if ray.cluster_resources().get(TRIAL_SLOT) else {"CPU": 0.01}
+    return {TRIAL_SLOT: 1} if ray.cluster_resources().get(TRIAL_SLOT) else {"memory": DRIVER_MEMORY}
 
 
 def check_fits(spec: SweepSpec, embedded: bool) -> str | None:

@@ -1,0 +1,84 @@
+"""A cluster made the plain way, `ray start --head --num-cpus=2` (no custom resources, token
+authentication on as Ray 2.60 starts it): a sweep joins it with --address and runs, and the
+same sweep runs as a `ray job submit` job (docs/sweeps.md, "On a cluster")."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+BIN = Path(sys.executable).parent
+SPEC = """
+[sweep]
+name = "{name}"
+data = "{data}"
+
+[resources]
+workers = 2
+cpus_per_worker = 1
+
+[fixed]
+num_iterations = 8
+val_every = 4
+batch_size = 4
+val_tokens = 1024
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """A head node of 2 CPUs with its dashboard (for job submission), stopped after."""
+    import ray
+
+    ray.shutdown()  # no other Ray in this process meanwhile
+    env = os.environ | {"RAY_TMPDIR": str(tmp_path_factory.mktemp("ray")), "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_AUTH_MODE", None)
+    port, dashboard = free_port(), free_port()
+    subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus=2", f"--port={port}",
+                    "--node-ip-address=127.0.0.1", "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                    "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield env, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def completed(folder: Path) -> list[str]:
+    return [pq.read_table(f)["status"].to_pylist()[-1] for f in sorted(folder.glob("curves/*.parquet"))]
+
+
+def test_a_sweep_runs_on_a_cluster_made_by_a_plain_ray_start(head, tmp_path, data_dir):
+    env, address, _ = head
+    spec = tmp_path / "plain.toml"
+    spec.write_text(SPEC.format(name="plain", data=data_dir))
+    done = subprocess.run([str(BIN / "ablate"), "sweep", str(spec), "--storage", str(tmp_path / "runs"),
+                           "--address", address, "--json-log"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert completed(tmp_path / "runs" / "plain") == ["completed"]
+
+
+def test_a_sweep_runs_as_a_ray_job(head, tmp_path, data_dir):
+    env, _, dashboard = head
+    spec = tmp_path / "job.toml"
+    spec.write_text(SPEC.format(name="job", data=data_dir))
+    submit = [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--",
+              str(BIN / "ablate"), "sweep", str(spec), "--storage", str(tmp_path / "runs"), "--address", "auto"]
+    done = subprocess.run(submit, env=env | {"RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert "succeeded" in done.stdout
+    assert completed(tmp_path / "runs" / "job") == ["completed"]
