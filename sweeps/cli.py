@@ -116,6 +116,7 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     `settings` runs once Ray is up (a new sweep prepares its data and claims its folder)."""
     from ablate.sweeps import tracking
     from ablate.sweeps.progress import RichView
+    from ablate.sweeps.stoppers import StopControl
     from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, ray_session
 
     tracking.check(spec.tracking, folder)
@@ -129,25 +130,46 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
         view.waiting = check_fits(spec, embedded=not args.address)
         if view.waiting:
             print(f"ablate: {view.waiting}", file=sys.stderr)
-        results = build_tuner(spec, settings(), callbacks=[view]).fit()
-    return finish(results, folder, spec, out if args.json_log else None)
+        control = StopControl(folder)
+        results = build_tuner(spec, settings(), callbacks=[view], control=control).fit()
+    return finish(results, folder, spec, out if args.json_log else None, stopped=control.request)
+
+
+def cmd_stop(args) -> int:
+    from ablate.sweeps.control import request_stop
+    from ablate.sweeps.storage import load_sweep, storage_root
+
+    folder = storage_root(args.dir)
+    load_sweep(folder)  # a sweep folder, or one line saying why not
+    request_stop(folder, args.now)
+    what = ("its running trials stop now, each resumable from its last checkpoint" if args.now
+            else "its running trials finish, no new one starts")
+    print(f"ablate: stop requested: {what}; the sweep's driver acts within seconds (a sweep not "
+          f"running now ignores it); continue later with `ablate resume {folder}`")
+    return 0
 
 
 def cmd_status(args) -> int:
     from rich.console import Console
 
+    from ablate.sweeps.control import stop_request
     from ablate.sweeps.status import print_status, sweep_status
     from ablate.sweeps.storage import load_sweep, storage_root
 
     folder = storage_root(args.dir)
     spec, _ = load_sweep(folder)
     rows = sweep_status(folder, list(spec.axes))
+    stop = stop_request(folder)
     if args.json:
         from ablate.results.report import jsonable
 
-        print(json.dumps(jsonable({"sweep": spec.name, "trials": spec.size, "status": rows})))
-    else:
-        print_status(rows, spec.size, Console())
+        print(json.dumps(jsonable({"sweep": spec.name, "trials": spec.size, "status": rows,
+                                   "stop_requested": stop})))
+        return 0
+    print_status(rows, spec.size, Console())
+    if stop is not None:
+        print("stopping (`ablate stop`" + (" --now): running trials stop now" if stop["now"] else
+                                           "): running trials finish, no new one starts"))
     return 0
 
 
@@ -178,10 +200,11 @@ def json_only_stdout(enabled: bool):
         sys.stdout = real
 
 
-def finish(results, folder: str, spec, json_out=None) -> int:
+def finish(results, folder: str, spec, json_out=None, stopped: dict | None = None) -> int:
     """Say which trials failed (with the last line of their error), then print the report of
     the sweep's curves, grouped by its axes and judged against its target (as one JSON event
-    to `json_out` with --json-log). Curves in a URI are read from a local copy."""
+    to `json_out` with --json-log). Curves in a URI are read from a local copy. `stopped`:
+    the `ablate stop` request the sweep ended on, if any."""
     import tempfile
 
     from ablate.results import build_report, warning_lines, write_report
@@ -219,6 +242,13 @@ def finish(results, folder: str, spec, json_out=None) -> int:
             events.emit(json_out, "report", report=report.to_dict())
         else:
             write_report(report, sys.stdout, "table")
+    if ended < spec.size and stopped is not None:
+        how = "running trials stopped" if stopped["now"] else "running trials finished"
+        if json_out:
+            events.emit(json_out, "stopped", ended=ended, trials=spec.size, now=stopped["now"])
+        print(f"ablate: stopped on request (`ablate stop`, {how}): {ended} of {spec.size} trials "
+              f"ended; continue with `ablate resume {folder}`", file=sys.stderr)
+        return 0
     if ended < spec.size:  # Ctrl-C: Tune ends the run early and returns what it has
         if json_out:
             events.emit(json_out, "interrupted", ended=ended, trials=spec.size)
@@ -263,6 +293,13 @@ def add_commands(sub) -> None:
     r.add_argument("--summary-every", type=positive_seconds, default=30.0, metavar="SECONDS",
                    help="with stderr not a terminal: a summary line this often (default 30)")
     r.set_defaults(func=cmd_resume)
+
+    k = sub.add_parser("stop", help="stop a running sweep from another shell (resume goes on)")
+    k.add_argument("dir", metavar="DIR", help="the sweep's folder: <storage>/<sweep name>")
+    k.add_argument("--now", action="store_true",
+                   help="stop the running trials too (each resumes from its last checkpoint); "
+                        "default: let them finish and start no new one")
+    k.set_defaults(func=cmd_stop)
 
     s = sub.add_parser("status", help="the trials of a sweep: state, step, val loss")
     s.add_argument("dir", metavar="DIR", help="the sweep's folder: <storage>/<sweep name>")

@@ -8,17 +8,21 @@ num_iterations, at the same step.
 
 `ablate resume` builds the stopper again from the losses the curves hold (`seed`); which
 trials it stopped is in trials.json (sweeps/ledger.py), so a resumed sweep leaves them be.
+
+`StopControl` stops the whole sweep when `ablate stop` asks (sweeps/control.py).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from ray.tune import Stopper
+from ray.tune import Callback, Stopper
 from ray.tune.schedulers import ASHAScheduler
 
+from ablate.sweeps.control import clear_request, stop_request
 from ablate.sweeps.spec import EarlyStopping
 
 
@@ -70,3 +74,55 @@ def early_stopping(cfg: EarlyStopping | None, longest: int,
     return None, ASHAScheduler(time_attr="step", metric="val_loss", mode="min", max_t=longest,
                                grace_period=max(1, cfg.grace_steps),
                                reduction_factor=cfg.reduction_factor, brackets=cfg.brackets)
+
+
+class StopControl(Callback, Stopper):
+    """`ablate stop` in the driver (sweeps/control.py): reads the folder's stop request at
+    most every `every` seconds; as a Tune callback it sees which trials run, as a stopper it
+    ends the run once the stop is due, and it holds Tune's scheduler (Tune has no "start no
+    more trials": its scheduler picks which pending trial runs next, so while a stop is asked
+    it picks none)."""
+
+    def __init__(self, folder: str, every: float = 1.0, clock=time.monotonic):
+        self.folder, self.every, self.clock = folder, every, clock
+        self.request: dict[str, Any] | None = None
+        self.read_at = -float("inf")
+        self.running = 0
+
+    def __reduce__(self):  # the Tuner pickles its config (nothing of ours reads it back)
+        return (StopControl, (self.folder, self.every))
+
+    def _poll(self) -> dict[str, Any] | None:
+        if self.request is None and self.clock() - self.read_at >= self.every:
+            self.request, self.read_at = stop_request(self.folder), self.clock()
+        return self.request
+
+    @property
+    def stopping(self) -> bool:
+        return self._poll() is not None
+
+    def hold(self, scheduler):
+        """`scheduler` (Tune's FIFO one where the sweep has none), starting no pending trial
+        while a stop is asked."""
+        if scheduler is None:
+            from ray.tune.schedulers import FIFOScheduler
+            scheduler = FIFOScheduler()
+        pick = scheduler.choose_trial_to_run
+        scheduler.choose_trial_to_run = lambda controller: None if self.stopping else pick(controller)
+        return scheduler
+
+    # Callback: which trials hold resources now
+    def on_step_begin(self, iteration, trials, **info):
+        self.running = sum(1 for t in trials if t.status == "RUNNING")
+
+    def on_experiment_end(self, trials, **info):
+        if self.request is not None:
+            clear_request(self.folder)
+
+    # Stopper: no trial is stopped on its own; the whole run ends once the stop is due
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        request = self._poll()
+        return request is not None and (request["now"] or self.running == 0)

@@ -222,17 +222,21 @@ def same_trial_ids(prefix: str, max_concurrent: int):
     return generator
 
 
-def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | None = None):
+def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | None = None,
+                control=None):
     """A Tuner for the spec's grid, new or continuing: trials whose curve has ended (or that
     early stopping ended, trials.json) end at once; unfinished ones continue from their last
     checkpoint; failed ones run again. The same_budget stopper starts from the losses the
     curves hold. Besides `callbacks` (the live view), the spec's trackers and TensorBoard log
-    every trial at its training step (sweeps/tracking.py)."""
+    every trial at its training step (sweeps/tracking.py); `control` (sweeps/control.py) acts
+    on `ablate stop`."""
     from ray import tune
+    from ray.tune.stopper import CombinedStopper
 
     from ablate.sweeps import tracking
+    from ablate.sweeps.control import clear_request
     from ablate.sweeps.ledger import TrialLedger
-    from ablate.sweeps.stoppers import early_stopping
+    from ablate.sweeps.stoppers import StopControl, early_stopping
 
     folder = join(settings["storage"], settings["sweep"])
     space = {name: tune.grid_search(values) for name, values in spec.axes.items()}
@@ -241,6 +245,9 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
     stopped = stopped_trials(folder)
     finished, history = earlier_sessions(folder, stopped)
     stopper, scheduler = early_stopping(spec.early_stopping, longest, history)
+    clear_request(folder)  # `ablate stop` asks the sweep running now, not a later session
+    control = control or StopControl(folder)
+    stopper = CombinedStopper(stopper, control) if stopper else control
     loggers = tracking.callbacks(spec.tracking, settings["sweep"], folder, finished)
     trials = same_trial_ids(settings["trial_prefix"],
                             spec.max_concurrent_trials or concurrent_trials(spec))
@@ -248,11 +255,11 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
         _trainable(settings | {"stopped": sorted(stopped)}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            search_alg=trials, scheduler=scheduler,
+            search_alg=trials, scheduler=control.hold(scheduler),
             reuse_actors=True),  # a trial's driver process (and its imports) serves the next
         run_config=tune.RunConfig(name=settings["sweep"], storage_path=settings["storage"],
                                   verbose=0, stop=stopper,
                                   callbacks=[*(callbacks or []), TrialLedger(folder, list(spec.axes)),
-                                             *loggers],
+                                             control, *loggers],
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
