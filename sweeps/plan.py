@@ -144,6 +144,9 @@ def print_plan(p: Plan, console) -> None:
     gpus = f" + {res.gpus_per_worker:g} GPU" if res.gpus_per_worker else ""
     for label, value in (
             ("preset", spec.preset + (f"; fixed: {fixed}" if fixed else "")),
+            ("points", f"{spec.grid_size:,} of the grid" if spec.sampling.method == "grid" else
+                       f"{spec.sampling.num_samples:,} of the grid's {spec.grid_size:,}, drawn at random "
+                       f"(search.seed {spec.sampling.seed}), each x {len(spec.seeds)} seeds"),
             ("total", f"{p.steps:,} steps, {_si(p.tokens)} tokens"),
             ("per trial", f"{res.workers} workers x ({res.cpus_per_worker:g} CPU{gpus}), "
                           f"placed as one gang ({res.placement})"),

@@ -75,6 +75,17 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """Which points of the axes' grid run: all of them ("grid"), or `num_samples` of them
+    drawn at random without repeats ("random"), drawn when the spec is read from `seed`, so
+    that a dry run lists them and a resumed sweep runs the same ones. Every point runs with
+    every seed either way."""
+    method: Literal["grid", "random"] = "grid"
+    num_samples: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     name: str
     preset: str = "tiny"
@@ -90,29 +101,47 @@ class SweepSpec:
     axes: dict[str, list[Any]] = field(default_factory=dict)
     early_stopping: EarlyStopping | None = None
     tracking: Tracking = field(default_factory=Tracking)
+    sampling: Sampling = field(default_factory=Sampling)
     source: str = "<spec>"
 
     @property
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.axes.values())
+
+    @property
     def size(self) -> int:
-        """How many trials the grid launches (without building them)."""
-        return math.prod(len(v) for v in self.axes.values()) * len(self.seeds)
+        """How many trials the sweep launches (without building them)."""
+        return (self.sampling.num_samples or self.grid_size) * len(self.seeds)
+
+    def points(self) -> list[dict[str, Any]]:
+        """The grid points that run, each an {axis: value} dict: every one, or the sample."""
+        names = list(self.axes)
+        if self.sampling.method == "grid":
+            return [dict(zip(names, values)) for values in itertools.product(*(self.axes[n] for n in names))]
+        import random
+
+        drawn = random.Random(self.sampling.seed).sample(range(self.grid_size), self.sampling.num_samples)
+        points = []
+        for index in drawn:  # the index's digits, one per axis, the last axis fastest
+            point = {}
+            for name in reversed(names):
+                index, digit = divmod(index, len(self.axes[name]))
+                point[name] = self.axes[name][digit]
+            points.append({n: point[n] for n in names})
+        return points
 
     def trials(self) -> list[dict[str, Any]]:
-        """Every grid point times every seed, as flat trainer configs (without run labels)."""
-        names = list(self.axes)
-        out = []
-        for values in itertools.product(*(self.axes[n] for n in names)):
-            for seed in self.seeds:
-                out.append({"preset": self.preset, **self.fixed, **dict(zip(names, values)),
-                            "seed": seed})
-        return out
+        """Every point times every seed, as flat trainer configs (without run labels)."""
+        return [{"preset": self.preset, **self.fixed, **point, "seed": seed}
+                for point in self.points() for seed in self.seeds]
 
     def train_config(self, trial: dict[str, Any], **labels: Any) -> TrainConfig:
         """A trial's TrainConfig, with run labels (data, out, sweep, trial_id, workers)."""
         return TrainConfig.from_flat({**trial, "workers": self.resources.workers, **labels})
 
 
-_SECTIONS = {"sweep", "resources", "fixed", "axes", "early_stopping", "tracking"}
+_SECTIONS = {"sweep", "resources", "fixed", "axes", "early_stopping", "tracking", "search"}
+_SEARCH_KEYS = {"method": str, "num_samples": int, "seed": int}
 _SWEEP_KEYS = {"name": str, "preset": str, "data": str, "storage": str, "seeds": (int, list),
                "target": (int, float), "baseline": dict, "max_concurrent_trials": int,
                "max_failures": int}
@@ -253,6 +282,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
                 fail(f"{where}.{reserved}", "is set by the sweep itself (see [sweep] and [resources])")
     stopping = _early_stopping(raw.get("early_stopping"), fail)
     tracking = _tracking(raw.get("tracking", {}), fail)
+    sampling = _sampling(raw.get("search", {}), math.prod(len(v) for v in axes.values()), fail)
     baseline = _baseline(sweep.get("baseline"), axes, fail)
     data = sweep.get("data", BUILTIN_DATA)
     if data != BUILTIN_DATA and base is not None and not Path(data).is_absolute():
@@ -265,7 +295,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         max_failures=sweep.get("max_failures", 1),
         resources=Resources(**{k: (v if k in ("workers", "placement") else float(v))
                                for k, v in res.items()}),
-        fixed=fixed, axes=axes, early_stopping=stopping, tracking=tracking, source=source)
+        fixed=fixed, axes=axes, early_stopping=stopping, tracking=tracking, sampling=sampling,
+        source=source)
     if spec.size > MAX_TRIALS:
         raise SpecError(f"{source}: the grid has {spec.size:,} trials; one sweep runs at most "
                         f"{MAX_TRIALS:,} (the driver holds every trial in memory): split it")
@@ -290,6 +321,28 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             fail("early_stopping.grace_steps", f"{stopping.grace_steps} is beyond the longest "
                  f"trial ({longest} steps)")
     return spec
+
+
+def _sampling(table: dict[str, Any], grid: int, fail) -> Sampling:
+    """[search]: method = "grid" (default) or "random" with num_samples (and seed)."""
+    table = typed_table(table, _SEARCH_KEYS, "search", fail)
+    method = table.get("method", "grid")
+    if method not in ("grid", "random"):
+        fail("search.method", f"must be 'grid' or 'random', got {method!r}")
+    samples = table.get("num_samples")
+    if method == "grid":
+        if samples is not None:
+            fail("search.num_samples", "is for method = 'random' (a grid runs every point)")
+        return Sampling(seed=table.get("seed", 0))
+    if samples is None:
+        fail("search.num_samples", "missing (method = 'random' draws that many grid points)")
+    if not 1 <= samples <= grid:
+        fail("search.num_samples", f"must be in 1..{grid:,} (the grid's points, drawn without "
+             f"repeats), got {samples:,}")
+    seed = table.get("seed", 0)
+    if not 0 <= seed < 2**63:
+        fail("search.seed", f"must be in 0..2^63-1, got {seed}")
+    return Sampling("random", samples, seed)
 
 
 def _first_nul(raw: Any) -> str | None:
@@ -430,4 +483,6 @@ def spec_dict(spec: SweepSpec) -> dict[str, Any]:
     tracking = {k: v for k, v in asdict(spec.tracking).items() if v != getattr(Tracking, k)}
     if tracking:
         out["tracking"] = tracking
+    if spec.sampling != Sampling():
+        out["search"] = {k: v for k, v in asdict(spec.sampling).items() if v is not None}
     return out

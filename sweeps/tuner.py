@@ -212,12 +212,13 @@ def earlier_sessions(folder: str, stopped: set[str]) -> tuple[set[str], list[tup
     return finished | stopped, points
 
 
-def same_trial_ids(prefix: str, max_concurrent: int):
-    """Tune's grid search, with trial ids `<prefix>_<grid index>` instead of a new random
-    prefix each session: the same spec gives the same trials the same ids."""
+def same_trial_ids(prefix: str, max_concurrent: int, points: list[dict[str, Any]] | None = None):
+    """Tune's grid search (or its run of given `points`), with trial ids `<prefix>_<index>`
+    instead of a new random prefix each session: the same spec gives the same trials the same
+    ids."""
     from ray.tune.search import BasicVariantGenerator
 
-    generator = BasicVariantGenerator(max_concurrent=max_concurrent)
+    generator = BasicVariantGenerator(max_concurrent=max_concurrent, points_to_evaluate=points)
     generator._uuid_prefix = f"{prefix}_"  # the one attribute Tune draws at random
     return generator
 
@@ -239,8 +240,15 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
     from ablate.sweeps.stoppers import StopControl, early_stopping
 
     folder = join(settings["storage"], settings["sweep"])
-    space = {name: tune.grid_search(values) for name, values in spec.axes.items()}
-    space |= {"seed": tune.grid_search(list(spec.seeds)), "preset": spec.preset, **spec.fixed}
+    space = {"preset": spec.preset, **spec.fixed}
+    points = None  # a grid: Tune's grid search; sampled points: those points, in their order
+    if spec.sampling.method == "grid":
+        space |= {name: tune.grid_search(values) for name, values in spec.axes.items()}
+        space |= {"seed": tune.grid_search(list(spec.seeds))}
+    else:  # the drawn points, each a point Tune evaluates; the domains only name the keys
+        points = [{k: t[k] for k in [*spec.axes, "seed"]} for t in spec.trials()]
+        space |= {name: tune.choice(values) for name, values in spec.axes.items()}
+        space |= {"seed": tune.choice(list(spec.seeds))}
     longest = max(spec.train_config(t).num_iterations for t in spec.trials())
     stopped = stopped_trials(folder)
     finished, history = earlier_sessions(folder, stopped)
@@ -250,12 +258,12 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
     stopper = CombinedStopper(stopper, control) if stopper else control
     loggers = tracking.callbacks(spec.tracking, settings["sweep"], folder, finished)
     trials = same_trial_ids(settings["trial_prefix"],
-                            spec.max_concurrent_trials or concurrent_trials(spec))
+                            spec.max_concurrent_trials or concurrent_trials(spec), points)
     return tune.Tuner(
         _trainable(settings | {"stopped": sorted(stopped)}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            search_alg=trials, scheduler=control.hold(scheduler),
+            search_alg=trials, scheduler=control.hold(scheduler), num_samples=len(points or [0]),
             reuse_actors=True),  # a trial's driver process (and its imports) serves the next
         run_config=tune.RunConfig(name=settings["sweep"], storage_path=settings["storage"],
                                   verbose=0, stop=stopper,
