@@ -82,7 +82,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             raise SpecError(f"--address {address}: cannot join a Ray cluster there "
                             f"({' '.join(str(e).split())})") from None
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), resources={TRIAL_SLOT: 1000},
+        # "local": our own Ray, even where another runs on the machine (a leftover, another
+        # user's `ray start`), which a plain ray.init would join or fail on
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), resources={TRIAL_SLOT: 1000},
                  include_dashboard=False, **kwargs)
     if main_thread:
         signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))

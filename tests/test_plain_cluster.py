@@ -71,6 +71,18 @@ def test_a_sweep_runs_on_a_cluster_made_by_a_plain_ray_start(head, tmp_path, dat
     assert completed(tmp_path / "runs" / "plain") == ["completed"]
 
 
+def test_item09_the_embedded_ray_starts_its_own_beside_a_running_cluster(head, tmp_path, data_dir):
+    """A cluster already up on the machine (here the head above, found through RAY_TMPDIR and
+    its address file) is not joined by a sweep without --address: it starts its own Ray."""
+    env, _, _ = head
+    spec = tmp_path / "own.toml"
+    spec.write_text(SPEC.format(name="own", data=data_dir))
+    done = subprocess.run([str(BIN / "ablate"), "sweep", str(spec), "--storage", str(tmp_path / "runs"),
+                           "--json-log"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert completed(tmp_path / "runs" / "own") == ["completed"]
+
+
 def test_a_sweep_runs_as_a_ray_job(head, tmp_path, data_dir):
     env, _, dashboard = head
     spec = tmp_path / "job.toml"
