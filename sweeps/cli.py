@@ -65,9 +65,9 @@ def cmd_sweep(args) -> int:
         from ablate.sweeps.plan import plan, print_plan
 
         print_plan(plan(spec, folder, args.address), Console())
-        check_memory(spec)
+        check_memory(spec, embedded=not args.address)
         return 0
-    check_memory(spec)
+    check_memory(spec, embedded=not args.address)
     if is_stored(folder):
         raise SpecError(f"{folder}: a sweep named {spec.name!r} is already stored there; "
                         "resume it with `ablate resume`, or choose another --storage or --name")

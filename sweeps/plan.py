@@ -85,11 +85,19 @@ def gpu_memory(spec: SweepSpec) -> float:
     return float(getattr(spec.resources, "gpu_memory_gb", DEFAULT_GPU_MEMORY_GB))
 
 
-def check_memory(spec: SweepSpec) -> None:
+def host_memory() -> int:
+    """Bytes of memory this machine has."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(spec: SweepSpec, embedded: bool = False) -> None:
     """Refuse a GPU spec in which a trial's estimated peak memory per GPU exceeds
     `[resources] gpu_memory_gb` (SpecError naming the trial and the numbers), or whose model
-    the CUDA kernels cannot run."""
+    the CUDA kernels cannot run; and, on the embedded Ray (one machine), a CPU spec whose
+    trial needs more memory than the machine has (its workers run side by side here)."""
     if not spec.resources.gpus_per_worker:
+        if embedded:
+            check_host_memory(spec)
         return
     for trial in spec.trials():
         try:
@@ -108,6 +116,20 @@ def check_memory(spec: SweepSpec) -> None:
                 f"{m.activations / GIB:.1f}, logits {m.logits / GIB:.1f}) at {t.micro_tokens:,} "
                 f"tokens per micro-step, more than the {p.gpu_memory_gb:g} GB declared; lower "
                 "micro_tokens (more micro-steps per step) or declare more memory")
+
+
+def check_host_memory(spec: SweepSpec) -> None:
+    p, have = plan(spec), host_memory()
+    workers = spec.resources.workers
+    worst = max(p.trials, key=lambda t: t.memory.total)
+    need = workers * worst.memory.total
+    if need > have:
+        where = f"trial {worst.number}" + (f" ({_axes(worst)})" if worst.axes else "")
+        raise SpecError(
+            f"{spec.source}: resources: {where} needs an estimated {need / GIB:.1f} GB of memory "
+            f"({workers} workers x {worst.memory.total / GIB:.1f} GB, fp32 on CPU), this machine "
+            f"has {have / GIB:.1f} GB; run it on GPUs (gpus_per_worker, --address), or lower "
+            "micro_tokens or the preset")
 
 
 def concurrency(spec: SweepSpec, address: str | None) -> str:

@@ -58,7 +58,7 @@ def cmd_search_steps(args) -> int:
     from ablate.sweeps.tuner import check_fits, ray_session
 
     spec = load_search_spec(args.spec)
-    check_memory(spec.sweep)
+    check_memory(spec.sweep, embedded=not args.address)
     tracking.check(spec.sweep.tracking, str(Path(args.storage or spec.sweep.storage) / spec.name))
     if "://" in (args.storage or spec.sweep.storage):
         raise SpecError(f"{args.storage or spec.sweep.storage}: a step search needs a local (or "
