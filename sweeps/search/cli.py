@@ -46,6 +46,7 @@ def cmd_search_steps(args) -> int:
     from ablate.sweeps.search.method import StepSearch
     from ablate.sweeps.search.searcher import run_search
     from ablate.sweeps.search.study import (
+        check_url,
         default_url,
         open_study,
         open_verdicts,
@@ -58,6 +59,8 @@ def cmd_search_steps(args) -> int:
     from ablate.sweeps.tuner import check_fits, ray_session
 
     spec = load_search_spec(args.spec)
+    if args.optuna_storage is not None:
+        check_url(args.optuna_storage)  # before the corpus or the folder is written
     check_memory(spec.sweep, embedded=not args.address)
     tracking.check(spec.sweep.tracking, str(Path(args.storage or spec.sweep.storage) / spec.name))
     if "://" in (args.storage or spec.sweep.storage):

@@ -82,6 +82,18 @@ def refuse_foreign_database(url: str) -> None:
                         "Optuna study; give a new or an Optuna database")
 
 
+def check_url(url: str) -> None:
+    """Refuse, before anything is written, a URL that names no database SQLAlchemy can open:
+    malformed, or a dialect or driver that is not installed (no connection is made)."""
+    try:
+        from sqlalchemy import create_engine
+
+        create_engine(url).dispose()
+    except Exception as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SpecError(f"--optuna-storage: cannot open {shown(url)}: {why}") from None
+
+
 def open_study(url: str, spec: SearchSpec) -> optuna.Study:
     """The search's study, made or loaded; a bad URL or another config's study -> SpecError."""
     name = study_name(spec)
