@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import re
 import sys
@@ -108,7 +109,39 @@ def cmd_resume(args) -> int:
     check_links_stay_inside(folder)
     spec, settings = load_sweep(folder)
     settings["trial_prefix"] = trial_prefix(folder, settings)
+    spec = dataclasses.replace(spec, tracking=resume_tracking(spec, args))
     return fit(spec, folder, args, lambda: settings)
+
+
+def resume_tracking(spec, args):
+    """Where a resumed sweep's trackers log: only the command line's --mlflow / --wandb, and
+    what of the folder's own tracking stays inside the folder (MLflow 'local', W&B offline).
+    A folder never chooses where data goes: its URI, or its W&B online project and entity,
+    would send every metric wherever it names. Says on stderr what it leaves out."""
+    from ablate.sweeps.spec import SpecError as Refused
+    from ablate.sweeps.spec import Tracking, _tracking
+
+    saved = spec.tracking
+    kept = {}
+    if saved.mlflow == "local":
+        kept["mlflow"] = "local"
+    if saved.wandb == "offline":
+        kept |= {"wandb": "offline", "wandb_project": saved.wandb_project}
+    left = []
+    if saved.mlflow not in (None, "local"):
+        left.append(f"mlflow {saved.mlflow}")
+    if saved.wandb == "online":
+        left.append(f"wandb online ({saved.wandb_entity or 'your'}/{saved.wandb_project})")
+    given = {k.split(".", 1)[1]: v for k, v in tracking_settings(args).items()}
+    if left and not given:
+        print(f"ablate: resume: the folder's tracking ({'; '.join(left)}) is not used: a folder "
+              "may not choose where data goes; pass --mlflow URI / --wandb online to log there",
+              file=sys.stderr)
+
+    def fail(where: str, why: str):
+        raise Refused(f"{where}: {why}")
+
+    return _tracking(kept | given, fail) if kept or given else Tracking()
 
 
 def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
@@ -292,6 +325,10 @@ def add_commands(sub) -> None:
                    help="no live view: one JSON object per event on stdout")
     r.add_argument("--summary-every", type=positive_seconds, default=30.0, metavar="SECONDS",
                    help="with stderr not a terminal: a summary line this often (default 30)")
+    r.add_argument("--mlflow", nargs="?", const="local", metavar="URI",
+                   help="log the resumed trials to MLflow (a folder's own URI is never used)")
+    r.add_argument("--wandb", choices=["online", "offline"], help="log the resumed trials to W&B")
+    r.add_argument("--wandb-project", metavar="NAME", help="the W&B project (default ablate)")
     r.set_defaults(func=cmd_resume)
 
     k = sub.add_parser("stop", help="stop a running sweep from another shell (resume goes on)")

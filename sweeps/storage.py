@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -204,16 +205,28 @@ def stopped_trials(folder: str) -> set[str]:
     return {t for t, v in trial_states(folder).items() if v["state"] == states.STOPPED}
 
 
+PREFIX = re.compile(r"[0-9a-f]{5}")  # what new_prefix makes: nothing a path could climb with
+
+
 def trial_prefix(folder: str, settings: dict[str, Any]) -> str:
     """The prefix of the sweep's trial ids (`<prefix>_<grid index>`): saved in its settings,
-    or, for a folder from before it was saved, read off its curves' names."""
-    if isinstance(settings.get("trial_prefix"), str):
-        return settings["trial_prefix"]
+    or, for a folder from before it was saved, read off its curves' names. Curves, weights
+    and checkpoints are named after the ids, so anything but a prefix new_prefix could have
+    made (`../..`, an absolute path) is refused: it would write outside the folder."""
+    saved = settings.get("trial_prefix")
+    if saved is not None:
+        if not isinstance(saved, str) or not PREFIX.fullmatch(saved):
+            raise SpecError(f"{join(folder, SPEC_FILE)}: settings.trial_prefix: {saved!r} is not a "
+                            "trial-id prefix (5 hex digits); the folder was altered")
+        return saved
     prefixes = {name.rpartition("_")[0] for name in curve_files(folder)}
     if len(prefixes) > 1:
         raise SpecError(f"{folder}: curves of several sweeps ({', '.join(sorted(prefixes))}); "
                         "cannot tell which trials to continue")
-    return prefixes.pop() if prefixes else new_prefix()
+    prefix = prefixes.pop() if prefixes else new_prefix()
+    if not PREFIX.fullmatch(prefix):
+        raise SpecError(f"{folder}: curve names start {prefix!r}, not a trial-id prefix (5 hex digits)")
+    return prefix
 
 
 def new_prefix() -> str:
