@@ -20,6 +20,16 @@ from typing import Any
 EXPECTED = (OSError, MemoryError, RecursionError, pickle.UnpicklingError)
 
 
+def printable(text: str) -> str:
+    """`text` with every control or format character (ESC, OSC, BEL, bidi overrides, ...)
+    written as an escape (\\x1b, \\u202e): text read from a folder or a file is shown to a
+    person, and must never move their cursor, retitle their window or plant a link."""
+    import unicodedata
+
+    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf") or c == "\n"
+                   else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}") for c in text)
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the choice nearest to a mistyped `word`, or '' if none is near."""
     import difflib
@@ -49,7 +59,7 @@ def run_command(args: Any, errors: tuple[type[BaseException], ...]) -> int:
 
 
 def refuse(message: str) -> int:
-    print(f"ablate: {' '.join(message.split())}", file=sys.stderr)
+    print(f"ablate: {printable(' '.join(message.split()))}", file=sys.stderr)
     return 2
 
 

@@ -18,8 +18,10 @@ from typing import Any, TextIO
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ablate.results.configs import config_label, display
+from ablate.results.errors import printable
 from ablate.results.report import ConfigResult, Report
 from ablate.results.stats import Summary, TTest
 
@@ -51,8 +53,8 @@ def write_report(report: Report, stream: TextIO, format: str = "table",
 def warning_lines(report: Report) -> list[str]:
     """What the report has to warn about (skipped files, seeds counted once, ignored
     metadata), one `ablate: warning: ...` line each, for stderr."""
-    return ([f"ablate: warning: skipped {s}" for s in report.skipped]
-            + [f"ablate: warning: {w}" for w in report.warnings])
+    return [printable(line) for line in [f"ablate: warning: skipped {s}" for s in report.skipped]
+            + [f"ablate: warning: {w}" for w in report.warnings]]
 
 
 def label(report: Report, config: int) -> str:
@@ -202,7 +204,8 @@ def print_fitted(console: Console, caption: str, headers: list[str], rows: list[
         caption += " (# as in the configs table)"
     for number, part in enumerate(parts):
         cols = first + (list(labels) if number == 0 else []) + list(keys) + part
-        table = Table(title=caption if number == 0 else None, title_justify="left")
+        # cells as plain Text: a value from a curve is shown as it is, never read as markup
+        table = Table(title=Text(printable(caption)) if number == 0 else None, title_justify="left")
         for i in cols:
             if i in labels:  # rich gives a label what the numbers leave, folding it
                 table.add_column(headers[i], justify="left", overflow="fold")
@@ -210,7 +213,7 @@ def print_fitted(console: Console, caption: str, headers: list[str], rows: list[
                 table.add_column(headers[i], justify="left" if i in keys else "right",
                                  overflow="fold", min_width=cell_width(i))
         for row in rows:
-            table.add_row(*(row[i] for i in cols))
+            table.add_row(*(Text(printable(row[i])) for i in cols))
         console.print(table)
 
 
@@ -220,7 +223,7 @@ def _header_width(header: str) -> int:
 
 
 def markdown(report: Report) -> str:
-    parts = [f"**{title(report)}**", "", md_table(*config_rows(report)), ""]
+    parts = [f"**{printable(title(report))}**", "", md_table(*config_rows(report)), ""]
     if report.baseline is not None:
         parts += [f"**{baseline_title(report)}**", "", md_table(*baseline_rows(report)), ""]
     parts += ["**Best val loss within a training-time budget (any curve point)**", "",
@@ -301,7 +304,7 @@ def _flat_baseline(vs: dict[str, Any] | None) -> dict[str, Any]:
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(printable(c).replace("|", "\\|") for c in cells) + " |"
     return "\n".join([line(headers), line(["---"] * len(headers)), *map(line, rows)])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ablate.results.curves import STATUSES
+from ablate.results.errors import printable
 from ablate.sweeps import states
 from ablate.sweeps.spec import step_budget
 from ablate.sweeps.storage import curve_files, join, last_row, trial_states
@@ -69,6 +70,7 @@ def print_status(rows: list[dict[str, Any]], expected: int, console) -> None:
     line, a value moved under its key rather than cut."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     cells = []
     for r in rows:
@@ -85,9 +87,10 @@ def print_status(rows: list[dict[str, Any]], expected: int, console) -> None:
     table.add_column("config", width=width, overflow="fold")
     for name in names[2:]:
         table.add_column(name, justify="left" if name == "curve" else "right", no_wrap=True)
-    for r, (trial, state, step, loss, curve) in zip(rows, cells):
-        table.add_row(trial, f"[{COLOURS.get(state, 'white')}]{state}[/]",
-                      "\n".join(_packed(r["config"], width)), step, loss, curve)
+    for r, (trial, state, step, loss, curve) in zip(rows, cells):  # plain Text: folder text
+        table.add_row(Text(printable(trial)), Text(printable(state), style=COLOURS.get(state, "white")),
+                      Text(printable("\n".join(_packed(r["config"], width)))), step, loss,
+                      Text(printable(curve)))
     console.print(table)
     counts: dict[str, int] = {}
     for r in rows:
