@@ -148,8 +148,10 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     """Check what can be checked before Ray starts, show the sweep, fit its Tuner, report.
     `settings` runs once Ray is up (a new sweep prepares its data and claims its folder)."""
     from ablate.sweeps import tracking
+    from ablate.sweeps.control import driver_lock
     from ablate.sweeps.progress import RichView
     from ablate.sweeps.stoppers import StopControl
+    from ablate.sweeps.storage import is_stored
     from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, ray_session
 
     tracking.check(spec.tracking, folder)
@@ -159,13 +161,21 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     if isinstance(view, RichView):
         view.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
                            f"{spec.resources.workers} workers -> {folder}")
-    with json_only_stdout(args.json_log), ray_session(args.address):
+    with contextlib.ExitStack() as held:
+        resuming = is_stored(folder)
+        if resuming:  # one driver a sweep: a second is refused before Ray starts
+            held.enter_context(driver_lock(folder))
+        held.enter_context(json_only_stdout(args.json_log))
+        held.enter_context(ray_session(args.address))
         view.waiting = check_fits(spec, embedded=not args.address)
         if view.waiting:
             print(f"ablate: {view.waiting}", file=sys.stderr)
         control = StopControl(folder)
-        results = build_tuner(spec, settings(), callbacks=[view], control=control).fit()
-    return finish(results, folder, spec, out if args.json_log else None, stopped=control.request)
+        trial_settings = settings()
+        if not resuming:  # a new sweep's folder exists once settings() has claimed it
+            held.enter_context(driver_lock(folder))
+        results = build_tuner(spec, trial_settings, callbacks=[view], control=control).fit()
+        return finish(results, folder, spec, out if args.json_log else None, stopped=control.request)
 
 
 def cmd_stop(args) -> int:

@@ -1,4 +1,12 @@
-"""`ablate stop DIR`: stop a running sweep from another shell, so that `ablate resume DIR`
+"""Who drives a sweep, and asking it to stop.
+
+`driver_lock`: a sweep has one driver at a time. `ablate sweep` and `ablate resume` hold an
+exclusive lock on `<folder>/driver.lock` for the driver's life (flock: the OS releases it
+when the process ends, however it ends); a second driver is refused with one line naming the
+first. A lock file left by a driver that was killed is taken over, and said so. Object
+stores have no lock: there the folder's existence check is what guards a new sweep.
+
+`ablate stop DIR`: stop a running sweep from another shell, so that `ablate resume DIR`
 goes on later.
 
 The request is a file in the sweep's folder, `stop.json` (`{"now": false}`: finish the
@@ -11,11 +19,60 @@ and `ablate status` answer without it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from ablate.sweeps.storage import exists, filesystem, join, read_text, write_text
+from ablate.results.errors import printable
+from ablate.sweeps.spec import SpecError
+from ablate.sweeps.storage import exists, filesystem, is_uri, join, read_text, write_text
+
+LOCK_FILE = "driver.lock"
+
+
+@contextlib.contextmanager
+def driver_lock(folder: str) -> Iterator[None]:
+    """Hold the sweep's driver lock while the block runs (see the module doc)."""
+    if is_uri(folder):
+        yield
+        return
+    import fcntl
+
+    path = Path(folder) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)  # a planted link: refused
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpecError(f"{folder}: another driver runs this sweep ({_holder(fd)}); wait for it, "
+                            f"or stop it with `ablate stop {folder}`") from None
+        left = _holder(fd)
+        if left != "unknown":
+            print(printable(f"ablate: {folder}: taking over the lock a driver left ({left}), which "
+                            "ended without releasing it (killed, or its machine went down)"),
+                  file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a clean end leaves no holder's name behind
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """Who the lock file says holds it: "pid N on HOST", or "unknown"."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 200).decode("utf-8", "replace").strip()
+    return text if text.startswith("pid ") and len(text) < 200 else "unknown"
 
 STOP_FILE = "stop.json"
 
