@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 MAX_EXTRA_EMBEDDINGS = 5
+MAX_VOCAB = 2**16  # token ids the shard format holds (uint16)
 LAYER_KINDS = {"L": "long window", "S": "short window", "-": "no attention"}
 WINDOW_SCHEDULES = ("cubic", "linear", "constant")
 
@@ -134,6 +135,8 @@ class GPTConfig:
                      "seq_len", "mlp_ratio", "attn_block", "window_final", "eval_chunks"):
             v = getattr(self, name)
             need(is_int(v) and v > 0, name, f"must be a positive integer, got {v!r}")
+        need(self.vocab_size <= MAX_VOCAB, "vocab_size",
+             f"at most {MAX_VOCAB:,} (token shards store ids as uint16), got {self.vocab_size:,}")
         need(is_int(self.eot_token) and 0 <= self.eot_token < self.vocab_size, "eot_token",
              f"must be a token id in 0..{self.vocab_size - 1}, got {self.eot_token!r}")
         k = self.extra_embeddings

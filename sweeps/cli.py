@@ -44,7 +44,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_sweep(args) -> int:
-    from ablate.sweeps.plan import check_memory
+    from ablate.sweeps.plan import check_data_fits, check_memory
     from ablate.sweeps.spec import MAX_TRIALS, load_spec
     from ablate.sweeps.storage import is_stored, is_uri, join, storage_root
     from ablate.trainer.cli import parse_assignments
@@ -67,8 +67,10 @@ def cmd_sweep(args) -> int:
 
         print_plan(plan(spec, folder, args.address), Console())
         check_memory(spec, embedded=not args.address)
+        check_data_fits(spec)
         return 0
     check_memory(spec, embedded=not args.address)
+    check_data_fits(spec)
     if is_stored(folder):
         raise SpecError(f"{folder}: a sweep named {spec.name!r} is already stored there; "
                         "resume it with `ablate resume`, or choose another --storage or --name")

@@ -132,6 +132,34 @@ def check_host_memory(spec: SweepSpec) -> None:
             "micro_tokens or the preset")
 
 
+def check_data_fits(spec: SweepSpec) -> None:
+    """Refuse, before anything is written, a trial whose one step (or one validation step)
+    reads more tokens than the largest train (or val) shard holds: the trainer would refuse
+    it only after the sweep had started. The built-in corpus is counted without being made."""
+    from ablate.sweeps.spec import BUILTIN_DATA
+    from ablate.trainer.data import DataError, builtin_documents, encode_bytes, find_shards, shard_length
+
+    if spec.data == BUILTIN_DATA:
+        total = len(encode_bytes(text for _, text in builtin_documents()))
+        largest = {"train": total, "val": total}
+        where = f"the built-in corpus ({total:,} tokens)"
+    else:
+        try:
+            largest = {split: max(map(shard_length, find_shards(spec.data, split)))
+                       for split in ("train", "val")}
+        except DataError as e:
+            raise SpecError(f"{spec.source}: sweep.data: {e}") from None
+        where = f"{spec.data} (largest shards: {largest['train']:,} train, {largest['val']:,} val tokens)"
+    workers = spec.resources.workers
+    for t in spec.trials():
+        cfg = spec.train_config(t)
+        for split, field, tokens in (("train", "tokens_per_step", cfg.tokens_per_step),
+                                     ("val", "val_seq_len", workers * cfg.val_seq_len)):
+            if tokens + 1 > largest[split]:
+                raise SpecError(f"{spec.source}: {field}: a {split} step reads {tokens + 1:,} tokens, "
+                                f"more than {where} holds; use fewer tokens a step or more data")
+
+
 def concurrency(spec: SweepSpec, address: str | None) -> str:
     """Trials at once: the spec's cap, else what the embedded Ray's CPUs hold (the same rule
     the sweep applies once Ray is up); a cluster decides its own."""

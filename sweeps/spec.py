@@ -179,6 +179,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"{path}: is a folder, not a spec file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: not valid TOML ({e})") from None
+    except ValueError as e:  # tomllib's own: an integer of more digits than Python converts
+        raise SpecError(f"{path}: not a spec: {str(e).split(';')[0]}") from None
     except (OSError, RecursionError) as e:
         raise SpecError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
 
@@ -223,9 +225,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
     def fail(where: str, why: str):
         raise SpecError(f"{source}: {where}: {why}")
 
-    where = _first_nul(raw)
-    if where is not None:
-        fail(where, "contains a NUL character (no path or name can)")
+    unreadable = _first_unreadable(raw)
+    if unreadable is not None:
+        fail(*unreadable)
     for section in raw:
         if section not in _SECTIONS:
             fail(section, f"unknown section (expected {', '.join(sorted(_SECTIONS))})"
@@ -236,7 +238,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
     res = typed_table(raw.get("resources", {}), _RESOURCE_KEYS, "resources", fail)
     if "name" not in sweep:
         fail("sweep.name", "missing (every sweep needs a name)")
-    if not NAME.match(sweep["name"]):
+    if not NAME.fullmatch(sweep["name"]):  # ($ alone would let a final newline through)
         fail("sweep.name", f"{sweep['name']!r} must be letters, digits, '.', '_' or '-' "
              "(it names a folder under the storage root)")
     seeds = sweep.get("seeds", 1)
@@ -345,14 +347,19 @@ def _sampling(table: dict[str, Any], grid: int, fail) -> Sampling:
     return Sampling("random", samples, seed)
 
 
-def _first_nul(raw: Any) -> str | None:
-    """The dotted key of the first string in `raw` holding a NUL (TOML's "\\u0000"), a
-    character the OS refuses in a path deep inside whatever opens it."""
+def _first_unreadable(raw: Any) -> tuple[str, str] | None:
+    """(dotted key, why) of the first value in `raw` that no field can take: a string holding
+    a NUL (TOML's "\\u0000", which the OS refuses in a path deep inside whatever opens it),
+    or an integer outside 64 bits (TOML's own limit; Python would take it and fail later,
+    turning it into a float)."""
     todo: list[tuple[str, Any]] = [("", raw)]
     while todo:
         where, value = todo.pop()
         if isinstance(value, str) and "\0" in value:
-            return where or "<spec>"
+            return where or "<spec>", "contains a NUL character (no path or name can)"
+        if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+            digits = len(str(abs(value))) if abs(value).bit_length() < 14_000 else "thousands of"
+            return where or "<spec>", f"an integer of {digits} digits is outside 64 bits"
         if isinstance(value, dict):
             todo += [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
             todo += [(where or "<spec>", k) for k in value]  # keys are strings too
@@ -380,12 +387,7 @@ def _axis_values(name: str, values: Any, fail) -> list[Any]:
     if isinstance(values, list):
         if not values:
             fail(where, "must be a non-empty list of values or a range {start, stop, step}")
-        seen = []
-        for value in values:  # (lists of lists are not hashable: compare, don't hash)
-            if value in seen and type(value) is type(seen[seen.index(value)]):
-                fail(where, f"repeats the value {value!r} (the same trial twice is one replicate "
-                     "counted twice; use seeds for replicates)")
-            seen.append(value)
+        _no_repeats(where, values, fail)
         return values
     if not isinstance(values, dict):
         fail(where, f"must be a list of values or a range {{start, stop, step}}, got {values!r}")
@@ -402,12 +404,30 @@ def _axis_values(name: str, values: Any, fail) -> list[Any]:
         fail(f"{where}.step", f"must be > 0, got {step}")
     if stop < start:
         fail(f"{where}.stop", f"{stop} is below start {start}")
-    count = math.floor((stop - start) / step + 1e-9) + 1
-    if count > MAX_AXIS_VALUES:
-        fail(where, f"a range of {count:,} values (at most {MAX_AXIS_VALUES:,})")
+    span = (stop - start) / step  # inf where the width overflows a float
+    if not span < MAX_AXIS_VALUES:
+        fail(where, f"too many values for a range (at most {MAX_AXIS_VALUES:,}; start {start}, "
+             f"stop {stop}, step {step})")
+    count = math.floor(span + 1e-9) + 1
     if all(isinstance(v, int) for v in (start, stop, step)):
         return [start + i * step for i in range(count)]
-    return [round(start + i * step, 12) for i in range(count)]
+    out = [round(start + i * step, 12) for i in range(count)]
+    _no_repeats(where, out, fail)  # a step below the 12 decimals kept makes repeats
+    return out
+
+
+def _no_repeats(where: str, values: list[Any], fail) -> None:
+    """Refuse a value given twice, numbers by value (1 and 1.0 make the same trial)."""
+    def same(a, b) -> bool:
+        numbers = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)]
+        return a == b if all(numbers) else type(a) is type(b) and a == b
+
+    seen: list[Any] = []  # (lists of lists are not hashable: compare, don't hash)
+    for value in values:
+        if any(same(value, other) for other in seen):
+            fail(where, f"repeats the value {value!r} (the same trial twice is one replicate "
+                 "counted twice; use seeds for replicates)")
+        seen.append(value)
 
 
 def _early_stopping(table: dict[str, Any] | None, fail) -> EarlyStopping | None:

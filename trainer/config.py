@@ -139,8 +139,9 @@ class TrainConfig:
         need(self.precision in ("auto", "bf16", "fp32"), "precision",
              f"must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         need(_is_int(self.workers) and self.workers >= 1, "workers", "must be a positive integer")
-        need(self.warmup_steps is None or (_is_int(self.warmup_steps) and self.warmup_steps >= 0),
-             "warmup_steps", "must be a non-negative integer")
+        need(self.warmup_steps is None or (_is_int(self.warmup_steps) and 0 <= self.warmup_steps <= 1000),
+             "warmup_steps", f"must be an integer in 0..1000 (untimed compile warm-up; the record "
+             f"runs 10), got {self.warmup_steps!r}")
         need(self.micro_tokens is None or (_is_int(self.micro_tokens) and self.micro_tokens > 0),
              "micro_tokens", f"must be a positive integer, got {self.micro_tokens!r}")
         need(self.nan_check_every is None or (_is_int(self.nan_check_every) and self.nan_check_every > 0),

@@ -85,6 +85,9 @@ def find_shards(data_dir: str | os.PathLike, split: str) -> list[Path]:
     files = sorted(p for p in d.glob(f"*{split}*.bin") if p.is_file())
     if not files:
         raise DataError(f"{d}: no {split} shards (*{split}*.bin) in the data folder")
+    both = [f.name for f in files if "train" in f.name and "val" in f.name]
+    if both:  # it would be trained on and validated on
+        raise DataError(f"{d / both[0]}: named both a train and a val shard (*train*.bin and *val*.bin)")
     for f in files:
         shard_length(f)
     return files

@@ -1,0 +1,50 @@
+"""Items 14, 15 and 16 of the reliability table: inputs that used to pass, hang or end in a
+traceback, each now one line naming the field (exit 2), before anything is written."""
+
+import pytest
+
+from ablate.sweeps.cli import main
+from ablate.trainer.data import DataError, find_shards, write_shard
+
+BIG = "1" + "0" * 400
+
+
+@pytest.mark.parametrize("body, said", [
+    # item 14: numbers too large for a float, a range too wide for one, a vocabulary too large
+    (f"[sweep]\nname = 'a'\ntarget = {BIG}\n", "sweep.target: an integer of 401 digits is outside 64 bits"),
+    (f"[sweep]\nname = 'a'\n[fixed]\nlr_muon = {BIG}\n", "fixed.lr_muon: an integer of 401 digits"),
+    (f"[sweep]\nname = 'a'\n[resources]\ncpus_per_worker = {BIG}\n", "resources.cpus_per_worker: an integer"),
+    (f"[sweep]\nname = 'a'\n[axes]\nlr_head = {{start = 0, stop = {BIG}, step = 1}}\n", "axes.lr_head.stop:"),
+    ("[sweep]\nname = 'a'\n[axes]\nlr_head = {start = -1e308, stop = 1e308, step = 1e-300}\n",
+     "axes.lr_head: too many values for a range (at most 10,000"),
+    ("[sweep]\nname = 'a'\nbaseline = {lr_head = " + "9" * 5000 + "}\n[axes]\nlr_head = [1, 2]\n",
+     "not a spec: Exceeds the limit (4300 digits)"),
+    ("[sweep]\nname = 'a'\n[fixed]\nvocab_size = 4_000_000_000\n", "fixed.vocab_size: at most 65,536"),
+    # item 15: repeats reached by a tiny step or by 1 and 1.0; a name with a final newline
+    ("[sweep]\nname = 'a'\n[axes]\nlr_head = [1, 1.0]\n", "axes.lr_head: repeats the value 1.0"),
+    ("[sweep]\nname = 'a'\n[axes]\nlr_head = {start = 0.0, stop = 1e-12, step = 1e-13}\n",
+     "axes.lr_head: repeats the value"),
+    ('[sweep]\nname = "x\\n"\n', "sweep.name: 'x\\n' must be letters"),
+    # item 16: a warm-up that would never end; a step larger than the data
+    ("[sweep]\nname = 'a'\n[fixed]\nwarmup_steps = 1_000_000_000_000_000\n", "fixed.warmup_steps: must be an integer in 0..1000"),
+    ("[sweep]\nname = 'a'\n[resources]\nworkers = 1\n[fixed]\nseq_len = 1_000_000\nbatch_size = 1\n",
+     "tokens_per_step: a train step reads 1,000,001 tokens, more than the built-in corpus"),
+])
+@pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
+def test_items14_to_16_are_refused_naming_the_field(body, said, dry, tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text(body)
+    argv = ["sweep", str(spec), "--storage", str(tmp_path / "runs"), *(["--dry-run"] if dry else [])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_item15_a_shard_matched_by_both_the_train_and_the_val_glob_is_refused(tmp_path):
+    import numpy as np
+
+    write_shard(tmp_path / "x_train_000.bin", np.arange(100))
+    write_shard(tmp_path / "train_val_000.bin", np.arange(100))
+    with pytest.raises(DataError, match="train_val_000.bin: named both a train and a val shard"):
+        find_shards(tmp_path, "val")
