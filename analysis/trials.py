@@ -75,6 +75,7 @@ def build_model(state: dict[str, torch.Tensor], cfg: GPTConfig, path: Path) -> G
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
         raise WeightsError(f"{path}: tensors do not fit the trial's model ({first})") from None
+    model.make_rotary(model.rope_cos.size(0), device=model.lm_head.weight.device)
     return model.float().eval()
 
 

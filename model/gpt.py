@@ -260,9 +260,7 @@ class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig, max_seq_len: int | None = None):
         super().__init__()
         self.config = cfg
-        cos, sin = rotary_tables(max(cfg.seq_len, max_seq_len or 0), cfg, None)
-        self.rope_cos = nn.Buffer(cos, persistent=False)  # fp32 always, like the rotary math
-        self.rope_sin = nn.Buffer(sin, persistent=False)
+        self.make_rotary(max(cfg.seq_len, max_seq_len or 0))
         V, D, L = cfg.vocab_size, cfg.d_model, cfg.n_layer
         self.embeds = nn.ModuleList(nn.Embedding(V, D) for _ in range(1 + cfg.extra_embeddings))
         self.value_embeds = nn.ModuleList(nn.Embedding(V, D) for _ in range(cfg.value_embeds))
@@ -378,6 +376,14 @@ class GPT(nn.Module):
             logits = self.logits(x)
             return logits[0] if stream else logits
         return self.loss(x, targets)
+
+    def make_rotary(self, positions: int, device=None) -> None:
+        """(Re)make the rotary tables for `positions` positions: at construction, and for a
+        model built on the meta device whose weights were then assigned (the tables are not
+        part of the state dict)."""
+        cos, sin = rotary_tables(positions, self.config, device)
+        self.rope_cos = nn.Buffer(cos, persistent=False)  # fp32 always, like the rotary math
+        self.rope_sin = nn.Buffer(sin, persistent=False)
 
     def rotary(self, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin for positions 0..T-1, sliced from the tables made at construction."""
