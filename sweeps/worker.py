@@ -107,9 +107,6 @@ class TrainRun:
             run_config=ray.train.RunConfig(
                 name=trial_id, storage_path=join(storage, sweep, "train"),
                 callbacks=[self.bridge],
-                # the best by val loss; Train keeps the latest (what a restart resumes) too
-                checkpoint_config=ray.train.CheckpointConfig(
-                    num_to_keep=1, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"),
                 failure_config=FailureConfig(max_failures=settings["max_failures"])),
         )
         self.thread = threading.Thread(target=self._fit, args=(trainer,), name="train-fit",
