@@ -121,7 +121,7 @@ def resume_tracking(spec, args):
     A folder never chooses where data goes: its URI, or its W&B online project and entity,
     would send every metric wherever it names. Says on stderr what it leaves out."""
     from ablate.sweeps.spec import SpecError as Refused
-    from ablate.sweeps.spec import Tracking, _tracking
+    from ablate.sweeps.spec import Tracking, parse_tracking
 
     saved = spec.tracking
     kept = {}
@@ -143,7 +143,7 @@ def resume_tracking(spec, args):
     def fail(where: str, why: str):
         raise Refused(f"{where}: {why}")
 
-    return _tracking(kept | given, fail) if kept or given else Tracking()
+    return parse_tracking(kept | given, fail) if kept or given else Tracking()
 
 
 def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:

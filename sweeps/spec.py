@@ -283,7 +283,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             if reserved in table:
                 fail(f"{where}.{reserved}", "is set by the sweep itself (see [sweep] and [resources])")
     stopping = _early_stopping(raw.get("early_stopping"), fail)
-    tracking = _tracking(raw.get("tracking", {}), fail)
+    tracking = parse_tracking(raw.get("tracking", {}), fail)
     sampling = _sampling(raw.get("search", {}), math.prod(len(v) for v in axes.values()), fail)
     baseline = _baseline(sweep.get("baseline"), axes, fail)
     data = sweep.get("data", BUILTIN_DATA)
@@ -454,7 +454,8 @@ def _early_stopping(table: dict[str, Any] | None, fail) -> EarlyStopping | None:
     return stopping
 
 
-def _tracking(table: dict[str, Any], fail) -> Tracking:
+def parse_tracking(table: dict[str, Any], fail) -> Tracking:
+    """[tracking] as a Tracking (also what `ablate resume` rebuilds from its flags)."""
     table = typed_table(table, _TRACKING_KEYS, "tracking", fail)
     mlflow, wandb = table.get("mlflow"), table.get("wandb")
     if mlflow is not None and mlflow != "local" and not MLFLOW_URI.match(mlflow):

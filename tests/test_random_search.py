@@ -5,14 +5,12 @@ resume` runs exactly the same trials, none twice."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
+from test_interrupt import ablate  # the CLI as a subprocess, output piped
 
 from ablate.sweeps.spec import SpecError, parse_spec, spec_dict
 
@@ -80,11 +78,6 @@ num_samples = 3
 seed = 11
 """
 
-
-def ablate(*args: str) -> subprocess.Popen:
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ablate.sweeps.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_a_random_sweep_interrupted_and_resumed_runs_each_drawn_point_once(tmp_path, data_dir):

@@ -5,11 +5,11 @@ checkpoint; `ablate resume` then finishes every trial, each curve row once."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pyarrow.parquet as pq
+from test_interrupt import ablate  # the CLI as a subprocess, output piped
 
 from ablate.sweeps.control import request_stop, stop_request
 
@@ -33,11 +33,6 @@ val_tokens = 1024
 lr_head = [0.008, 0.006, 0.004]
 """
 
-
-def ablate(*args: str) -> subprocess.Popen:
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ablate.sweeps.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def stop_at_first_result(driver: subprocess.Popen, folder, now: bool = False) -> str:
