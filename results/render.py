@@ -12,7 +12,8 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -29,17 +30,15 @@ TITLE_FIELDS = 8  # constant fields named in a table's title; JSON has them all
 BUDGET_ROWS = 12  # rows of the best-loss-within-budget table (thinned evenly)
 FORMATS = ("table", "markdown", "csv", "json")
 PLOT_FORMATS = ("png", "pdf", "svg")  # here, not in plots: the CLI lists them without matplotlib
+MIN_WIDTH = 20  # a COLUMNS below this is ignored: no table fits, so it is surely stale
 
 
 def write_report(report: Report, stream: TextIO, format: str = "table",
                  width: int | None = None) -> None:
-    """Print `report` to `stream` as a table (rich; `width` columns, 200 when not a
-    terminal), markdown, csv or json. Warnings are not printed: see `warning_lines`."""
+    """Print `report` to `stream` as a table (rich, `width` columns: see `table_width`),
+    markdown, csv or json. Warnings are not printed: see `warning_lines`."""
     if format == "table":
-        console = Console(file=stream, width=width)
-        if width is None and not console.is_terminal:
-            console = Console(file=stream, width=200)
-        print_tables(report, console)
+        print_tables(report, Console(file=stream, width=table_width(stream, width)))
     elif format == "markdown":
         stream.write(markdown(report))
     elif format == "csv":
@@ -48,6 +47,25 @@ def write_report(report: Report, stream: TextIO, format: str = "table",
         stream.write(json_text(report))
     else:
         raise ValueError(f"format: must be one of {', '.join(FORMATS)}, not {format!r}")
+
+
+def table_width(stream: TextIO, width: int | None = None,
+                environ: Mapping[str, str] | None = None) -> int | None:
+    """Columns a table may take: `width` if given, else `COLUMNS` (a whole number of at least
+    MIN_WIDTH; anything else is ignored, as shells leave it unset or stale), else the
+    terminal's own width (None: rich asks it), else 80 (a pipe or a file has no width, and
+    80 reads anywhere)."""
+    if width is not None:
+        return width
+    columns = (os.environ if environ is None else environ).get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) >= MIN_WIDTH:
+        return int(columns)
+    try:
+        if stream.isatty():
+            return os.get_terminal_size(stream.fileno()).columns or None
+    except (AttributeError, OSError, ValueError):  # a stream with no file behind it
+        pass
+    return 80
 
 
 def warning_lines(report: Report) -> list[str]:
@@ -152,12 +170,15 @@ def budget_rows(report: Report) -> tuple[list[str], list[list[str]]]:
 
 
 def print_tables(report: Report, console: Console) -> None:
+    """The config, baseline and budget tables, their columns in the order of `config_rows`,
+    `baseline_rows` and `budget_rows` (the Markdown tables' order too)."""
     shown = list(range(1, len(report.fields) + 1))
     headers, rows = config_rows(report)
     groups = [[headers.index(h) for h in names if h in headers] for names in (
-        ["seeds", "val loss", "time (s)"], ["Pareto", "P(nd)", "apart"], headers[-7:-3]
-        if report.target is not None else [])]
-    print_fitted(console, title(report), headers, rows, labels=shown, groups=groups)
+        ["seeds", "val loss", "time (s)"], headers[-7:-3] if report.target is not None else [],
+        ["Pareto", "P(nd)", "apart"])]
+    print_fitted(console, title(report), headers, rows, labels=shown, groups=groups,
+                 keep_labels=True)
     if report.baseline is not None:
         headers, rows = baseline_rows(report)
         n = len(shown)
@@ -173,48 +194,70 @@ LABEL_MIN = 12  # a label column folds down to this many characters
 
 def print_fitted(console: Console, caption: str, headers: list[str], rows: list[list[str]], *,
                  labels: Sequence[int] = (), keys: Sequence[int] = (),
-                 groups: Sequence[Sequence[int]] = ()) -> None:
+                 groups: Sequence[Sequence[int]] = (), keep_labels: bool = False) -> None:
     """Print a table within the console's width without cutting a number. Label columns fold
-    onto more lines; number columns keep their longest cell whole. A table still too wide is
-    printed in parts, each repeating the first column (`#`) and the `keys`, with the column
-    `groups` packed into as few parts as fit; the labels go with the first part only, or,
-    where even that is too wide, are left to `#`."""
+    onto more lines between words (a value such as 0.0243 is one word, kept whole); number
+    columns keep their longest cell whole; headers wrap between words. A table still too
+    wide is printed in parts, each repeating the first column (`#`) and the `keys`, with the
+    column `groups` packed into as few parts as fit; the labels go with the first part only,
+    or, where even that is too wide, in a part of their own (`keep_labels`: the table that
+    names the configs) or are left to `#` (a table read beside that one). A part that cannot
+    fit (one column with the lead is wider than the console) is printed as wide as it needs.
+    Within a part the columns keep the order of `headers`, so one table printed whole reads
+    as its Markdown twin."""
     width = console.width
     first = [0] if headers and 0 not in labels else []
 
-    def cell_width(i: int) -> int:
+    def word_width(i: int) -> int:
+        return max([len(word) for r in rows for word in r[i].split()], default=0)
+
+    def cell_width(i: int, whole_header: bool = False) -> int:
         longest = max([len(r[i]) for r in rows], default=0)
         if i in labels:
-            return min(max(longest, len(headers[i])), LABEL_MIN)
-        return max(longest, _header_width(headers[i]))
+            return max(min(max(longest, len(headers[i])), LABEL_MIN), word_width(i))
+        return max(longest, len(headers[i]) if whole_header else _header_width(headers[i]))
 
-    def need(cols: list[int]) -> int:
-        return sum(cell_width(i) for i in cols) + 3 * len(cols) + 1
+    def need(cols: list[int], whole_headers: bool = False) -> int:
+        return sum(cell_width(i, whole_headers) for i in cols) + 3 * len(cols) + 1
 
-    parts: list[list[int]] = []
+    lead = first + list(keys)
+    units: list[list[int]] = []  # what is kept together: a group, or, too wide, each column
     for group in [list(g) for g in groups if g]:
-        lead = first + (list(labels) if len(parts) == 1 else []) + list(keys)
-        if parts and need(lead + parts[-1] + group) <= width:
-            parts[-1] += group
-        else:
-            parts.append(group)
-    parts = parts or [[]]
-    if labels and need(first + list(labels) + list(keys) + parts[0]) > width and first:
+        units += [group] if need(lead + group) <= width else [[i] for i in group]
+    labels = list(labels)
+    if labels and need(lead + labels + (units[0] if units else [])) <= width:
+        units = [labels + units[0], *units[1:]] if units else [labels]
+    elif labels and (keep_labels or not first):
+        units = ([labels] if need(lead + labels) <= width else [[i] for i in labels]) + units
+    elif labels:
         labels = []  # the numbers in `#` name the configs, as in the table above
         caption += " (# as in the configs table)"
-    for number, part in enumerate(parts):
-        cols = first + (list(labels) if number == 0 else []) + list(keys) + part
+    parts: list[list[int]] = []
+    for unit in units:
+        if parts and need(lead + parts[-1] + unit) <= width:
+            parts[-1] += unit
+        else:
+            parts.append(list(unit))
+    for number, part in enumerate(parts or [[]]):
+        cols = sorted(lead + part)
         # cells as plain Text: a value from a curve is shown as it is, never read as markup
         table = Table(title=Text(printable(caption)) if number == 0 else None, title_justify="left")
+        # Number columns get a fixed width (rich's own squeeze would crop a table whose
+        # columns have minimums): whole headers where they fit, else their longest word.
+        whole = need([i for i in cols if i not in labels], whole_headers=True) + sum(
+            cell_width(i) + 3 for i in cols if i in labels) <= width
         for i in cols:
             if i in labels:  # rich gives a label what the numbers leave, folding it
-                table.add_column(headers[i], justify="left", overflow="fold")
+                table.add_column(headers[i], justify="left", overflow="fold",
+                                 min_width=word_width(i))
             else:
                 table.add_column(headers[i], justify="left" if i in keys else "right",
-                                 overflow="fold", min_width=cell_width(i))
+                                 overflow="fold", width=cell_width(i, whole))
         for row in rows:
             table.add_row(*(Text(printable(row[i])) for i in cols))
-        console.print(table)
+        # One column and the lead still too wide: the numbers win over the width.
+        out = console if need(cols) <= width else Console(file=console.file, width=need(cols))
+        out.print(table)
 
 
 def _header_width(header: str) -> int:

@@ -65,8 +65,9 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 # --- config identity -----------------------------------------------------------------
 
-def test_a_field_outside_any_column_list_makes_two_configs(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_field_outside_any_column_list_makes_two_configs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the whole row on one line
     trial(tmp_path, "a", 2.2, lr_head=0.008, seed=0)
     trial(tmp_path, "b", 6.3, lr_head=0.0, seed=0)
     report = build_report([tmp_path])
@@ -284,7 +285,8 @@ SWEEP = {"sweep": {"axes": ["lambda_init", "extra_embeddings"], "target": 3.05}}
 
 
 def test_sweep_axes_and_target_are_stored_and_become_the_defaults(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # headers whole, on one line
     for k in (0, 1):
         for init in ("zero", "one"):
             for seed in range(2):
