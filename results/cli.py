@@ -22,7 +22,7 @@ import numpy as np
 from ablate.results import render
 from ablate.results.compare import BaselineChoice
 from ablate.results.curves import CurveError, read_curve
-from ablate.results.errors import InputError, run_command
+from ablate.results.errors import InputError, printable, run_command
 from ablate.results.logs import import_logs, to_record_log
 from ablate.results.report import build_report, jsonable
 from ablate.results.stats import summarize, ttest_less
@@ -54,10 +54,15 @@ def add_commands(subparsers: Any) -> None:
                         help="compare every config with this one (Welch's and paired "
                              "t-tests); default: the sweep's, if it recorded one")
     report.add_argument("--format", choices=FORMATS, default="table")
-    report.add_argument("--plot", type=Path, metavar="DIR", help="also write plots here")
+    report.add_argument("--plot", type=Path, metavar="DIR",
+                        help="also write plots here (a folder that holds anything is refused "
+                             "unless --force)")
+    report.add_argument("--force", action="store_true",
+                        help="with --plot: replace the plot files in an existing folder (other "
+                             "files there are left alone)")
     report.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
                         help="file format of the plots (default png)")
-    report.add_argument("--dpi", type=int, help="resolution of the plots (default 110-120)")
+    report.add_argument("--dpi", type=int, help="resolution of PNG plots (default 200)")
     report.add_argument("--lambdas", type=_number_list, metavar="N,N",
                         help="config numbers (#) to plot block lambdas for (default: every "
                              "config)")
@@ -76,12 +81,18 @@ def add_commands(subparsers: Any) -> None:
     stats.set_defaults(func=run_stats)
 
     logs = subparsers.add_parser(
-        "import-logs", help="import published record logs as curve files",
-        description="Parse `step:N/M val_loss:X train_time:Tms step_avg:Sms` lines into "
-                    "<out>/<sweep>/curves/<trial>.parquet. Never overwrites.")
-    logs.add_argument("files", nargs="+", type=Path, metavar="FILE")
+        "import-logs", help="import published record logs (files or whole folders) as curves",
+        description="Read every run of every log (folders are searched for *.txt, *.log, "
+                    "*.out, *.stdout) into <out>/<sweep>/curves/<trial>.parquet, one trial "
+                    "a run, with its source, record, variant, date, track and hardware as "
+                    "params. A file that is no run log is skipped with its reason; copies of "
+                    "a run are one trial; curves already there are never rewritten.")
+    logs.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                      help="log files or folders (e.g. modded-nanogpt's records/)")
     logs.add_argument("--out", type=Path, required=True, metavar="DIR")
     logs.add_argument("--sweep", default="records", help="sweep name (default: records)")
+    logs.add_argument("--strict", action="store_true",
+                      help="refuse (exit 2, nothing written) at the first file to skip")
     logs.set_defaults(func=run_import_logs)
 
     export = subparsers.add_parser(
@@ -95,6 +106,10 @@ def add_commands(subparsers: Any) -> None:
 def run_report(args: argparse.Namespace) -> int:
     """Validate every option, build the report, refuse existing plot files, then print and
     draw: nothing is written when any input is bad."""
+    if args.by is not None and "record" in args.by:  # imported record logs: history.py
+        from ablate.results.history import run_history
+
+        return run_history(args)
     _check_alpha(args.alpha)
     if not 1 <= args.resamples <= MAX_RESAMPLES:
         raise InputError(f"--resamples: must be in 1..{MAX_RESAMPLES:,}, not {args.resamples}")
@@ -102,6 +117,7 @@ def run_report(args: argparse.Namespace) -> int:
         raise InputError(f"--dpi: must be between 10 and 2400, not {args.dpi}")
     if args.plot is not None:
         check_plot_folder(args.plot)
+        refuse_existing_plots(args.plot, args.force)
     baseline = None if args.baseline is None else BaselineChoice.parse(args.baseline)
     report = build_report(args.dirs, target=args.target, baseline=baseline, alpha=args.alpha,
                           by=args.by, resamples=args.resamples,
@@ -111,7 +127,7 @@ def run_report(args: argparse.Namespace) -> int:
         from ablate.results.plots import check_free, plan_plots  # matplotlib only when asked
 
         plots = plan_plots(report, args.plot, args.plot_format, args.lambdas)
-        check_free(plots)
+        check_free(plots, args.force)
     for line in render.warning_lines(report):
         print(line, file=sys.stderr)
     render.write_report(report, sys.stdout, args.format)
@@ -140,8 +156,13 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_import_logs(args: argparse.Namespace) -> int:
-    for path in import_logs(args.files, args.out, args.sweep):
-        print(path)
+    """One line per file skipped and per copy merged, then the sums (the last line)."""
+    result = import_logs(args.paths, args.out, args.sweep, strict=args.strict)
+    for skip in result.skipped:
+        print(printable(f"skipped {skip}"))
+    for copy, kept in result.copies:
+        print(printable(f"merged {copy}: the same run as {kept}"))
+    print(printable(f"{result.summary()} -> {Path(args.out) / args.sweep / 'curves'}"))
     return 0
 
 
@@ -212,6 +233,14 @@ def check_plot_folder(folder: Path) -> None:
         raise InputError(f"--plot {folder}: {probe} is not a folder")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"--plot {folder}: cannot write in {probe} (permission denied)")
+
+
+def refuse_existing_plots(folder: Path, force: bool) -> None:
+    """A plot folder that exists and holds anything is refused (its plots would be
+    replaced) unless `force`; an empty one is taken."""
+    if not force and folder.is_dir() and any(folder.iterdir()):
+        raise InputError(f"--plot {folder}: already exists; pass --force to replace the plots "
+                         "in it (other files there are left alone)")
 
 
 def _check_alpha(alpha: float) -> None:

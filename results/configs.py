@@ -16,6 +16,9 @@ Which fields are labels:
   time depends on it.
 - `save_weights`: the final weights are written after the last validation, outside the
   training clock.
+- `source`, `sha256`, `copies`, `run`: where an imported record log came from (its path,
+  its content's hash, the other files holding the same run, its place in a multi-run
+  file); the runs of one record are replicates of one config, as seeds are.
 Not labels, though they may look like it: `workers` (each step sees the same data, but the
 training time is measured with that many workers), `device`, `compile`, `micro_tokens` and
 `nan_check_every` (numerics or time), `val_every` and `val_tokens` (where and on what the
@@ -37,7 +40,7 @@ import pyarrow.compute as pc
 from ablate.results.errors import InputError, did_you_mean
 
 LABELS = frozenset({"seed", "sweep", "trial_id", "out", "data", "checkpoint_every",
-                    "save_weights"})
+                    "save_weights", "source", "sha256", "copies", "run"})
 
 
 @dataclass(frozen=True)

@@ -340,7 +340,10 @@ def test_existing_outputs_are_never_overwritten(tmp_path, capsys, data_dir):
     assert run(["import-logs", str(log), "--out", str(tmp_path / "o")]) == 0
     written = next((tmp_path / "o").rglob("*.parquet"))
     stamp = written.stat().st_mtime_ns
-    assert run(["import-logs", str(log), "--out", str(tmp_path / "o")]) == 2
+    assert run(["import-logs", str(log), "--out", str(tmp_path / "o")]) == 0  # the same run
+    assert "nothing new" in capsys.readouterr().out
+    log.write_text("step:1/1 val_loss:3.5000 train_time:1ms step_avg:1.00ms\n")
+    assert run(["import-logs", str(log), "--out", str(tmp_path / "o")]) == 2  # another run
     assert written.stat().st_mtime_ns == stamp
     assert "refusing to overwrite" in capsys.readouterr().err
     assert run(["data", "builtin", "--out", str(data_dir)]) == 2
