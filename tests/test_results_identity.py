@@ -396,18 +396,19 @@ def test_plots_refuse_to_overwrite_before_writing_anything(
     argv = ["report", str(tmp_path / "s"), "--plot", str(plots), "--plot-format", "svg",
             "--dpi", "80", "--lambdas", "2"]
     code, out, err = run(argv, capsys)
-    assert code == 0 and "wrote 3 plots" in err  # no lambdas logged: no lambda plot
+    assert code == 0 and "wrote 5 plots" in err  # no lambdas logged: no lambda plot
     names = sorted(p.name for p in plots.iterdir())
-    assert names == ["final_loss_vs_extra_embeddings.svg", "loss_vs_time.svg", "pareto.svg"]
+    assert names == ["final_loss_vs_extra_embeddings.svg", "loss_vs_time.svg",
+                     "loss_vs_tokens_and_time.svg", "parallel_coordinates.svg", "pareto.svg"]
     assert (plots / "pareto.svg").read_text().lstrip().startswith("<?xml")
     before = {p: p.stat().st_mtime_ns for p in plots.iterdir()}
     code, out, err = run(argv, capsys)
     assert code == 2 and out == "" and "already exists" in err and str(plots) in err
     assert {p: p.stat().st_mtime_ns for p in plots.iterdir()} == before
-    code, _, err = run([*argv[:-1], "9"], capsys)
+    code, _, err = run([*argv[:-1], "9", "--force"], capsys)
     assert code == 2 and "--lambdas: no config #9" in err
     code, _, err = run(["report", str(tmp_path / "s"), "--plot", str(plots), "--plot-format",
-                        "pdf"], capsys)
+                        "pdf", "--force"], capsys)
     assert code == 0 and (plots / "pareto.pdf").read_bytes()[:4] == b"%PDF"
 
 
