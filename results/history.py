@@ -53,7 +53,7 @@ class RecordRow:
     loss_mean: float
     loss_ci: float  # half-width of the t-interval at 1 - alpha
     time_s: float | None  # mean final training time; None where the logs have none
-    steps: str  # the step budget(s) of the runs
+    steps: str  # the runs' last step (a range where they differ)
     target: float | None
     p: float  # one-sided: mean below target
     passes: bool | None  # p < RECORD_ALPHA; None where there is no target
@@ -104,7 +104,7 @@ class _Run:
     date: str
     loss: float
     time_s: float | None
-    steps: int
+    steps: int  # the run's last step
     extra: tuple[tuple[str, Any], ...]
 
 
@@ -145,7 +145,7 @@ def _runs(paths: Sequence[str], by: Sequence[str]) -> tuple[list[_Run], int]:
     trials = trials_from(loaded.table)
     params = trial_params(trials.info)
     loss, time_s = trials.final_loss, trials.final_time_s
-    steps = trials.info["num_iterations"].to_pylist()
+    steps = trials.step[trials.offsets[1:] - 1]  # the last step: a run may stop at the target
     extra_fields = [f for f in by if f not in ("record", "variant")]
     runs, left_out = [], 0
     for i, p in enumerate(params):
@@ -163,7 +163,7 @@ def _runs(paths: Sequence[str], by: Sequence[str]) -> tuple[list[_Run], int]:
                          variant=str(p.get("variant") or ""), date=str(p.get("date") or ""),
                          loss=float(loss[i]),
                          time_s=float(time_s[i]) if p.get("timed", True) else None,
-                         steps=int(steps[i] or p.get("num_iterations") or 0),
+                         steps=int(steps[i]),
                          extra=tuple((f, p[f]) for f in extra_fields)))
     if not runs:
         raise InputError(f"--by record: no imported record log among the curves under "
@@ -337,10 +337,10 @@ def write_history(history: RecordHistory, stream: TextIO, format: str = "table")
     for caption, headers, rows in tables(history):
         # numbered as the config tables are: `#` repeats in each part of a table too wide
         label = headers.index("record") + 1
-        others = [i for i in range(1, len(headers) + 1) if i != label]
+        others = [i for i in range(2, len(headers) + 1) if i != label]
         print_fitted(console, caption, ["#", *headers],
                      [[str(n), *row] for n, row in enumerate(rows, 1)],
-                     labels=[label], keys=[1], groups=[others], keep_labels=True)
+                     labels=[label], keys=[1], groups=[[i] for i in others], keep_labels=True)
 
 
 def warning_lines(history: RecordHistory) -> list[str]:
