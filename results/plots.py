@@ -242,7 +242,7 @@ def tokens_and_time_figure(report: Report, max_configs: int = 8) -> Figure:
                        ha="center", va="center", fontsize=LABEL_PT)
     for ax in (by_tokens, by_time):
         _target_line(ax, report)
-    _axes(by_tokens, "Per token", "tokens seen" if scale == 1 else f"tokens seen ({unit})", LOSS)
+    _axes(by_tokens, "Per token", f"tokens seen ({unit})", LOSS)
     _axes(by_time, "Per second", "training time (s)", LOSS)
     by_time.yaxis.set_tick_params(labelleft=True)
     _title(fig, "Val loss vs tokens seen and vs training time (mean over seeds)")
@@ -298,8 +298,9 @@ def pareto_figure(report: Report) -> Figure:
     level = f"{1 - report.alpha:.0%}"
     _axes(ax, None, "mean training time (s)", f"mean final {LOSS}")
     _title(fig, f"Pareto frontier of configs (bars: {level} t-interval over seeds)")
-    if named:
-        _legend(fig, ax, legend_title(report))
+    # Over 30 configs the legend keeps the lines and the `#` of the frontier's points: the
+    # table names the rest.
+    _legend(fig, ax, legend_title(report) if named else None)
     return fig
 
 
