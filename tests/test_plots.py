@@ -168,7 +168,7 @@ def test_an_existing_plot_folder_is_refused_unless_force(tmp_path, capsys):
     sweep_of_configs(tmp_path / "s")
     plots = tmp_path / "plots"
     plots.mkdir()  # an empty folder is taken
-    argv = ["report", str(tmp_path / "s"), "--plot", str(plots), "--lambdas", "1"]
+    argv = ["report", str(tmp_path / "s"), "--plot", str(plots), "--lambdas", "1", "--dpi", "30"]
     code, _, err = run(argv, capsys)
     assert code == 0 and "wrote 7 plots" in err
     (plots / "notes.txt").write_text("mine")
