@@ -105,6 +105,7 @@ class _Run:
     loss: float
     time_s: float | None
     steps: int  # the run's last step
+    hardware: str
     extra: tuple[tuple[str, Any], ...]
 
 
@@ -163,7 +164,7 @@ def _runs(paths: Sequence[str], by: Sequence[str]) -> tuple[list[_Run], int]:
                          variant=str(p.get("variant") or ""), date=str(p.get("date") or ""),
                          loss=float(loss[i]),
                          time_s=float(time_s[i]) if p.get("timed", True) else None,
-                         steps=int(steps[i]),
+                         steps=int(steps[i]), hardware=str(p.get("hardware") or ""),
                          extra=tuple((f, p[f]) for f in extra_fields)))
     if not runs:
         raise InputError(f"--by record: no imported record log among the curves under "
@@ -231,8 +232,7 @@ def _history(runs: list[_Run], is_baseline: Any) -> list[HistoryStep]:
 
 def _versus(runs: list[_Run], is_baseline: Any, alpha: float,
             notes: list[str]) -> list[VersusBaseline]:
-    """Each non-baseline subfolder of a record against its baseline subfolder: the one with
-    the same step budget if there is exactly one, else the only one."""
+    """Each non-baseline subfolder of a record against its baseline subfolder (_matching)."""
     by_record: dict[tuple[str, str], dict[str, list[_Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         by_record[(run.track, run.record)][run.variant].append(run)
@@ -242,9 +242,7 @@ def _versus(runs: list[_Run], is_baseline: Any, alpha: float,
         if not bases:
             continue
         for variant in sorted(v for v in variants if not is_baseline(v)):
-            budgets = {m.steps for m in variants[variant]}
-            same = [b for b in bases if {m.steps for m in variants[b]} == budgets]
-            chosen = same if len(same) == 1 else bases if len(bases) == 1 else []
+            chosen = _matching(variants, variant, bases)
             if not chosen:
                 notes.append(f"{record}/{variant or '.'}: no single baseline to compare with "
                              f"({', '.join(sorted(bases))})")
@@ -252,6 +250,22 @@ def _versus(runs: list[_Run], is_baseline: Any, alpha: float,
             out.append(_compare(track, record, variant, chosen[0], variants[variant],
                                 variants[chosen[0]], alpha))
     return out
+
+
+def _matching(variants: dict[str, list[_Run]], variant: str, bases: list[str]) -> list[str]:
+    """The baseline on the same hardware (unknown hardware matches any): the one with the same
+    last steps if exactly one has them, else the only one; none when that is ambiguous (a PR
+    on 8 GPUs is no match for a baseline on 1)."""
+    def hardware(name: str) -> set[str]:
+        return {m.hardware for m in variants[name]} - {""}
+
+    mine = hardware(variant)
+    candidates = [b for b in bases if not mine or not hardware(b) or hardware(b) == mine]
+    steps = {m.steps for m in variants[variant]}
+    same = [b for b in candidates if {m.steps for m in variants[b]} == steps]
+    if len(same) == 1:
+        return same
+    return candidates if len(candidates) == 1 else []
 
 
 def _compare(track: str, record: str, variant: str, base: str, runs: list[_Run],
@@ -337,10 +351,11 @@ def write_history(history: RecordHistory, stream: TextIO, format: str = "table")
     for caption, headers, rows in tables(history):
         # numbered as the config tables are: `#` repeats in each part of a table too wide
         label = headers.index("record") + 1
-        others = [i for i in range(2, len(headers) + 1) if i != label]
+        keys = [1] if label != 1 else []  # the track, where it comes first
+        others = [i for i in range(1, len(headers) + 1) if i != label and i not in keys]
         print_fitted(console, caption, ["#", *headers],
                      [[str(n), *row] for n, row in enumerate(rows, 1)],
-                     labels=[label], keys=[1], groups=[[i] for i in others], keep_labels=True)
+                     labels=[label], keys=keys, groups=[[i] for i in others], keep_labels=True)
 
 
 def warning_lines(history: RecordHistory) -> list[str]:

@@ -297,7 +297,7 @@ def _write_all(jobs: list[tuple[Path, pa.Table]]) -> list[Path]:
     def stage(job: tuple[Path, pa.Table]) -> tuple[Path, Path]:
         dest, table = job
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, write_statistics=False)  # a curve is read whole: no use
         os.chmod(tmp, mode)
         return tmp, dest
 
