@@ -150,7 +150,7 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     """Check what can be checked before Ray starts, show the sweep, fit its Tuner, report.
     `settings` runs once Ray is up (a new sweep prepares its data and claims its folder)."""
     from ablate.sweeps import tracking
-    from ablate.sweeps.control import driver_lock
+    from ablate.sweeps.control import DriverWatch, driver_lock
     from ablate.sweeps.progress import RichView
     from ablate.sweeps.stoppers import StopControl
     from ablate.sweeps.storage import is_stored
@@ -163,7 +163,8 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     if isinstance(view, RichView):
         view.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
                            f"{spec.resources.workers} workers -> {folder}")
-    with contextlib.ExitStack() as held:
+    with DriverWatch(folder, out if args.json_log else None, input_errors()), \
+            contextlib.ExitStack() as held:
         resuming = is_stored(folder)
         if resuming:  # one driver a sweep: a second is refused before Ray starts
             held.enter_context(driver_lock(folder))

@@ -1,8 +1,9 @@
 """`ablate status`: a sweep's trials read from storage, by a process that runs nothing.
 
 It reads only what ablate itself writes: the driver's trials.json (each trial's state and
-config, sweeps/ledger.py) and the curves (each trial's last step and val loss, written at
-every validation point). Tune's own saved state is never read (it holds pickles).
+config, sweeps/ledger.py), the curves (each trial's last step and val loss, written at
+every validation point) and whether a driver holds the sweep's lock (sweeps/control.py).
+Tune's own saved state is never read (it holds pickles).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from ablate.results.curves import STATUSES
 from ablate.results.errors import printable
 from ablate.sweeps import states
+from ablate.sweeps.control import driver_running
 from ablate.sweeps.spec import step_budget
 from ablate.sweeps.storage import curve_files, join, last_row, trial_states
 
@@ -19,9 +21,11 @@ from ablate.sweeps.storage import curve_files, join, last_row, trial_states
 def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
     """Every trial the driver has recorded, and every curve: state, config, last step and
     val loss. A curve newer than trials.json (which may lag by a second) has the last word
-    on a trial the driver last saw starting or running, or has not written down yet."""
+    on a trial the driver last saw starting or running, or has not written down yet; with
+    no driver holding the sweep's lock, a trial it saw running was interrupted."""
     files = curve_files(folder)
     rows = []
+    orphaned = driver_running(folder) is False  # trials.json can lag a driver that died
     for trial_id, entry in trial_states(folder).items():
         has_curve = files.pop(trial_id, None) is not None
         last = _curve_fields(join(folder, "curves", f"{trial_id}.parquet")) if has_curve else {}
@@ -29,6 +33,8 @@ def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
         state, curve = entry["state"], last.get("status")
         if state in states.ACTIVE and curve in STATUSES and curve != states.RUNNING:
             state = curve  # it ended since: completed, diverged or failed
+        elif state in states.ACTIVE and orphaned:
+            state = states.INTERRUPTED
         elif state == states.STARTING and curve == states.RUNNING:
             state = states.RUNNING
         rows.append(_status_row(trial_id, entry.get("config") or last.get("config", {}), axes,
@@ -36,6 +42,8 @@ def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
     for trial_id in files:  # not yet in trials.json (it lags), or a folder from before it
         last = _curve_fields(join(folder, "curves", f"{trial_id}.parquet"))
         state = last.get("status") if last.get("status") in STATUSES else states.PENDING
+        if state == states.RUNNING and orphaned:
+            state = states.INTERRUPTED
         rows.append(_status_row(trial_id, last.get("config", {}), axes, state, last))
     return sorted(rows, key=lambda r: r["trial_id"])
 

@@ -74,10 +74,14 @@ def read_text(location: str) -> str:
 
 def write_text(location: str, text: str) -> None:
     """Write a whole file: a local one through a temp file and a rename, so that a reader (or
-    a driver killed mid-write) never sees half of it; an object store's put is whole anyway."""
+    a driver killed mid-write) never sees half of it; an object store's put is whole anyway.
+    A failure names the file (a full disk's OSError names none)."""
     if not is_uri(location):
-        with atomic_path(location) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+        try:
+            with atomic_path(location) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise OSError(e.errno, e.strerror or str(e), location) from None
         return
     fs, path = filesystem(location)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from ablate.results.curves import write_curve
+from ablate.sweeps.control import driver_lock
 from ablate.sweeps.ledger import TrialLedger
 from ablate.sweeps.spec import SpecError
 from ablate.sweeps.status import sweep_status
@@ -87,10 +88,13 @@ def test_status_reads_the_ledger_and_lets_a_newer_curve_have_the_last_word(tmp_p
     curve(folder, "a_4", [0], "running")
     curve(folder, "b_9", [0, 4, 8], "completed")  # a curve the ledger does not know (yet)
     (folder / "experiment_state-2026-01-01.json").write_text("not read")  # Tune's is never read
-    rows = {r["trial_id"]: r for r in sweep_status(str(folder), ["lr_head"])}
+    with driver_lock(str(folder)):  # a live driver
+        rows = {r["trial_id"]: r for r in sweep_status(str(folder), ["lr_head"])}
     assert {t: r["state"] for t, r in rows.items()} == {
         "a_0": "running", "a_1": "completed", "a_2": "starting", "a_3": "stopped",
         "a_4": "interrupted", "b_9": "completed"}
+    gone = {r["trial_id"]: r["state"] for r in sweep_status(str(folder), ["lr_head"])}
+    assert gone["a_0"] == gone["a_2"] == "interrupted"  # no driver holds the lock: it died
     assert rows["a_0"]["step"] == 4 and rows["a_1"]["step"] == 8 and rows["a_2"]["step"] is None
     assert rows["a_2"]["config"] == {"lr_head": 0.01, "seed": 0}
     assert rows["a_2"]["num_iterations"] == 8
