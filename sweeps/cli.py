@@ -149,6 +149,9 @@ def resume_tracking(spec, args):
 def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     """Check what can be checked before Ray starts, show the sweep, fit its Tuner, report.
     `settings` runs once Ray is up (a new sweep prepares its data and claims its folder)."""
+    from rich.text import Text
+
+    from ablate.results.errors import printable
     from ablate.sweeps import tracking
     from ablate.sweeps.control import DriverWatch, driver_lock
     from ablate.sweeps.progress import RichView
@@ -160,9 +163,11 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     check_auth(args.address)
     out = sys.stdout
     view = make_view(spec, out if args.json_log else None, args.summary_every)
+    heading = f"{spec.name}: {spec.size} trials x {spec.resources.workers} workers -> {folder}"
     if isinstance(view, RichView):
-        view.console.print(f"[bold]{spec.name}[/]: {spec.size} trials x "
-                           f"{spec.resources.workers} workers -> {folder}")
+        view.console.print(Text(heading, style="bold"))
+    elif not args.json_log:  # a batch log names the folder too
+        print(printable(f"ablate: {heading}"), file=sys.stderr, flush=True)
     with DriverWatch(folder, out if args.json_log else None, input_errors()), \
             contextlib.ExitStack() as held:
         resuming = is_stored(folder)
@@ -301,6 +306,9 @@ def finish(results, folder: str, spec, json_out=None, stopped: dict | None = Non
         print(f"ablate: interrupted: {ended} of {spec.size} trials ended, {spec.size - ended} "
               f"not run or unfinished; finish with `ablate resume {folder}`", file=sys.stderr)
         return 130
+    if not json_out:
+        print(f"ablate: {spec.name}: {ended} of {spec.size} trials ended; the report again "
+              f"(with --plot DIR for plots): `ablate report {folder}`", file=sys.stderr)
     return code
 
 

@@ -121,10 +121,13 @@ def test_two_sweeps_on_one_storage_root_never_touch_each_others_files(
         specs[name].write_text(TWO.format(name=name, data=data_dir))
     assert main(["sweep", str(specs["alpha"]), "--storage", str(root)]) == 0
     alpha = {p: p.stat().st_mtime_ns for p in (root / "alpha").rglob("*") if p.is_file()}
+    capsys.readouterr()
     assert main(["sweep", str(specs["beta"]), "--storage", str(root)]) == 0
     assert {p: p.stat().st_mtime_ns for p in (root / "alpha").rglob("*") if p.is_file()} == alpha
     assert len(list((root / "beta" / "curves").glob("*.parquet"))) == 1
-    capsys.readouterr()
+    log = capsys.readouterr().err.splitlines()  # not a terminal: the folder first, the next command last
+    assert log[0] == f"ablate: beta: 1 trials x 2 workers -> {root / 'beta'}"
+    assert log[-1].endswith(f"`ablate report {root / 'beta'}`")
     assert main(["sweep", str(specs["alpha"]), "--storage", str(root)]) == 2  # same name again
     assert "already stored" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in (root / "alpha").rglob("*") if p.is_file()} == alpha
