@@ -239,7 +239,7 @@ def parse_params(text: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # load.py names such a file and skips it
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -201,6 +201,6 @@ def meta_of(schema: pa.Schema) -> dict[str, Any]:
     raw = (schema.metadata or {}).get(META_KEY)
     try:
         value = json.loads(raw) if raw else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}

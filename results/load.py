@@ -9,6 +9,14 @@ Every file is read into the current schema: a schema-1 file's config columns (pr
 extra_embeddings, ...) are folded into its `params`, where schema 2 keeps them. Besides the
 rows, each file's sweep metadata (axes, target) and each trial's file are kept, so that a
 report can default to the sweep's own axes and name the files behind a warning.
+
+A file must be what its place says it is: in a `curves/` folder, `<trial_id>.parquet` holds
+that trial's rows and no other's, and where the sweep's ledger (`<sweep>/trials.json`)
+lists the trial, its params agree with the ledger's config. A curve copied over another
+trial's is otherwise read as that trial, and the real trial silently disappears. A file
+whose rows hold several trials and whose name is no trial's (a combined export, a schema-1
+part file) is read as it is. A JSON field (params, the footer's metadata) that cannot be
+parsed makes its file unreadable too: that file is named and skipped, not the whole report.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import pyarrow.parquet as pq
 
 from ablate.results.configs import parse_params
 from ablate.results.curves import (
+    META_KEY,
     SCHEMA,
     SCHEMA_V1_EXTRA,
     SWEEP_KEY,
@@ -34,7 +43,6 @@ from ablate.results.curves import (
     check_axes,
     check_schema,
     check_sweep_meta,
-    meta_of,
 )
 from ablate.results.errors import InputError
 
@@ -104,11 +112,12 @@ def find_curves(roots: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Pa
     return sorted(direct.values()), sorted(found.values())
 
 
-def read_file(path: Path, lambdas: bool = True) -> CurveFile:
+def read_file(path: Path, lambdas: bool = True, ledgers: Ledgers | None = None) -> CurveFile:
     """One curve file in the current schema, with its sweep metadata; CurveError names it.
 
     Without `lambdas` that column is not read (a nested list per row: the slowest column
-    to decode, and only the lambda plots need it).
+    to decode, and only the lambda plots need it). A file that is not the trial its place
+    says (module doc) is a CurveError too; `ledgers` caches the sweeps' ledgers.
     """
     schema = _schema(lambdas)
     try:
@@ -121,6 +130,9 @@ def read_file(path: Path, lambdas: bool = True) -> CurveFile:
         raise CurveError(f"{path}: no such curve file") from None
     except (pa.ArrowException, OSError) as e:
         raise CurveError(f"{path}: not a readable Parquet file ({_one_line(e)})") from None
+    meta = _json(path, "its metadata", (footer.schema_arrow.metadata or {}).get(META_KEY))
+    for text in _distinct_texts(table["params"]):
+        _json(path, "params", text)
     try:
         if legacy:
             table = _fold_legacy(table)
@@ -128,14 +140,101 @@ def read_file(path: Path, lambdas: bool = True) -> CurveFile:
     except (pa.ArrowException, ValueError) as e:
         raise CurveError(f"{path}: columns of unexpected types ({_one_line(e)})") from None
     check_axes(table, path)
+    (ledgers if ledgers is not None else Ledgers()).check(path, table)
     sweep, warning = None, None
-    raw = meta_of(footer.schema_arrow).get(SWEEP_KEY)
+    raw = meta.get(SWEEP_KEY) if isinstance(meta, dict) else None
     if raw is not None:
         try:
             sweep = check_sweep_meta(raw, where=f"{path}: meta")
         except ValueError as e:
             warning = f"{e}; ignored"
     return CurveFile(table, sweep, warning)
+
+
+def _json(path: Path, what: str, text: str | bytes | None) -> Any:
+    """A JSON field of a curve file, parsed; CurveError naming the file if it cannot be
+    (invalid, or nested too deeply for the parser). None for a field that is not there."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise CurveError(f"{path}: {what} is nested too deeply to read") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CurveError(f"{path}: {what} is not valid JSON ({_one_line(e)})") from None
+
+
+def _distinct_texts(column: pa.ChunkedArray) -> list[str]:
+    """The distinct values of a string column (read dictionary-encoded: one per trial)."""
+    if pa.types.is_dictionary(column.type):
+        return [t for chunk in column.chunks for t in chunk.dictionary.to_pylist()]
+    return pc.unique(column).to_pylist()
+
+
+class Ledgers:
+    """The sweeps' ledgers (`<sweep>/trials.json`: {trial_id: {"state", "config": {axis:
+    value, "seed": n}}}), each read once, and the check of a curve against its place.
+
+    A ledger that cannot be read checks nothing (`ablate status` names it): the name rule
+    still holds. A trial the ledger does not list yet is not foreign: the driver writes the
+    ledger up to a second after the curve.
+    """
+
+    def __init__(self) -> None:
+        self.read: dict[Path, dict[str, Any]] = {}
+
+    def check(self, path: Path, table: pa.Table) -> None:
+        """CurveError "foreign curve: ..." if the file is not the trial its place says."""
+        if path.parent.name != "curves":  # only the storage layout promises a name
+            return
+        name = path.name.removesuffix(".parquet")
+        ids = [str(t) for t in _distinct_texts(table["trial_id"])]
+        ledger = self.of(path.parent.parent)
+        if len(ids) == 1 and ids[0] != name:
+            raise CurveError(f"{path}: foreign curve: its rows say trial {ids[0]}")
+        if len(ids) > 1 and (name in ids or name in ledger):
+            shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+            raise CurveError(f"{path}: foreign curve: its rows say trials {shown} "
+                             f"(a trial's file holds that trial only)")
+        entry = ledger.get(name)
+        config = entry.get("config") if isinstance(entry, dict) else None
+        if len(ids) != 1 or not isinstance(config, dict):
+            return
+        for params_text in _distinct_texts(table["params"]):
+            params = parse_params(params_text)
+            for key, wanted in config.items():
+                if wanted is None or key not in params:
+                    continue
+                if not _agree(params[key], wanted):
+                    raise CurveError(
+                        f"{path}: foreign curve: its params say {key}={params[key]!r}, "
+                        f"{path.parent.parent / 'trials.json'} says {wanted!r} for trial {name}")
+
+    def of(self, folder: Path) -> dict[str, Any]:
+        """A sweep folder's ledger; {} if there is none or it cannot be read."""
+        ledger = self.read.get(folder)
+        if ledger is None:
+            ledger = self.read[folder] = _read_ledger(folder / "trials.json")
+        return ledger
+
+
+def _agree(value: Any, wanted: Any) -> bool:
+    """Equal as JSON values: numbers as numbers (1 = 1.0), booleans only with booleans."""
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return isinstance(value, bool) and isinstance(wanted, bool) and value == wanted
+    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)):
+        return value == wanted
+    return json.dumps(value, sort_keys=True) == json.dumps(wanted, sort_keys=True)
+
+
+def _read_ledger(path: Path) -> dict[str, Any]:
+    if not path.is_file():  # none, or a FIFO or device planted in its place
+        return {}
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _fold_legacy(table: pa.Table) -> pa.Table:
@@ -166,11 +265,12 @@ def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
     is a problem too: its rows would otherwise be counted twice.
     """
     direct, found = find_curves(roots)
+    ledgers = Ledgers()
     # a file the user named fails fast, naming it; files found in folders are read in parallel
-    named: list[CurveFile | CurveError] = [read_file(path, lambdas) for path in direct]
+    named: list[CurveFile | CurveError] = [read_file(path, lambdas, ledgers) for path in direct]
     paths = direct + found
     with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
-        results = named + list(pool.map(lambda path: _try_read(path, lambdas), found))
+        results = named + list(pool.map(lambda path: _try_read(path, lambdas, ledgers), found))
 
     tables: list[pa.Table] = []
     files: list[Path] = []
@@ -210,9 +310,9 @@ def _schema(lambdas: bool) -> pa.Schema:
     return LOAD_SCHEMA if lambdas else LOAD_SCHEMA.remove(LOAD_SCHEMA.get_field_index("lambdas"))
 
 
-def _try_read(path: Path, lambdas: bool) -> CurveFile | CurveError:
+def _try_read(path: Path, lambdas: bool, ledgers: Ledgers) -> CurveFile | CurveError:
     try:
-        return read_file(path, lambdas)
+        return read_file(path, lambdas, ledgers)
     except CurveError as e:
         return e
 

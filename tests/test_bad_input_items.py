@@ -48,3 +48,42 @@ def test_item15_a_shard_matched_by_both_the_train_and_the_val_glob_is_refused(tm
     write_shard(tmp_path / "train_val_000.bin", np.arange(100))
     with pytest.raises(DataError, match="train_val_000.bin: named both a train and a val shard"):
         find_shards(tmp_path, "val")
+
+
+def test_item14_a_curve_nested_too_deep_is_skipped_and_named(tmp_path, capsys):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from ablate.results.cli import main as results_main
+    from ablate.results.curves import META_KEY, curve_path, write_curve
+
+    def curve(trial_id, params_text, seed):
+        rows = [{"sweep": "s", "trial_id": trial_id, "seed": seed, "num_iterations": 10, "step": step,
+                 "train_time_ms": 100.0 * step, "val_loss": 10.0 - step / 2,
+                 "status": "completed" if step == 10 else "running", "params": params_text}
+                for step in (0, 10)]
+        return write_curve(curve_path(tmp_path, "s", trial_id), rows)
+
+    deep = "[" * 10_000 + "]" * 10_000
+    good = curve("good", json.dumps({"lr": 0.1, "seed": 0}), 0)
+    in_params = curve("params", json.dumps({"lr": 0.1, "deep": 0}).replace("0}", deep + "}"), 1)
+    in_meta = curve("meta", json.dumps({"lr": 0.1, "seed": 2}), 2)  # the footer's metadata
+    table = pq.read_table(in_meta)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, META_KEY: deep.encode()}),
+                   in_meta)
+    invalid = curve("invalid", '{"lr": 0.1,', 3)
+
+    assert results_main(["report", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert sorted(captured.err.splitlines()) == sorted([
+        f"ablate: warning: skipped {in_params}: params is nested too deeply to read",
+        f"ablate: warning: skipped {in_meta}: its metadata is nested too deeply to read",
+        f"ablate: warning: skipped {invalid}: params is not valid JSON "
+        "(Expecting property name enclosed in double quotes: line 1 column 12 (char 11))"])
+    assert "3 files skipped" in captured.out
+    for path in (in_params, in_meta):  # named directly: refused, one line
+        assert results_main(["report", str(path), str(good)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"ablate: {path}: {'params' if path == in_params else 'its metadata'} "
+                       "is nested too deeply to read"]
