@@ -169,6 +169,8 @@ class View(Callback):
             timing.first_report, timing.first_step = self.clock(), line.step
         if _finite(line.val_loss):
             self.latest = (line.val_loss, line.label)
+        if result.get("stalled"):  # its workers were restarted before this report
+            self.changed(line, "trial_stalled", message=result["stalled"])
         self.changed(line, "result")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -242,6 +244,8 @@ class LineLog(View):
                        f"val {_number(line.val_loss)}  {line.label}")
         elif event == "trial_error":
             self.write(f"{head} failed  {extra.get('error', '')}")
+        elif event == "trial_stalled":
+            self.write(f"{head} stalled  {extra['message']}")
 
     def on_step_end(self, iteration, trials, **info):
         if self.clock() - self.last_summary >= self.every:
@@ -279,6 +283,10 @@ class RichView(View):
         self.live.start()
 
     def changed(self, line: TrialLine, event: str, **extra) -> None:
+        if event == "trial_stalled":  # a line above the live view, kept in the scrollback
+            from rich.text import Text
+
+            self.console.print(Text(f"trial {line.trial_id} stalled: {extra['message']}", style="yellow"))
         self.refresh()
 
     def on_step_end(self, iteration, trials, **info):

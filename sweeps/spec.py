@@ -37,6 +37,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_AXIS_VALUES = 10_000
 MAX_TRIALS = 100_000  # in one sweep, --yes or not
 MAX_FAILURES = 100  # restarts of one trial's workers
+MAX_STALL_S = 7 * 24 * 3600
 
 
 class SpecError(ValueError):
@@ -76,11 +77,12 @@ class Tracking:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Which points of the axes' grid run: all of them ("grid"), or `num_samples` of them
-    drawn at random without repeats ("random"), drawn when the spec is read from `seed`, so
-    that a dry run lists them and a resumed sweep runs the same ones. Every point runs with
-    every seed either way."""
-    method: Literal["grid", "random"] = "grid"
+    """Which points of the axes' grid run: all of them ("grid"); `num_samples` of them drawn
+    at random without repeats ("random"), drawn when the spec is read from `seed`, so that a
+    dry run lists them and a resumed sweep runs the same ones; or `num_samples` of them chosen
+    one at a time by Optuna's TPE from the losses of those before ("tpe", sweeps/tpe.py; its
+    sampler seeded from `seed`). Every point runs with every seed either way."""
+    method: Literal["grid", "random", "tpe"] = "grid"
     num_samples: int | None = None
     seed: int = 0
 
@@ -96,6 +98,9 @@ class SweepSpec:
     baseline: dict[str, Any] | None = None  # the grid point the report compares the others with
     max_concurrent_trials: int | None = None
     max_failures: int = 1  # Ray Train restarts of a trial's workers from its last checkpoint
+    # seconds without a validation report after which a trial's workers count as stalled and
+    # are restarted (a max_failures restart); None: ten times its longest gap, at least 5 min
+    stall_timeout: float | None = None
     resources: Resources = field(default_factory=Resources)
     fixed: dict[str, Any] = field(default_factory=dict)
     axes: dict[str, list[Any]] = field(default_factory=dict)
@@ -144,7 +149,7 @@ _SECTIONS = {"sweep", "resources", "fixed", "axes", "early_stopping", "tracking"
 _SEARCH_KEYS = {"method": str, "num_samples": int, "seed": int}
 _SWEEP_KEYS = {"name": str, "preset": str, "data": str, "storage": str, "seeds": (int, list),
                "target": (int, float), "baseline": dict, "max_concurrent_trials": int,
-               "max_failures": int}
+               "max_failures": int, "stall_timeout": (int, float)}
 _RESOURCE_KEYS = {"workers": int, "cpus_per_worker": (int, float),
                   "gpus_per_worker": (int, float), "placement": str,
                   "gpu_memory_gb": (int, float)}
@@ -270,6 +275,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
     if not 0 <= sweep.get("max_failures", 0) <= MAX_FAILURES:
         fail("sweep.max_failures", f"must be in 0..{MAX_FAILURES} (a trial that always fails "
              f"is retried that often), got {sweep['max_failures']}")
+    if not 1 <= sweep.get("stall_timeout", 1) <= MAX_STALL_S:
+        fail("sweep.stall_timeout", f"must be seconds in 1..{MAX_STALL_S:,} (a week), "
+             f"got {sweep['stall_timeout']}")
     if not 1 <= sweep.get("max_concurrent_trials", 1) <= MAX_TRIALS:
         fail("sweep.max_concurrent_trials", f"must be in 1..{MAX_TRIALS:,}, "
              f"got {sweep['max_concurrent_trials']}")
@@ -295,6 +303,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         target=float(sweep["target"]) if "target" in sweep else None, baseline=baseline,
         max_concurrent_trials=sweep.get("max_concurrent_trials"),
         max_failures=sweep.get("max_failures", 1),
+        stall_timeout=float(sweep["stall_timeout"]) if "stall_timeout" in sweep else None,
         resources=Resources(**{k: (v if k in ("workers", "placement") else float(v))
                                for k, v in res.items()}),
         fixed=fixed, axes=axes, early_stopping=stopping, tracking=tracking, sampling=sampling,
@@ -326,25 +335,26 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
 
 
 def _sampling(table: dict[str, Any], grid: int, fail) -> Sampling:
-    """[search]: method = "grid" (default) or "random" with num_samples (and seed)."""
+    """[search]: method = "grid" (default), or "random" or "tpe" with num_samples (and seed)."""
     table = typed_table(table, _SEARCH_KEYS, "search", fail)
     method = table.get("method", "grid")
-    if method not in ("grid", "random"):
-        fail("search.method", f"must be 'grid' or 'random', got {method!r}")
+    if method not in ("grid", "random", "tpe"):
+        fail("search.method", f"must be 'grid', 'random' or 'tpe', got {method!r}"
+                              f"{did_you_mean(str(method), ('grid', 'random', 'tpe'))}")
     samples = table.get("num_samples")
     if method == "grid":
         if samples is not None:
-            fail("search.num_samples", "is for method = 'random' (a grid runs every point)")
+            fail("search.num_samples", "is for method = 'random' or 'tpe' (a grid runs every point)")
         return Sampling(seed=table.get("seed", 0))
     if samples is None:
-        fail("search.num_samples", "missing (method = 'random' draws that many grid points)")
+        fail("search.num_samples", f"missing (method = {method!r} runs that many grid points)")
     if not 1 <= samples <= grid:
         fail("search.num_samples", f"must be in 1..{grid:,} (the grid's points, drawn without "
              f"repeats), got {samples:,}")
     seed = table.get("seed", 0)
     if not 0 <= seed < 2**63:
         fail("search.seed", f"must be in 0..2^63-1, got {seed}")
-    return Sampling("random", samples, seed)
+    return Sampling(method, samples, seed)
 
 
 def _first_unreadable(raw: Any) -> tuple[str, str] | None:
@@ -495,7 +505,7 @@ def spec_dict(spec: SweepSpec) -> dict[str, Any]:
         name=spec.name, preset=spec.preset, data=spec.data, storage=spec.storage,
         seeds=list(spec.seeds), target=spec.target, baseline=spec.baseline,
         max_concurrent_trials=spec.max_concurrent_trials,
-        max_failures=spec.max_failures).items() if v is not None}
+        max_failures=spec.max_failures, stall_timeout=spec.stall_timeout).items() if v is not None}
     out = dict(sweep=sweep, resources=asdict(spec.resources), fixed=spec.fixed, axes=spec.axes)
     if spec.early_stopping is not None:
         keep = {"kind", "grace_steps", *({"margin"} if spec.early_stopping.kind == "same_budget"

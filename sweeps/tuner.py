@@ -185,13 +185,14 @@ def concurrent_trials(spec: SweepSpec) -> int:
 def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> dict[str, Any]:
     """What every trial of a sweep or a step search needs besides its config: storage, sweep,
     data, builtin (prepare the built-in corpus on the node if missing), resources (workers,
-    cpus_per_worker, gpus_per_worker, placement), max_failures, the axes and target that
+    cpus_per_worker, gpus_per_worker, placement), max_failures, stall_timeout, the axes and target that
     each curve records for `ablate report` (and the baseline, when the spec names one), and
     the prefix of the sweep's trial ids."""
     return dict(storage=storage_root(storage), sweep=spec.name, data=str(data),
                 builtin=spec.data == BUILTIN_DATA, resources=asdict(spec.resources),
-                max_failures=spec.max_failures, axes=list(spec.axes), target=spec.target,
-                baseline=spec.baseline, trial_prefix=new_prefix())
+                max_failures=spec.max_failures, stall_timeout=spec.stall_timeout,
+                axes=list(spec.axes), target=spec.target, baseline=spec.baseline,
+                trial_prefix=new_prefix())
 
 
 def _trainable(settings: dict[str, Any]):
@@ -247,10 +248,11 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
     if spec.sampling.method == "grid":
         space |= {name: tune.grid_search(values) for name, values in spec.axes.items()}
         space |= {"seed": tune.grid_search(list(spec.seeds))}
-    else:  # the drawn points, each a point Tune evaluates; the domains only name the keys
+    elif spec.sampling.method == "random":  # the drawn points; the domains only name the keys
         points = [{k: t[k] for k in [*spec.axes, "seed"]} for t in spec.trials()]
         space |= {name: tune.choice(values) for name, values in spec.axes.items()}
         space |= {"seed": tune.choice(list(spec.seeds))}
+    # tpe: the points come from the study, one at a time (sweeps/tpe.py), and set their keys
     longest = max(spec.train_config(t).num_iterations for t in spec.trials())
     stopped = stopped_trials(folder)
     finished, history = earlier_sessions(folder, stopped)
@@ -259,13 +261,18 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
     control = control or StopControl(folder)
     stopper = CombinedStopper(stopper, control) if stopper else control
     loggers = tracking.callbacks(spec.tracking, settings["sweep"], folder, finished)
-    trials = same_trial_ids(settings["trial_prefix"],
-                            spec.max_concurrent_trials or concurrent_trials(spec), points)
+    at_once = spec.max_concurrent_trials or concurrent_trials(spec)
+    if spec.sampling.method == "tpe":
+        from ablate.sweeps.tpe import tpe_search
+
+        trials, samples = tpe_search(spec, settings["storage"], settings["trial_prefix"], at_once), spec.size
+    else:
+        trials, samples = same_trial_ids(settings["trial_prefix"], at_once, points), len(points or [0])
     return tune.Tuner(
         _trainable(settings | {"stopped": sorted(stopped)}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            search_alg=trials, scheduler=control.hold(scheduler), num_samples=len(points or [0]),
+            search_alg=trials, scheduler=control.hold(scheduler), num_samples=samples,
             reuse_actors=True),  # a trial's driver process (and its imports) serves the next
         run_config=tune.RunConfig(name=settings["sweep"], storage_path=settings["storage"],
                                   verbose=0, stop=stopper,

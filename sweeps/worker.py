@@ -16,6 +16,7 @@ import functools
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import ray.train
 from ray import tune
 from ray.train import Checkpoint, FailureConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.v2._internal.execution.callback import ControllerCallback  # Train's own hook; ray pinned
 
 from ablate.results.curves import SWEEP_KEY, curve_path
 from ablate.sweeps import states
@@ -31,6 +33,11 @@ from ablate.sweeps.storage import curve_location, is_uri, join, last_row, upload
 
 REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms", "tokens_seen",
             "status")
+# A run that sends no report for this long has stalled (a stopped or hung worker, a collective
+# that never returns): see stall_limit.
+STALL_STARTUP_S = 30 * 60  # before its first report: imports, data, compilation
+STALL_FLOOR_S = 5 * 60
+STALL_GAPS = 10  # times the longest gap between two of its reports so far
 
 
 class RayReporter:
@@ -66,6 +73,31 @@ class TuneBridge(ray.train.UserCallback):
         self.queue.put((metrics[0], ray.get_runtime_context().current_actor))
 
 
+class ControllerHello(ControllerCallback):
+    """Hands the trial's driver the Train controller as soon as it starts, before any report:
+    a run that stalls before its first validation point can still be aborted."""
+
+    def __init__(self, reports):
+        self.queue = reports
+
+    def after_controller_start(self, train_run_context):
+        self.queue.put((None, ray.get_runtime_context().current_actor))
+
+
+def stall_limit(setting: float | None, longest_gap: float | None) -> float:
+    """Seconds without a report after which a run counts as stalled: the sweep's
+    `stall_timeout`, else STALL_GAPS times the longest gap between two of the run's reports
+    (its own step time, measured), at least STALL_FLOOR_S; while it starts up (no gap measured
+    yet, or no report since it was started again), at least STALL_STARTUP_S."""
+    if longest_gap is None:
+        return max(setting or 0, STALL_STARTUP_S)
+    return setting if setting else max(STALL_FLOOR_S, STALL_GAPS * longest_gap)
+
+
+class TrialStalled(RuntimeError):
+    """A trial whose run stalled more often than max_failures allows restarts."""
+
+
 @functools.cache
 def _report_queue():
     """One queue actor per trial-driver process: a reused driver (reuse_actors) reuses it;
@@ -79,13 +111,19 @@ class TrainRun:
     """A trial's Ray Train run, fitting in a background thread, and the reports it sends
     back (one per validation point). A trial whose curve already ends completed or diverged
     only gives back its last row: Tune's experiment state can lag the curves by seconds, and
-    a resumed sweep must never train a finished trial again."""
+    a resumed sweep must never train a finished trial again.
+
+    A run that stalls (no report for stall_limit seconds: a stopped or hung worker, whose
+    process Ray still sees alive) is aborted and started again, resuming from its last
+    checkpoint, at most max_failures times; its next report says so (`stalled`)."""
 
     def __init__(self, config: dict[str, Any], settings: dict[str, Any], trial_id: str):
         storage, sweep, res = settings["storage"], settings["sweep"], settings["resources"]
         self.final = final_row(storage, sweep, trial_id, settings.get("stopped", ()))
         self.controller, self.last, self.error = None, None, None
         self.thread = None
+        self.stall_setting, self.restarts_left = settings.get("stall_timeout"), settings["max_failures"]
+        self.heard, self.reported, self.longest_gap, self.stalled = time.monotonic(), False, None, None
         if self.final is not None:
             return
         uri = curve_location(storage, sweep, trial_id) if is_uri(storage) else None
@@ -97,7 +135,8 @@ class TrainRun:
         self.bridge = TuneBridge()
         gpus = res["gpus_per_worker"]
         per_worker = {"CPU": res["cpus_per_worker"]} | ({"GPU": gpus} if gpus else {})
-        trainer = TorchTrainer(
+        self.trainer = functools.partial(
+            TorchTrainer,
             train_worker,
             train_loop_config={**config, **labels},
             torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
@@ -106,10 +145,16 @@ class TrainRun:
                                          placement_strategy=res.get("placement", "pack").upper()),
             run_config=ray.train.RunConfig(
                 name=trial_id, storage_path=join(storage, sweep, "train"),
-                callbacks=[self.bridge],
+                callbacks=[self.bridge, ControllerHello(self.bridge.queue)],
                 failure_config=FailureConfig(max_failures=settings["max_failures"])),
         )
-        self.thread = threading.Thread(target=self._fit, args=(trainer,), name="train-fit",
+        self._start()
+
+    def _start(self) -> None:
+        """Fit a new TorchTrainer of the run (the same name: it resumes from the run's last
+        checkpoint, if it has one)."""
+        self.controller, self.error, self.heard, self.reported = None, None, time.monotonic(), False
+        self.thread = threading.Thread(target=self._fit, args=(self.trainer(),), name="train-fit",
                                        daemon=True)
         self.thread.start()
 
@@ -129,14 +174,50 @@ class TrainRun:
             while True:
                 try:
                     report, self.controller = self.bridge.queue.get(timeout=0.5)
-                    break
                 except queue.Empty:
                     if not self.thread.is_alive() and self.bridge.queue.empty():
                         raise self.error or RuntimeError(
                             "the Train run ended without reporting its last validation point"
                         ) from None
+                    silent = time.monotonic() - self.heard
+                    gap = self.longest_gap if self.reported else None  # None: starting up
+                    if silent > stall_limit(self.stall_setting, gap):
+                        self._restart(silent)
+                    continue
+                if report is None:  # the controller's hello
+                    continue
+                now = time.monotonic()
+                if self.reported:  # a gap between two reports of this fit: no start-up in it
+                    self.longest_gap = max(self.longest_gap or 0.0, now - self.heard)
+                self.heard, self.reported = now, True
+                break
+            if self.stalled:
+                report, self.stalled = report | {"stalled": self.stalled}, None
         self.last = report
         return report | {"done": report["status"] != states.RUNNING}
+
+    def _restart(self, silent: float) -> None:
+        """Abort a stalled run (its workers killed, stopped ones too) and fit it again from
+        its last checkpoint; a trial out of restarts fails (and `ablate resume` retries it)."""
+        why = f"no report for {silent:.0f} s (stall limit)"
+        self._abort()
+        if self.restarts_left <= 0:
+            raise TrialStalled(f"stalled: {why}, and no restart left (sweep.max_failures)")
+        self.restarts_left -= 1
+        self.stalled = f"{why}: its workers were restarted from the last checkpoint"
+        self._start()
+
+    def _abort(self) -> None:
+        """End the Train run now: what Ray's own Ctrl-C handler calls (workers and placement
+        group go); then leave the reused queue empty."""
+        if self.controller is not None:
+            try:
+                ray.get(self.controller.abort.remote(), timeout=60)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                pass  # abort ends by exiting the controller
+        self.thread.join(timeout=120)
+        while not self.bridge.queue.empty():
+            self.bridge.queue.get_nowait()
 
     def close(self) -> None:
         """Wait for a finished run to wind down; abort one stopped early (Tune's decision) so
@@ -145,11 +226,9 @@ class TrainRun:
         if self.thread is None:
             return
         finished = self.last is not None and self.last["status"] != states.RUNNING
-        if self.thread.is_alive() and not finished and self.controller is not None:
-            try:  # the call Ray's own Ctrl-C handler makes: workers and placement group go
-                ray.get(self.controller.abort.remote(), timeout=60)
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                pass  # abort ends by exiting the controller
+        if self.thread.is_alive() and not finished:
+            self._abort()
+            return
         self.thread.join(timeout=120)
         while not self.bridge.queue.empty():  # leave the reused queue empty
             self.bridge.queue.get_nowait()

@@ -2,8 +2,9 @@
 `worker_process_setup_hook`: the real trainer runs unchanged until the planted fault.
 
 ABLATE_TEST_FAULTS is a comma-separated list of KIND:K:N rules: at the N-th training forward
-of a model with K extra embeddings, `nan` poisons the loss, `raise` raises, and `kill`
-SIGKILLs rank 1's process (once: a marker file in ABLATE_TEST_FAULT_DIR remembers it).
+of a model with K extra embeddings, `nan` poisons the loss, `raise` raises, `kill` SIGKILLs
+rank 1's process and `stop` SIGSTOPs it (a hung worker that Ray still sees alive); each once:
+a marker file in ABLATE_TEST_FAULT_DIR remembers it.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ def install() -> None:
                 return out * float("nan")
             if kind == "raise":
                 raise RuntimeError(f"injected fault at training forward {n}")
-            if kind == "kill" and dist.is_initialized() and dist.get_rank() == 1:
-                marker = Path(os.environ["ABLATE_TEST_FAULT_DIR"]) / f"killed-k{k}"
+            if kind in ("kill", "stop") and dist.is_initialized() and dist.get_rank() == 1:
+                marker = Path(os.environ["ABLATE_TEST_FAULT_DIR"]) / f"{kind}-k{k}"
                 if not marker.exists():
                     marker.touch()
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
         return out
 
     ablate.model.gpt.GPT.forward = faulty

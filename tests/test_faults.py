@@ -15,7 +15,8 @@ from ablate.results.curves import trial_meta
 from ablate.sweeps.cli import main
 
 TESTS = Path(__file__).resolve().parent
-FAULTS = "nan:1:6,raise:2:6,kill:3:10"  # k=1 diverges, k=2 raises, k=3 loses rank 1 once
+FAULTS = "nan:1:6,raise:2:6,kill:3:10,stop:4:10"  # k=1 diverges, k=2 raises, k=3 loses rank 1
+# once, k=4 has rank 1 stopped once
 
 SPEC = """
 [sweep]
@@ -84,7 +85,7 @@ def test_sweep_survives_divergence_errors_and_a_killed_worker(tmp_path, data_dir
     assert failed[-1]["status"] == "failed" and meta["restarts"] == [4]
 
     killed, meta = curve(folder, 3)  # rank 1 SIGKILLed at step 10: resumed from step 8
-    assert (faulty_ray / "killed-k3").exists()
+    assert (faulty_ray / "kill-k3").exists()
     assert [r["step"] for r in killed] == [0, 4, 8, 12, 16]  # continuous: no gap, no repeat
     # resumed from the last checkpoint Train had registered when rank 1 died: step 8's, or,
     # when the kill came before the controller's next poll (every 0.1 s) took it, step 4's
@@ -149,3 +150,39 @@ def test_two_drivers_claiming_one_sweep_folder_at_once_one_wins(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(attempt, range(8)))
     assert outcomes.count("won") == 1 and outcomes.count("refused") == 7
+
+
+STALL = """
+[sweep]
+name = "stall"
+data = "{data}"
+max_failures = 1
+stall_timeout = 6
+
+[resources]
+workers = 2
+
+[fixed]
+num_iterations = 16
+val_every = 4
+checkpoint_every = 4
+batch_size = 4
+val_tokens = 1024
+extra_embeddings = 4
+"""
+
+
+def test_item07_a_stopped_worker_is_a_stall_restarted_from_its_checkpoint(
+        tmp_path, data_dir, faulty_ray, capsys):
+    """Rank 1 SIGSTOPs itself at step 10: Ray sees its process alive, the run sends no report.
+    After stall_timeout the run is aborted (the stopped process killed) and fitted again from
+    its last checkpoint; the log says so; the curve is continuous."""
+    spec = tmp_path / "stall.toml"
+    spec.write_text(STALL.format(data=data_dir))
+    assert main(["sweep", str(spec), "--storage", str(tmp_path / "runs")]) == 0
+    assert (faulty_ray / "stop-k4").exists()
+    rows, meta = curve(tmp_path / "runs" / "stall", 4)
+    assert [r["step"] for r in rows] == [0, 4, 8, 12, 16] and rows[-1]["status"] == "completed"
+    assert meta["restarts"] in ([8], [4])
+    stalled = [line for line in capsys.readouterr().err.splitlines() if " stalled " in line]
+    assert len(stalled) == 1 and "no report for" in stalled[0] and "restarted from the last checkpoint" in stalled[0]
