@@ -36,6 +36,7 @@ from ablate.sweeps.spec import (
     SpecError,
     SweepSpec,
     load_toml,
+    override,
     parse_spec,
     typed_table,
 )
@@ -117,9 +118,17 @@ class SearchSpec:
                 "seed": seed}
 
 
-def load_search_spec(path: str | Path) -> SearchSpec:
+def load_search_spec(path: str | Path, settings: dict[str, Any] | None = None) -> SearchSpec:
+    """The spec file with `section.key = value` settings applied (`-s`, `--mlflow`), then
+    validated as a whole: an override is checked exactly as the file's own keys are."""
     path = Path(path)
-    return parse_search_spec(load_toml(path), source=str(path), base=path.parent)
+    for where in settings or {}:
+        section, dot, key = where.partition(".")
+        if not dot or not key or section not in SECTIONS:
+            raise SpecError(f"-s {where}: expected section.key=value with a section among "
+                            f"{', '.join(SECTIONS)} (e.g. search.max_trials=60)")
+    raw = override(load_toml(path), settings or {})
+    return parse_search_spec(raw, source=str(path), base=path.parent)
 
 
 def parse_search_spec(raw: dict[str, Any], source: str = "<spec>",
