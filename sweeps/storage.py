@@ -155,13 +155,13 @@ def save_sweep(spec: SweepSpec, settings: dict[str, Any]) -> None:
 def load_sweep(folder: str) -> tuple[SweepSpec, dict[str, Any]]:
     """The spec and trial settings that `ablate sweep` saved in a sweep's folder, placed where
     the folder is now: a folder that was moved (or copied to a bucket) writes its curves and
-    checkpoints under its new location, never the one recorded in it."""
+    checkpoints under its new location, never the one recorded in it. What the spec says
+    (resources, retries, axes, target) is taken from the spec, which was validated, never
+    from the settings beside it: an edited copy there cannot ask for a gang no node holds."""
     path = join(folder, SPEC_FILE)
     try:
         saved = json.loads(read_text(path))
         spec, settings = parse_spec(saved["spec"], source=path), dict(saved["settings"])
-        if not isinstance(settings.get("resources"), dict):
-            raise ValueError("settings.resources: missing")
     except FileNotFoundError:
         raise SpecError(f"{folder}: not a sweep folder (no {SPEC_FILE}; "
                         "give <storage>/<sweep name> of a sweep started by `ablate sweep`)") from None
@@ -170,10 +170,19 @@ def load_sweep(folder: str) -> tuple[SweepSpec, dict[str, Any]]:
     except (OSError, RecursionError) as e:
         raise SpecError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     storage, name = parent_and_name(folder)
-    settings |= dict(storage=storage, sweep=name)
+    settings |= dict(storage=storage, sweep=name) | spec_settings(spec)
     if settings.get("builtin"):
         settings["data"] = str(builtin_folder(storage))
     return spec, settings
+
+
+def spec_settings(spec: SweepSpec) -> dict[str, Any]:
+    """The trial settings that come from the spec alone."""
+    from dataclasses import asdict
+
+    return dict(resources=asdict(spec.resources), max_failures=spec.max_failures,
+                stall_timeout=spec.stall_timeout, axes=list(spec.axes), target=spec.target,
+                baseline=spec.baseline)
 
 
 def parent_and_name(folder: str) -> tuple[str, str]:

@@ -20,13 +20,19 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ablate.sweeps import states
 from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec
-from ablate.sweeps.storage import curve_tables, join, new_prefix, stopped_trials, storage_root
+from ablate.sweeps.storage import (
+    curve_tables,
+    join,
+    new_prefix,
+    spec_settings,
+    stopped_trials,
+    storage_root,
+)
 
 TRIAL_SLOT = "trial_slot"
 DRIVER_MEMORY = 64 * 2**20  # bytes of Ray's memory resource a trial driver reserves where no slot is declared
@@ -150,7 +156,8 @@ def trial_resources() -> dict[str, float]:
 def check_fits(spec: SweepSpec, embedded: bool) -> str | None:
     """Refuse a trial whose gang can never be placed: more CPUs or GPUs than the whole
     embedded Ray has. A cluster may grow (an autoscaler, nodes joining by hand), so there
-    the sweep waits: returned is what it waits for, for the views to say; None if it fits."""
+    the sweep waits: returned is what it waits for (more in all, or a node large enough for
+    one worker), for the views to say; None if it fits. `ablate resume` checks the same."""
     import ray
 
     res, total = spec.resources, ray.cluster_resources()
@@ -166,6 +173,14 @@ def check_fits(spec: SweepSpec, embedded: bool) -> str | None:
         return (f"waiting for resources: a trial needs {need:g} {kind}s ({res.workers} workers "
                 f"x {per_worker:g}), the cluster has {have:g}; trials start when nodes join "
                 "(Ctrl-C stops; `ablate resume` goes on later)")
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if nodes and not any(n.get("CPU", 0) >= res.cpus_per_worker and n.get("GPU", 0) >= res.gpus_per_worker
+                         for n in nodes):  # the totals suffice, but one worker fits on no node
+        largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
+        return (f"waiting for resources: one worker needs {res.cpus_per_worker:g} CPUs and "
+                f"{res.gpus_per_worker:g} GPUs on one node, the largest node has "
+                f"{largest.get('CPU', 0):g} and {largest.get('GPU', 0):g}; trials start when "
+                "such a node joins (Ctrl-C stops; `ablate resume` goes on later)")
     return None
 
 
@@ -189,10 +204,7 @@ def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> di
     each curve records for `ablate report` (and the baseline, when the spec names one), and
     the prefix of the sweep's trial ids."""
     return dict(storage=storage_root(storage), sweep=spec.name, data=str(data),
-                builtin=spec.data == BUILTIN_DATA, resources=asdict(spec.resources),
-                max_failures=spec.max_failures, stall_timeout=spec.stall_timeout,
-                axes=list(spec.axes), target=spec.target, baseline=spec.baseline,
-                trial_prefix=new_prefix())
+                builtin=spec.data == BUILTIN_DATA, trial_prefix=new_prefix()) | spec_settings(spec)
 
 
 def _trainable(settings: dict[str, Any]):

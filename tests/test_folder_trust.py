@@ -50,3 +50,26 @@ def test_item02_a_folders_tracking_uri_is_not_used_on_resume(tmp_path, data_dir,
     inside = dataclasses.replace(spec, tracking=Tracking(mlflow="local", wandb="online", wandb_entity="x"))
     assert resume_tracking(inside, args()) == Tracking(mlflow="local")  # inside the folder: kept
     assert "wandb online (x/ablate)" in capsys.readouterr().err
+
+
+def test_item08_resume_runs_the_specs_resources_and_checks_them_as_a_new_sweep_does(
+        tmp_path, data_dir, capsys):
+    """settings.resources edited to a gang no node holds is not what resume runs: the trial
+    settings come from the (validated) spec. A spec asking for more than the machine has is
+    refused on resume as on a new sweep, before anything is written."""
+    import json
+
+    folder = planted(tmp_path, data_dir, resources={"workers": 64, "cpus_per_worker": 64,
+                                                    "gpus_per_worker": 8, "placement": "pack"})
+    spec, settings = load_sweep(str(folder))
+    assert settings["resources"]["workers"] == spec.resources.workers == 2
+    assert settings["resources"]["cpus_per_worker"] == 1 and settings["resources"]["gpus_per_worker"] == 0
+
+    saved = json.loads((folder / "sweep.json").read_text())
+    saved["spec"]["resources"]["cpus_per_worker"] = 8
+    (folder / "sweep.json").write_text(json.dumps(saved))
+    before = sorted(p.name for p in folder.iterdir())
+    assert main(["resume", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ablate: ") and "a trial needs 16 CPUs (2 workers x 8)" in err[-1], err
+    assert sorted(p.name for p in folder.iterdir() if p.name != "driver.lock") == before  # the lock: held first
