@@ -87,3 +87,20 @@ def test_item14_a_curve_nested_too_deep_is_skipped_and_named(tmp_path, capsys):
         err = capsys.readouterr().err.splitlines()
         assert err == [f"ablate: {path}: {'params' if path == in_params else 'its metadata'} "
                        "is nested too deeply to read"]
+
+
+@pytest.mark.parametrize("vocab", ["1e400", "-5", "0", "70000", "true", '"320"', "[" * 5000 + "]" * 5000])
+def test_item14_a_meta_json_vocab_out_of_range_is_one_line_naming_the_file(tmp_path, data_dir, capsys, vocab):
+    import shutil
+
+    from ablate.trainer.cli import main as train_main
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    (data / "meta.json").write_text('{"vocab_size": %s}' % vocab)
+    out = tmp_path / "c.parquet"
+    assert train_main(["train", "--data", str(data), "--out", str(out), "-s", "num_iterations=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ablate: {data / 'meta.json'}: corrupt meta.json (vocab_size must be an integer in "
+                   "1..65,536: shards hold uint16 tokens)"]
+    assert not out.exists()

@@ -276,6 +276,12 @@ def data_vocab(data_dir: str | os.PathLike) -> int | None:
     if not meta.is_file():
         return None
     try:
-        return int(json.loads(meta.read_text())["vocab_size"])
-    except (ValueError, KeyError, TypeError):
-        raise DataError(f"{meta}: corrupt meta.json (no integer vocab_size)") from None
+        vocab = json.loads(meta.read_text())["vocab_size"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        vocab = None
+    if isinstance(vocab, float) and vocab.is_integer():
+        vocab = int(vocab)
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or not 1 <= vocab <= 2**16:
+        raise DataError(f"{meta}: corrupt meta.json (vocab_size must be an integer in 1..65,536: "
+                        "shards hold uint16 tokens)")
+    return vocab
