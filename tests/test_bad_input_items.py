@@ -97,7 +97,7 @@ def test_item14_a_meta_json_vocab_out_of_range_is_one_line_naming_the_file(tmp_p
 
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)
-    (data / "meta.json").write_text('{"vocab_size": %s}' % vocab)
+    (data / "meta.json").write_text(f'{{"vocab_size": {vocab}}}')
     out = tmp_path / "c.parquet"
     assert train_main(["train", "--data", str(data), "--out", str(out), "-s", "num_iterations=2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
