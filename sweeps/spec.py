@@ -24,7 +24,7 @@ import itertools
 import math
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -314,7 +314,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
     if max_trials is not None and spec.size > max_trials:
         raise SpecError(f"{source}: the grid has {spec.size:,} trials, more than --max-trials "
                         f"{max_trials}; pass --yes to launch them all")
-    for trial in spec.trials():  # build every trial once: errors name the spec field
+    # build every trial once (for tpe, every point it may choose): errors name the spec field
+    candidates = replace(spec, sampling=Sampling()) if sampling.method == "tpe" else spec
+    for trial in candidates.trials():
         try:
             spec.train_config(trial)
         except ConfigError as e:
@@ -322,7 +324,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
             where = f"axes.{key}" if key in axes else f"fixed.{key}" if key in fixed else key
             fail(where, why + (f" (in trial {_describe(trial, axes)})" if axes else ""))
     if stopping is not None and stopping.kind == "asha":
-        budgets = {spec.train_config(t).num_iterations for t in spec.trials()}
+        budgets = {spec.train_config(t).num_iterations for t in candidates.trials()}
         if len(budgets) > 1:
             fail("early_stopping.kind", f"'asha' compares trials at the same step, but the grid "
                  f"has {len(budgets)} step budgets ({', '.join(map(str, sorted(budgets)))}), whose "
@@ -351,6 +353,8 @@ def _sampling(table: dict[str, Any], grid: int, fail) -> Sampling:
     if not 1 <= samples <= grid:
         fail("search.num_samples", f"must be in 1..{grid:,} (the grid's points, drawn without "
              f"repeats), got {samples:,}")
+    if method == "tpe" and grid > MAX_TRIALS:  # each point TPE may choose is built when read
+        fail("search.method", f"'tpe' searches a grid of at most {MAX_TRIALS:,} points, got {grid:,}")
     seed = table.get("seed", 0)
     if not 0 <= seed < 2**63:
         fail("search.seed", f"must be in 0..2^63-1, got {seed}")

@@ -43,7 +43,7 @@ def test_random_points_are_distinct_grid_points_drawn_from_the_seed():
     ({"method": "random", "num_samples": 13}, "search.num_samples: must be in 1..12"),
     ({"method": "random", "num_samples": 0}, "search.num_samples: must be in 1..12"),
     ({"num_samples": 3}, "search.num_samples: is for method = 'random'"),
-    ({"method": "bayes"}, "search.method: must be 'grid' or 'random', got 'bayes'"),
+    ({"method": "bayes"}, "search.method: must be 'grid', 'random' or 'tpe', got 'bayes'"),
     ({"method": "random", "num_samples": 2, "seed": -1}, "search.seed: must be in 0..2^63-1"),
     ({"method": "random", "num_samples": 2, "samples": 2}, "search.samples: unknown key"),
 ])
