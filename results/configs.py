@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,27 +63,33 @@ class Configs:
         return {f: self.keys[config].get(f) for f in self.fields}
 
 
-def trial_params(info: pa.Table) -> list[dict[str, Any]]:
-    """Each trial's params dict (info has one row per trial); each distinct JSON parsed once."""
+def trial_params(info: pa.Table, parsed: Mapping[str, dict[str, Any]] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Each trial's params dict (info has one row per trial); each distinct JSON parsed once
+    (`parsed`: texts already parsed, as load.Loaded.params keeps them)."""
     column = info["params"]
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
     combined = column.combine_chunks()
-    parsed = [parse_params(text) for text in combined.dictionary.to_pylist()]
+    known = parsed or {}
+    parsed = [known[text] if text in known else parse_params(text)
+              for text in combined.dictionary.to_pylist()]
     empty: dict[str, Any] = {}
     return [empty if i is None else parsed[i] for i in combined.indices.to_pylist()]
 
 
 def group_configs(info: pa.Table, by: Sequence[str] | None = None,
-                  axes: Sequence[str] = ()) -> Configs:
-    """Configs of the trials in `info` (one row per trial, with `params`).
+                  axes: Sequence[str] = (), params: Sequence[dict[str, Any]] | None = None
+                  ) -> Configs:
+    """Configs of the trials in `info` (one row per trial, with `params`; `params`: each
+    trial's params dict, if already parsed).
 
     Without `by`: config identity (module doc); the shown fields are the sweep's `axes`
     that vary, then any other varying field that the axes do not already determine (a
     preset's sizes follow the preset). With `by`: trials pooled by those fields (params
     keys or info columns); an unknown field is an InputError that lists the known ones.
     """
-    params = trial_params(info)
+    params = trial_params(info) if params is None else params
     identity, identity_keys = _distinct(_identities(params))
     if by is None:
         first = np.unique(identity, return_index=True)[1]  # a trial of each config

@@ -76,6 +76,8 @@ class Loaded:
     sweeps: dict[Path, dict[str, Any]] = field(default_factory=dict)  # file -> its sweep meta
     trial_files: dict[tuple[str, str], Path] = field(default_factory=dict)  # (sweep, id) -> file
     warnings: list[str] = field(default_factory=list)  # read, but something in it was ignored
+    # each distinct `params` text, parsed (a dict; {} if not an object): parsed once, here
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class CurveFile:
     table: pa.Table
     sweep: dict[str, Any] | None
     warning: str | None = None  # e.g. malformed sweep metadata, ignored
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # text -> parsed
 
 
 def find_curves(roots: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
@@ -131,16 +134,18 @@ def read_file(path: Path, lambdas: bool = True, ledgers: Ledgers | None = None) 
     except (pa.ArrowException, OSError) as e:
         raise CurveError(f"{path}: not a readable Parquet file ({_one_line(e)})") from None
     meta = _json(path, "its metadata", (footer.schema_arrow.metadata or {}).get(META_KEY))
-    for text in _distinct_texts(table["params"]):
-        _json(path, "params", text)
+    params = {text: _json(path, "params", text) for text in _distinct_texts(table["params"])}
     try:
         if legacy:
             table = _fold_legacy(table)
+            params = {text: json.loads(text) for text in _distinct_texts(table["params"])}
         table = table.replace_schema_metadata(None).cast(schema)
     except (pa.ArrowException, ValueError) as e:
         raise CurveError(f"{path}: columns of unexpected types ({_one_line(e)})") from None
     check_axes(table, path)
-    (ledgers if ledgers is not None else Ledgers()).check(path, table)
+    params = {text: value if isinstance(value, dict) else {} for text, value in params.items()
+              if text}
+    (ledgers if ledgers is not None else Ledgers()).check(path, table, params)
     sweep, warning = None, None
     raw = meta.get(SWEEP_KEY) if isinstance(meta, dict) else None
     if raw is not None:
@@ -148,7 +153,7 @@ def read_file(path: Path, lambdas: bool = True, ledgers: Ledgers | None = None) 
             sweep = check_sweep_meta(raw, where=f"{path}: meta")
         except ValueError as e:
             warning = f"{e}; ignored"
-    return CurveFile(table, sweep, warning)
+    return CurveFile(table, sweep, warning, params)
 
 
 def _json(path: Path, what: str, text: str | bytes | None) -> Any:
@@ -183,8 +188,9 @@ class Ledgers:
     def __init__(self) -> None:
         self.read: dict[Path, dict[str, Any]] = {}
 
-    def check(self, path: Path, table: pa.Table) -> None:
-        """CurveError "foreign curve: ..." if the file is not the trial its place says."""
+    def check(self, path: Path, table: pa.Table, params: dict[str, dict[str, Any]]) -> None:
+        """CurveError "foreign curve: ..." if the file is not the trial its place says
+        (`params`: the file's params texts, parsed)."""
         if path.parent.name != "curves":  # only the storage layout promises a name
             return
         name = path.name.removesuffix(".parquet")
@@ -200,14 +206,13 @@ class Ledgers:
         config = entry.get("config") if isinstance(entry, dict) else None
         if len(ids) != 1 or not isinstance(config, dict):
             return
-        for params_text in _distinct_texts(table["params"]):
-            params = parse_params(params_text)
+        for parsed in params.values():
             for key, wanted in config.items():
-                if wanted is None or key not in params:
+                if wanted is None or key not in parsed:
                     continue
-                if not _agree(params[key], wanted):
+                if not _agree(parsed[key], wanted):
                     raise CurveError(
-                        f"{path}: foreign curve: its params say {key}={params[key]!r}, "
+                        f"{path}: foreign curve: its params say {key}={parsed[key]!r}, "
                         f"{path.parent.parent / 'trials.json'} says {wanted!r} for trial {name}")
 
     def of(self, folder: Path) -> dict[str, Any]:
@@ -277,6 +282,7 @@ def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
     problems: list[Problem] = []
     sweeps: dict[Path, dict[str, Any]] = {}
     warnings: list[str] = []
+    params: dict[str, dict[str, Any]] = {}
     seen: dict[tuple[Any, Any], Path] = {}
     for path, result in zip(paths, results):
         if isinstance(result, CurveError):
@@ -298,8 +304,9 @@ def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
             sweeps[path] = result.sweep
         if result.warning is not None:
             warnings.append(result.warning)
+        params.update(result.params)
     table = pa.concat_tables(tables) if tables else _schema(lambdas).empty_table()
-    return Loaded(table, files, problems, sweeps, seen, warnings)
+    return Loaded(table, files, problems, sweeps, seen, warnings, params)
 
 
 def _one_line(error: Exception) -> str:

@@ -21,8 +21,11 @@ def nondominated(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     valid = ~(np.isnan(x) | np.isnan(y))
     x, y = np.where(valid, x, np.inf), np.where(valid, y, np.inf)
-    order = np.lexsort((y, x), axis=-1)
+    order = np.argsort(x, axis=-1)  # the (x, y) order when no two x are equal, the usual case
     sx = np.take_along_axis(x, order, -1)
+    if (sx[..., 1:] == sx[..., :-1]).any():  # ties: y breaks them, then the index
+        order = np.lexsort((y, x), axis=-1)
+        sx = np.take_along_axis(x, order, -1)
     sy = np.take_along_axis(y, order, -1)
     running = np.minimum.accumulate(sy, axis=-1)
     before = np.concatenate([np.full_like(sy[..., :1], np.inf), running[..., :-1]], axis=-1)
@@ -42,23 +45,51 @@ def budget_frontier(time: np.ndarray, loss: np.ndarray, bins: int = 4096) -> np.
 
     A point is kept when its loss is strictly below every point at or before its time.
     For large inputs a coarse pass over time bins first drops every point beaten by an
-    earlier bin's best (exact, and it avoids sorting millions of points).
+    earlier bin's best (exact, and it avoids sorting millions of points). The passes go
+    block by block: no temporary as large as the input is made (with ten million points,
+    allocating those took longer than the arithmetic).
     """
-    finite = np.isfinite(time) & np.isfinite(loss)
-    keep = np.arange(len(time)) if finite.all() else np.flatnonzero(finite)
-    t, y = (time, loss) if finite.all() else (time[keep], loss[keep])
-    if len(keep) > 4 * bins and t.max() > t.min():
-        low, high = t.min(), t.max()
-        b = ((t - low) * ((bins - 1) / (high - low))).astype(np.int64)
-        best = np.full(bins, np.inf)
-        np.minimum.at(best, b, y)
-        earlier = np.concatenate([[np.inf], np.minimum.accumulate(best)[:-1]])
-        alive = np.flatnonzero(y < earlier[b])
-        keep, t, y = keep[alive], t[alive], y[alive]
+    n = len(time)
+    if n <= 4 * bins:
+        keep = np.flatnonzero(np.isfinite(time) & np.isfinite(loss))
+    else:
+        low, high = np.inf, -np.inf
+        for _, t, _ in _finite_blocks(time, loss):
+            if len(t):
+                low, high = min(low, t.min()), max(high, t.max())
+        if high > low:
+            scale = (bins - 1) / (high - low)
+            best = np.full(bins, np.inf)
+            for _, t, y in _finite_blocks(time, loss):
+                np.minimum.at(best, ((t - low) * scale).astype(np.int64), y)
+            earlier = np.concatenate([[np.inf], np.minimum.accumulate(best)[:-1]])
+            alive = []
+            for start, t, y in _finite_blocks(time, loss, indices=True):
+                alive.append(start[y < earlier[((t - low) * scale).astype(np.int64)]])
+            keep = np.concatenate(alive)
+        else:
+            keep = np.flatnonzero(np.isfinite(time) & np.isfinite(loss))
+    t, y = time[keep], loss[keep]
     order = np.lexsort((y, t))
     ls = y[order]
     before = np.concatenate([[np.inf], np.minimum.accumulate(ls)[:-1]])
     return keep[order[ls < before]]
+
+
+_BLOCK = 1 << 16  # points a block: its temporaries stay in the CPU's cache
+
+
+def _finite_blocks(time: np.ndarray, loss: np.ndarray, indices: bool = False):
+    """(index of each point or the block's first index, times, losses) of the finite
+    points, block by block."""
+    for start in range(0, len(time), _BLOCK):
+        t, y = time[start:start + _BLOCK], loss[start:start + _BLOCK]
+        finite = np.isfinite(t) & np.isfinite(y)
+        if finite.all():
+            yield (start + np.arange(len(t)) if indices else start), t, y
+        else:
+            where = np.flatnonzero(finite)
+            yield (start + where if indices else start), t[where], y[where]
 
 
 def p_nondominated(time: np.ndarray, loss: np.ndarray, groups: np.ndarray, n_groups: int,

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from ablate.results.compare import BaselineChoice, compare, find_baseline
-from ablate.results.configs import Configs, config_label, group_configs
+from ablate.results.configs import Configs, config_label, group_configs, trial_params
 from ablate.results.errors import InputError
 from ablate.results.load import Loaded, load_curves
 from ablate.results.pareto import budget_frontier, nondominated, p_nondominated
@@ -141,7 +141,7 @@ def analyse(source: Loaded | pa.Table, *, target: float | None = None,
     target = recorded.target if target is None else target
 
     trials = trials_from(loaded.table)
-    groups = group_configs(trials.info, by, axes)
+    groups = group_configs(trials.info, by, axes, trial_params(trials.info, loaded.params))
     n = len(groups)
     members = np.flatnonzero(trials.outcome == "completed")
     reps, duplicates = replicates_of(members, groups.identity, groups.index, trials.seeds())
