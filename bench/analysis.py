@@ -4,8 +4,10 @@ Synthesises a sweep (default 10k trials x 1k validation points, in curve files w
 real schema: the config in each trial's `params`, as the trainer writes it, and the sweep's
 axes in the file metadata), then times, side by side: load, config identity, per-config
 seed statistics with the t-test, time to target, the config Pareto frontier with bootstrap
-P(non-dominated), and the frontier over all curve points. Checks that both give the same
-numbers, prints both timings.
+P(non-dominated), and the frontier over all curve points. The same numbers are computed
+with DuckDB, polars and pandas over the same Parquet files (each skipped, saying so, when
+not installed: `pip install -e '.[bench]'`); every one is checked to give the same numbers
+as results/, and the timings are printed side by side, load and analysis apart.
 
     .venv/bin/python bench/analysis.py                 # full size (~1-2 min on 2 cores)
     .venv/bin/python bench/analysis.py --trials 1000   # quicker
@@ -23,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats as sps
@@ -114,6 +115,8 @@ def _trials_table(rng: np.random.Generator, ids: np.ndarray, points: int,
 def pandas_analysis(folder: Path, resamples: int,
                     timings: dict[str, tuple[float, float]]) -> dict:
     """The same numbers as results/ (analyse), written as one would with pandas."""
+    import pandas as pd
+
     by = list(AXES)
     with timed(timings, "load"):
         # params repeats on every row of a trial: read it as a categorical, not 10M strings
@@ -176,8 +179,145 @@ def pandas_analysis(folder: Path, resamples: int,
             pick = base + (rng.random(len(done)) * size).astype(np.int64)
             means = done.iloc[pick].groupby("config")[["time_s", "val_loss"]].mean()
             wins += frontier(means["time_s"].to_numpy(), means["val_loss"].to_numpy())
-    return {"loss": loss, "time": times, "ttest": tests, "reached": reached,
-            "pareto": front, "p_nd": wins / resamples, "budget": budget}
+    return {"keys": list(loss.index), "loss": loss.to_numpy(float), "time": times.to_numpy(float),
+            "ttest": tests.to_numpy(float), "reached": reached.to_numpy(float),
+            "pareto": front, "p_nd": wins / resamples, "budget": budget.to_numpy()}
+
+
+# --- the same numbers with polars and with DuckDB, over the same Parquet files -----------
+
+def ttest_of(n: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(t, p, upper) of the one-sided t-test against TARGET from a group's n, mean and std."""
+    se = std / np.sqrt(n)
+    t = (mean - TARGET) / se
+    return np.column_stack([t, sps.t.cdf(t, n - 1), mean + sps.t.ppf(1 - ALPHA, n - 1) * se])
+
+
+def bootstrap(config: np.ndarray, time_s: np.ndarray, loss: np.ndarray, resamples: int) -> np.ndarray:
+    """P(non-dominated) with results/'s draws: trials sorted by config (then trial id)."""
+    counts = np.bincount(config)
+    starts = np.cumsum(counts) - counts
+    base, size = starts[config], counts[config]
+    rng = np.random.default_rng(0)
+    wins = np.zeros(len(counts))
+    for _ in range(resamples):
+        pick = base + (rng.random(len(config)) * size).astype(np.int64)
+        wins += frontier(np.add.reduceat(time_s[pick], starts) / counts,
+                         np.add.reduceat(loss[pick], starts) / counts)
+    return wins / resamples
+
+
+def polars_analysis(folder: Path, resamples: int,
+                    timings: dict[str, tuple[float, float]]) -> dict:
+    """The same numbers with polars (its own threads; the bootstrap's draws in numpy)."""
+    import polars as pl
+
+    trial = ["sweep", "trial_id"]
+    with timed(timings, "load"):
+        df = pl.read_parquet(folder / "*.parquet", columns=[
+            "sweep", "trial_id", "step", "train_time_ms", "val_loss", "status", "params"])
+        df = df.with_columns(time_s=pl.col("train_time_ms") / 1000.0)
+    with timed(timings, "final rows + config fields + seed stats + t-test"):
+        last = df.filter(pl.col("step") == pl.col("step").max().over(trial))
+        kinds = {"extra_embeddings": pl.Int64, "num_iterations": pl.Int64, "lambda_init": pl.Utf8}
+        last = last.with_columns(
+            *[pl.col("params").str.json_path_match(f"$.{k}").cast(v).alias(k) for k, v in kinds.items()],
+            (pl.col("params").str.json_path_match("$.token_lambdas") == "true").alias("token_lambdas"))
+        done = last.filter((pl.col("status") == "completed") & pl.col("val_loss").is_finite())
+        stats = done.group_by(AXES).agg(
+            *[getattr(pl.col(c), f)().alias(f"{c}_{f}") for c in ("val_loss", "time_s")
+              for f in ("count", "mean", "median", "std", "min", "max")]).sort(AXES)
+        loss = stats.select([f"val_loss_{f}" for f in ("count", "mean", "median", "std", "min", "max")]
+                            ).to_numpy().astype(float)
+        times = stats.select([f"time_s_{f}" for f in ("count", "mean", "median", "std", "min", "max")]
+                             ).to_numpy().astype(float)
+        tests = ttest_of(loss[:, 0], loss[:, 1], loss[:, 3])
+    with timed(timings, "time to target"):
+        hits = (df.with_columns(prev_t=pl.col("time_s").shift(1).over(trial),
+                                prev_l=pl.col("val_loss").shift(1).over(trial))
+                .filter(pl.col("val_loss") <= TARGET).group_by(trial, maintain_order=True).first())
+        crossing = pl.when(pl.col("prev_l").is_null() | ~pl.col("prev_l").is_finite()).then(
+            pl.col("time_s")).otherwise(pl.col("time_s") - (TARGET - pl.col("val_loss")) * (
+                pl.col("time_s") - pl.col("prev_t")) / (pl.col("prev_l") - pl.col("val_loss")))
+        ttt = hits.select(*trial, crossing.alias("ttt"))
+        reached = (done.join(ttt, on=trial, how="left").group_by(AXES)
+                   .agg(pl.col("ttt").count().alias("n"), pl.col("ttt").mean().alias("mean"))
+                   .sort(AXES).select("n", "mean").to_numpy().astype(float))
+    with timed(timings, "frontiers + bootstrap"):
+        front = frontier(times[:, 1], loss[:, 1])
+        points = df.filter(pl.col("val_loss").is_finite()).select("time_s", "val_loss").sort(
+            ["time_s", "val_loss"])
+        budget = points.filter(pl.col("val_loss") < pl.col("val_loss").cum_min().shift(
+            1, fill_value=np.inf)).to_numpy()
+        order = done.with_columns(pl.struct(AXES).rank("dense").alias("config") - 1).sort(
+            ["config", "trial_id"])
+        p_nd = bootstrap(order["config"].to_numpy(), order["time_s"].to_numpy(),
+                         order["val_loss"].to_numpy(), resamples)
+    keys = [tuple(row) for row in stats.select(AXES).iter_rows()]
+    return {"keys": keys, "loss": loss, "time": times, "ttest": tests, "reached": reached,
+            "pareto": front, "p_nd": p_nd, "budget": budget}
+
+
+def duckdb_analysis(folder: Path, resamples: int,
+                    timings: dict[str, tuple[float, float]]) -> dict:
+    """The same numbers in DuckDB's SQL (its own threads; the bootstrap's draws in numpy)."""
+    import duckdb
+
+    con = duckdb.connect()
+    axes = ", ".join(AXES)
+    summary = ", ".join(f"{f}({c})" for c in ("val_loss", "time_s")
+                        for f in ("count", "avg", "median", "stddev_samp", "min", "max"))
+    with timed(timings, "load"):
+        # params repeats on every row of a trial: one row per trial (stored per row, it
+        # would be copied ten million times)
+        con.execute(f"""create temp table pts as select sweep, trial_id, step, val_loss, status,
+                        train_time_ms / 1000.0 as time_s from read_parquet('{folder}/*.parquet')""")
+        con.execute(f"""create temp table params as select sweep, trial_id, any_value(params) as params
+                        from read_parquet('{folder}/*.parquet') group by sweep, trial_id""")
+    with timed(timings, "final rows + config fields + seed stats + t-test"):
+        con.execute("""create temp table done as select sweep, trial_id, time_s, val_loss,
+            json_extract(params, '$.extra_embeddings')::bigint as extra_embeddings,
+            json_extract(params, '$.num_iterations')::bigint as num_iterations,
+            json_extract_string(params, '$.lambda_init') as lambda_init,
+            json_extract(params, '$.token_lambdas')::boolean as token_lambdas
+            from (select * from pts qualify row_number() over (partition by sweep, trial_id
+                                                               order by step desc) = 1)
+            join params using (sweep, trial_id)
+            where status = 'completed' and isfinite(val_loss)""")
+        rows = con.execute(f"select {axes}, {summary} from done group by all order by {axes}"
+                           ).fetchnumpy()
+        values = list(rows.values())[len(AXES):]
+        loss = np.column_stack(values[:6]).astype(float)
+        times = np.column_stack(values[6:]).astype(float)
+        tests = ttest_of(loss[:, 0], loss[:, 1], loss[:, 3])
+    with timed(timings, "time to target"):
+        reached = con.execute(f"""
+            with hits as (select sweep, trial_id, case when prev_l is null or not isfinite(prev_l)
+                    then time_s else time_s - ({TARGET} - val_loss) * (time_s - prev_t)
+                    / (prev_l - val_loss) end as ttt
+                from (select *, lag(time_s) over w as prev_t, lag(val_loss) over w as prev_l
+                      from pts window w as (partition by sweep, trial_id order by step))
+                where val_loss <= {TARGET}
+                qualify row_number() over (partition by sweep, trial_id order by step) = 1)
+            select count(ttt), avg(ttt) from done left join hits using (sweep, trial_id)
+            group by {axes} order by {axes}""").fetchnumpy()
+        reached = np.column_stack(list(reached.values())).astype(float)
+    with timed(timings, "frontiers + bootstrap"):
+        front = frontier(times[:, 1], loss[:, 1])
+        budget = con.execute("""select time_s, val_loss from (select time_s, val_loss,
+                min(val_loss) over (order by time_s, val_loss
+                    rows between unbounded preceding and 1 preceding) as before
+                from pts where isfinite(val_loss))
+            where val_loss < coalesce(before, 'inf'::double) order by time_s, val_loss""").fetchnumpy()
+        budget = np.column_stack([budget["time_s"], budget["val_loss"]])
+        order = con.execute(f"""select dense_rank() over (order by {axes}) - 1 as config,
+            time_s, val_loss from done order by config, trial_id""").fetchnumpy()
+        p_nd = bootstrap(order["config"].astype(np.int64), order["time_s"], order["val_loss"],
+                         resamples)
+    keys = [tuple(v.item() if hasattr(v, "item") else v for v in row)
+            for row in zip(*(rows[a] for a in AXES))]
+    return {"keys": keys, "loss": loss, "time": times, "ttest": tests, "reached": reached,
+            "pareto": front, "p_nd": p_nd, "budget": budget}
 
 
 def frontier(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -203,11 +343,10 @@ def compare(report: Report, ref: dict) -> float:
         "ttest": np.array([[c.ttest[k] for k in ("t", "p", "upper")] for c in configs]),
         "reached": np.array([[c.to_target["reached"], c.to_target["mean"]] for c in configs]),
     }
-    assert list(ref["loss"].index) == keys, "configs differ"
+    assert list(ref["keys"]) == keys, "configs differ"
     worst = 0.0
-    for name, theirs in (("loss", ref["loss"]), ("time", ref["time"]), ("ttest", ref["ttest"]),
-                         ("reached", ref["reached"])):
-        a, b = ours[name], theirs.to_numpy(dtype=float)
+    for name in ("loss", "time", "ttest", "reached"):
+        a, b = ours[name], np.asarray(ref[name], dtype=float)
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name)
         both = np.isfinite(a) & np.isfinite(b)
         worst = max(worst, float(np.max(np.abs(a - b)[both] / np.maximum(np.abs(b[both]),
@@ -220,7 +359,9 @@ def compare(report: Report, ref: dict) -> float:
     np.testing.assert_allclose(p_nd[several], ref["p_nd"][several], atol=1e-12,
                                err_msg="P(non-dominated)")
     budget = np.array([(p.time_s, p.val_loss) for p in report.budget])
-    np.testing.assert_array_equal(budget, ref["budget"].to_numpy(), err_msg="budget frontier")
+    # the same points; a time may differ in its last bit (polars divides by 1000 as x * 0.001)
+    np.testing.assert_allclose(budget, np.asarray(ref["budget"]), rtol=1e-15, atol=0,
+                               err_msg="budget frontier")
     return worst
 
 
@@ -240,6 +381,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="trials per config")
     parser.add_argument("--files", type=int, default=100, help="curve files to spread over")
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--skip", nargs="*", choices=("duckdb", "polars", "pandas"),
+                        help="leave these out (pandas takes ~30 s at full size)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,25 +403,38 @@ def main() -> None:
                          "bootstrap)"):
             report = analyse(loaded, alpha=ALPHA, resamples=args.resamples)
         assert report.target == TARGET and report.axes == tuple(AXES)  # from the metadata
-        theirs: dict[str, tuple[float, float]] = {}
-        ref = pandas_analysis(Path(tmp) / "bench" / "curves", args.resamples, theirs)
+        del loaded
+        sides = [("results/ (numpy + pyarrow)", ours)]
+        folder = Path(tmp) / "bench" / "curves"
+        for title, module, run in (("DuckDB (SQL)", "duckdb", duckdb_analysis),
+                                   ("polars (expressions)", "polars", polars_analysis),
+                                   ("pandas (groupby/apply)", "pandas", pandas_analysis)):
+            if args.skip and module in args.skip:
+                print(f"{title}: skipped (--skip)")
+                continue
+            try:
+                __import__(module)
+            except ImportError:
+                print(f"{title}: skipped ({module} is not installed: pip install -e '.[bench]')")
+                continue
+            theirs: dict[str, tuple[float, float]] = {}
+            ref = run(folder, args.resamples, theirs)
+            worst = compare(report, ref)
+            print(f"{title}: {len(report.configs)} configs, {len(report.budget)} budget-frontier "
+                  f"points; same numbers (largest relative difference {worst:.1e})")
+            sides.append((title, theirs))
 
-    worst = compare(report, ref)
-    print(f"{len(report.configs)} configs, {len(report.budget)} budget-frontier points; "
-          f"same numbers (largest relative difference {worst:.1e})")
-    width = max(map(len, [*ours, *theirs]))
-    sides = (("results/ (numpy + pyarrow)", ours), ("pandas (groupby/apply)", theirs))
+    width = max(len(name) for _, timings in sides for name in timings)
     for title, timings in sides:
         print(f"\n{title:<{width + 2}} {'wall':>8} {'CPU':>8}")
         for name, (wall, cpu) in timings.items():
             print(f"  {name:<{width}} {wall:7.2f}s {cpu:7.2f}s")
-    print()
-    for label, skip in (("total", ()), ("analysis after load", ("load",))):
-        a = [sum(v[i] for k, v in ours.items() if k not in skip) for i in (0, 1)]
-        b = [sum(v[i] for k, v in theirs.items() if k not in skip) for i in (0, 1)]
-        print(f"{label}: results/ {a[0]:.2f} s wall ({a[1]:.2f} s CPU), pandas {b[0]:.2f} s wall "
-              f"({b[1]:.2f} s CPU); pandas/results/ = {b[0] / a[0]:.1f}x wall, "
-              f"{b[1] / a[1]:.1f}x CPU")
+    print(f"\n{'':<24} {'load':>14} {'analysis':>14} {'total':>14}   (wall s, CPU s)")
+    for title, timings in sides:
+        load = timings["load"]
+        rest = [sum(v[i] for k, v in timings.items() if k != "load") for i in (0, 1)]
+        print(f"{title.split(' (')[0]:<24} " + " ".join(
+            f"{w:6.2f} {c:6.2f} " for w, c in (load, rest, (load[0] + rest[0], load[1] + rest[1]))))
     print(f"(machine load average while running: {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores)")
 
