@@ -16,7 +16,7 @@ trial runs twice and none is lost.
 from __future__ import annotations
 
 import copy
-import itertools
+import dataclasses
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,8 +31,8 @@ from ray.tune.search import search_generator as tune_generator
 
 from ablate.results.curves import curve_path
 from ablate.sweeps.search.study import curve_loss, final_loss
-from ablate.sweeps.spec import SpecError, SweepSpec
-from ablate.sweeps.storage import is_uri
+from ablate.sweeps.spec import Sampling, SpecError, SweepSpec
+from ablate.sweeps.storage import is_uri, join
 
 STUDY_FILE = "optuna.db"
 MAX_REPEATS = 20  # TPE proposals of a point already run before one is drawn at random instead
@@ -45,6 +45,11 @@ def study_name(sweep: str) -> str:
 
 def study_url(folder: str) -> str:
     return f"sqlite:///{(Path(folder) / STUDY_FILE).resolve()}"
+
+
+def candidates(spec: SweepSpec) -> SweepSpec:
+    """The spec with every point TPE may choose as its points (and trials)."""
+    return dataclasses.replace(spec, sampling=Sampling())
 
 
 def check_space(spec: SweepSpec, folder: str) -> None:
@@ -78,7 +83,7 @@ class TpeSearcher(Searcher):
         super().__init__(metric="val_loss", mode="min")
         self.spec, self.storage, self.prefix = spec, storage, prefix
         self.max_concurrent = max_concurrent
-        self.folder = str(Path(storage) / spec.name)
+        self.folder = join(storage, spec.name)
         self.axes = list(spec.axes)
         self.distributions = {n: CategoricalDistribution(v) for n, v in spec.axes.items()}
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -123,16 +128,12 @@ class TpeSearcher(Searcher):
             self.study.tell(trial, state=TrialState.FAIL)
         else:
             rng = random.Random(self.spec.sampling.seed + len(self.points))
-            unrun = [p for p in self.spec_points() if self.key(p) not in seen]
+            unrun = [p for p in candidates(self.spec).points() if self.key(p) not in seen]
             self.study.enqueue_trial(rng.choice(unrun))
             trial = self.study.ask(self.distributions)
         trial.set_user_attr("point", len(self.points))
         self.points.append(Point(trial.number, {n: trial.params[n] for n in self.axes}))
         self.todo.extend((len(self.points) - 1, s) for s in range(len(self.spec.seeds)))
-
-    def spec_points(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.axes, values))
-                for values in itertools.product(*(self.spec.axes[n] for n in self.axes))]
 
     def key(self, params: dict[str, Any]) -> tuple:
         return tuple((type(params[n]).__name__, params[n]) for n in self.axes)
@@ -189,7 +190,7 @@ class StableIdSearch(SearchGenerator):
 
 
 def tpe_search(spec: SweepSpec, storage: str, prefix: str, max_concurrent: int) -> StableIdSearch:
-    check_space(spec, str(Path(storage) / spec.name))
+    check_space(spec, join(storage, spec.name))
     return StableIdSearch(TpeSearcher(spec, storage, prefix, max_concurrent))
 
 
@@ -227,6 +228,8 @@ def load_points(study: optuna.Study, spec: SweepSpec) -> list[Point]:
     if sorted(points) != list(range(len(points))) or len(points) > spec.sampling.num_samples:
         raise SpecError(f"{STUDY_FILE}: the study's points are not 0..n-1 of at most "
                         f"search.num_samples = {spec.sampling.num_samples}")
+    if len({tuple(p.params.values()) for p in points.values()}) < len(points):
+        raise SpecError(f"{STUDY_FILE}: the study holds a point twice")
     return [points[i] for i in range(len(points))]
 
 

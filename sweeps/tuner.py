@@ -265,7 +265,12 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
         space |= {name: tune.choice(values) for name, values in spec.axes.items()}
         space |= {"seed": tune.choice(list(spec.seeds))}
     # tpe: the points come from the study, one at a time (sweeps/tpe.py), and set their keys
-    longest = max(spec.train_config(t).num_iterations for t in spec.trials())
+    if spec.sampling.method == "tpe":  # any point may run: the longest of them all
+        from ablate.sweeps.tpe import candidates
+
+        longest = max(spec.train_config(t).num_iterations for t in candidates(spec).trials())
+    else:
+        longest = max(spec.train_config(t).num_iterations for t in spec.trials())
     stopped = stopped_trials(folder)
     finished, history = earlier_sessions(folder, stopped)
     stopper, scheduler = early_stopping(spec.early_stopping, longest, history)

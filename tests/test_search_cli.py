@@ -10,7 +10,6 @@ import pytest
 from rich.markup import escape
 from test_interrupt import ablate  # the CLI as a subprocess, output piped
 
-from ablate.model.config import ConfigError
 from ablate.sweeps.cli import main
 from ablate.sweeps.search.cli import Log
 from ablate.sweeps.search.spec import load_search_spec
