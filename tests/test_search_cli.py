@@ -106,8 +106,10 @@ def test_a_log_that_is_no_terminal_gets_plain_timestamped_unwrapped_lines(capsys
     log = Log()  # pytest's stderr is not a terminal
     log.say(f"[bold]demo[/]: {long} in [red]{escape('/runs/[a]')}[/]")  # data is escaped
     log.say("a path that is not markup: /runs/[/]x")
+    log.on_result("abc_00001", {"step": 8, "num_iterations": 12, "val_loss": 4.01234, "train_loss": None})
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 2 and all(STAMP.match(line) for line in lines)
+    assert len(lines) == 3 and all(STAMP.match(line) for line in lines)
+    assert lines[2][20:] == "  abc_00001 step 8/12  val 4.0123  train -"
     assert lines[0][20:] == f"demo: {long} in /runs/[a]"
     assert lines[1].endswith("/runs/[/]x")
 
@@ -126,6 +128,9 @@ def test_search_with_a_json_log_puts_only_events_on_stdout(spec_file, tmp_path):
     ends = [e for e in events if e["event"] == "probe_end"]
     assert starts == {(12, 0), (12, 1)} == {(e["steps"], e["seed"]) for e in ends}
     assert all(e["val_loss"] > 0 and e["verdict"]["steps"] == 12 for e in ends)
+    results = [e for e in events if e["event"] == "result"]  # progress within each probe
+    assert {e["trial_id"] for e in results} == {e["trial_id"] for e in ends}
+    assert {(e["step"], e["num_iterations"]) for e in results} >= {(4, 12), (8, 12)}
     report = events[-1]
     assert report["trials"] == 2 and report["answer"] is None
     assert report["summary"].startswith("undecided after 2 trials")

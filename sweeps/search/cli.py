@@ -127,7 +127,8 @@ def run(spec: SearchSpec, storage: Path, url: str, args) -> int:
                 study=study_name(spec), verdicts_study=verdicts_name(spec), storage=shown(url))
         failed: list[str] = []
         if not search.finished:
-            failed = run_search(spec, storage, data, search, on_probe=log.on_probe).failed
+            failed = run_search(spec, storage, data, search, on_probe=log.on_probe,
+                                on_result=log.on_result).failed
     for trial_id in failed:
         log.say(f"[red]trial {trial_id} failed[/]: see {folder / 'search'}; run the same command "
                 "again to retry it", "trial_failed", trial=trial_id, folder=str(folder / "search"))
@@ -179,6 +180,17 @@ class Log:
         from ablate.sweeps import events
 
         events.emit(self.json_out, event, **fields)
+
+    def on_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """A probe's validation report: a line in a log file and an event, not on a terminal
+        (the start and end lines say enough there)."""
+        if self.console is not None and self.json_out is None:
+            return
+        fields = {k: result.get(k) for k in ("step", "num_iterations", "val_loss", "train_loss",
+                                             "train_time_ms", "tokens_seen")}
+        val, train = (_num(fields[k], ".4f") for k in ("val_loss", "train_loss"))
+        self.say(f"  {trial_id} step {fields['step']}/{fields['num_iterations']}  val {val}  "
+                 f"train {train}", "result", trial_id=trial_id, **fields)
 
     def on_probe(self, probe: Probe, trial_id: str, loss: float | None, verdict: Verdict | None):
         where = f"{probe.steps} steps, seed {probe.seed} ({trial_id})"

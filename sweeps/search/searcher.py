@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from ablate.results.curves import curve_path
@@ -76,9 +77,26 @@ class StepSearcher(Searcher):
         return {"_metric": self._metric, "_mode": self._mode}
 
 
+class ResultFeed(Callback):
+    """Each validation report of a probe, as Tune hands it to the driver, to
+    `on_result(trial_id, result)`: the log's progress within a probe."""
+
+    def __init__(self, on_result: Callable[[str, dict], None] | None):
+        self.on_result = on_result
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.on_result is not None:
+            self.on_result(trial.trial_id, result)
+
+    def __reduce__(self):  # the Tuner pickles its callbacks; a live log is not for the file
+        return (ResultFeed, (None,))
+
+
 def run_search(spec: SearchSpec, storage: Path, data: Path, search: StepSearch,
-               on_probe: OnProbe | None = None) -> StepSearcher:
-    """Run probes on the Ray this process is connected to until the search is finished."""
+               on_probe: OnProbe | None = None,
+               on_result: Callable[[str, dict], None] | None = None) -> StepSearcher:
+    """Run probes on the Ray this process is connected to until the search is finished;
+    `on_probe` hears of each probe's start and end, `on_result` of each validation report."""
     from ablate.sweeps import tracking
     from ablate.sweeps.tuner import concurrent_trials, trial_resources, trial_settings
     from ablate.sweeps.worker import run_trial
@@ -94,8 +112,8 @@ def run_search(spec: SearchSpec, storage: Path, data: Path, search: StepSearch,
             search_alg=searcher, num_samples=-1,
             max_concurrent_trials=sweep.max_concurrent_trials or concurrent_trials(sweep)),
         run_config=tune.RunConfig(name="search", storage_path=str(storage / sweep.name),
-                                  verbose=0, callbacks=tracking.callbacks(
-                                      sweep.tracking, sweep.name, str(storage / sweep.name))),
+                                  verbose=0, callbacks=[ResultFeed(on_result), *tracking.callbacks(
+                                      sweep.tracking, sweep.name, str(storage / sweep.name))]),
     )
     tuner.fit()
     return searcher
