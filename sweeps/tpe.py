@@ -32,7 +32,7 @@ from ray.tune.search import search_generator as tune_generator
 from ablate.results.curves import curve_path
 from ablate.sweeps.search.study import curve_loss, final_loss
 from ablate.sweeps.spec import Sampling, SpecError, SweepSpec
-from ablate.sweeps.storage import is_uri, join
+from ablate.sweeps.storage import is_uri, join, trial_states
 
 STUDY_FILE = "optuna.db"
 MAX_REPEATS = 20  # TPE proposals of a point already run before one is drawn at random instead
@@ -93,9 +93,25 @@ class TpeSearcher(Searcher):
         self.study.sampler = optuna.samplers.TPESampler(
             n_startup_trials=startup, constant_liar=True,
             seed=(spec.sampling.seed + len(self.study.trials)) % 2**32)  # a resume draws anew
+        self.check_ledger()
         self.todo: deque[tuple[int, int]] = deque(  # (point, seed position), in id order
             (p, s) for p in range(len(self.points)) for s in range(len(spec.seeds)))
         self.live: dict[str, tuple[int, int]] = {}  # Tune trial id -> (point, seed position)
+
+    def check_ledger(self) -> None:
+        """Refuse to go on where a trial the folder has run (trials.json) is not the study's
+        point of its id: the study was lost or replaced, and asking TPE anew would run other
+        points under ids whose curves have ended."""
+        seeds = list(self.spec.seeds)
+        for trial_id, entry in trial_states(self.folder).items():
+            prefix, _, index = trial_id.rpartition("_")
+            point, position = divmod(int(index), len(seeds)) if index.isdigit() else (-1, 0)
+            held = (point < len(self.points) and prefix == self.prefix and point >= 0
+                    and entry.get("config") == {**self.points[point].params, "seed": seeds[position]})
+            if not held:
+                raise SpecError(f"{join(self.folder, STUDY_FILE)}: does not hold trial {trial_id} "
+                                f"({entry.get('config')}) that this sweep has run: the TPE study "
+                                "is the search's state (lost or replaced?); cannot go on")
 
     def trial_id(self, point: int, seed_position: int) -> str:
         return f"{self.prefix}_{point * len(self.spec.seeds) + seed_position:05d}"

@@ -86,6 +86,20 @@ def test_the_searcher_names_trials_stably_and_a_new_one_resumes_from_the_study(t
     assert (tmp_path / "t" / STUDY_FILE).is_file()
 
 
+def test_a_lost_study_is_refused_where_the_folder_has_run_trials(tmp_path):
+    from ablate.sweeps.storage import write_trial_states
+
+    spec = parse_spec(raw(method="tpe", num_samples=2))
+    folder = tmp_path / "t"
+    folder.mkdir()
+    trial_id, config = TpeSearcher(spec, str(tmp_path), "abc", 1).next_trial()
+    write_trial_states(str(folder), {trial_id: {"state": "completed", "config": config}})
+    TpeSearcher(spec, str(tmp_path), "abc", 1)  # the study holds it: goes on
+    (folder / STUDY_FILE).unlink()
+    with pytest.raises(SpecError, match=f"{STUDY_FILE}: does not hold trial abc_00000 .* cannot go on"):
+        TpeSearcher(spec, str(tmp_path), "abc", 1)
+
+
 def test_a_study_that_is_not_this_sweeps_is_refused(tmp_path):
     spec = parse_spec(raw(method="tpe", num_samples=2))
     (tmp_path / "t").mkdir()
