@@ -88,7 +88,7 @@ class TpeSearcher(Searcher):
         self.distributions = {n: CategoricalDistribution(v) for n, v in spec.axes.items()}
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = open_study(self.folder, spec)
-        self.points = load_points(self.study, spec)
+        self.points = load_points(self.study, spec, join(self.folder, STUDY_FILE))
         startup = max(1, min(10, spec.sampling.num_samples // 3))
         self.study.sampler = optuna.samplers.TPESampler(
             n_startup_trials=startup, constant_liar=True,
@@ -227,7 +227,7 @@ def open_study(folder: str, spec: SweepSpec) -> optuna.Study:
     return study
 
 
-def load_points(study: optuna.Study, spec: SweepSpec) -> list[Point]:
+def load_points(study: optuna.Study, spec: SweepSpec, where: str = STUDY_FILE) -> list[Point]:
     """The study's points in order, checked against the spec's axes (the file is data read
     from a folder: a point off the grid or a gap in the order is refused, naming it)."""
     points: dict[int, Point] = {}
@@ -238,14 +238,14 @@ def load_points(study: optuna.Study, spec: SweepSpec) -> list[Point]:
         params = {n: t.params.get(n) for n in spec.axes}
         if (not isinstance(order, int) or order in points or set(t.params) != set(spec.axes)
                 or any(params[n] not in spec.axes[n] for n in spec.axes)):
-            raise SpecError(f"{STUDY_FILE}: trial {t.number} is not a point of this sweep's axes "
+            raise SpecError(f"{where}: trial {t.number} is not a point of this sweep's axes "
                             "(the file does not belong to this sweep)")
         points[order] = Point(t.number, params, t.state)
     if sorted(points) != list(range(len(points))) or len(points) > spec.sampling.num_samples:
-        raise SpecError(f"{STUDY_FILE}: the study's points are not 0..n-1 of at most "
+        raise SpecError(f"{where}: the study's points are not 0..n-1 of at most "
                         f"search.num_samples = {spec.sampling.num_samples}")
     if len({tuple(p.params.values()) for p in points.values()}) < len(points):
-        raise SpecError(f"{STUDY_FILE}: the study holds a point twice")
+        raise SpecError(f"{where}: the study holds a point twice")
     return [points[i] for i in range(len(points))]
 
 
