@@ -86,6 +86,25 @@ def test_the_searcher_names_trials_stably_and_a_new_one_resumes_from_the_study(t
     assert (tmp_path / "t" / STUDY_FILE).is_file()
 
 
+def test_tpe_runs_every_point_once_when_asked_for_the_whole_grid(tmp_path):
+    """Late in a small grid TPE keeps proposing points already run: each repeat is failed in
+    the study, and after MAX_REPEATS an unrun point is drawn, so num_samples points all run."""
+    small = {"lr_head": [0.008, 0.004], "extra_embeddings": [0, 1, 2]}
+    spec = parse_spec(raw(axes=small, seeds=1, method="tpe", num_samples=6, seed=7))
+    (tmp_path / "t").mkdir()
+    searcher = TpeSearcher(spec, str(tmp_path), "abc", max_concurrent=1)
+    ran = []
+    while (suggested := searcher.next_trial()) != Searcher.FINISHED:
+        trial_id, config = suggested
+        ran.append(tuple(config[k] for k in small))
+        loss = 3 + config["lr_head"] * 10 + config["extra_embeddings"] / 10
+        searcher.on_trial_complete(trial_id, {"status": "completed", "step": 8, "num_iterations": 8,
+                                              "val_loss": loss})
+    assert sorted(ran) == sorted((a, b) for a in small["lr_head"] for b in small["extra_embeddings"])
+    repeats = [t for t in searcher.study.trials if t.user_attrs.get("repeat")]
+    assert repeats and all(t.state == TrialState.FAIL for t in repeats)
+
+
 def test_a_lost_study_is_refused_where_the_folder_has_run_trials(tmp_path):
     from ablate.sweeps.storage import write_trial_states
 
