@@ -60,6 +60,10 @@ def cmd_sweep(args) -> int:
     if not is_uri(storage) and Path(storage).exists() and not Path(storage).is_dir():
         raise SpecError(f"{storage}: the storage root is a file, not a folder")
     folder = join(storage, spec.name)
+    if spec.sampling.method == "tpe":  # its study lives in the folder: refused before it is made
+        from ablate.sweeps.tpe import check_space
+
+        check_space(spec, folder)
     if args.dry_run:
         from rich.console import Console
 
@@ -163,11 +167,6 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     check_auth(args.address)
     out = sys.stdout
     view = make_view(spec, out if args.json_log else None, args.summary_every)
-    heading = f"{spec.name}: {spec.size} trials x {spec.resources.workers} workers -> {folder}"
-    if isinstance(view, RichView):
-        view.console.print(Text(heading, style="bold"))
-    elif not args.json_log:  # a batch log names the folder too
-        print(printable(f"ablate: {heading}"), file=sys.stderr, flush=True)
     with DriverWatch(folder, out if args.json_log else None, input_errors()), \
             contextlib.ExitStack() as held:
         resuming = is_stored(folder)
@@ -182,6 +181,12 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
         trial_settings = settings()
         if not resuming:  # a new sweep's folder exists once settings() has claimed it
             held.enter_context(driver_lock(folder))
+        # past every refusal: the folder it writes, on a terminal and in a batch log alike
+        heading = f"{spec.name}: {spec.size} trials x {spec.resources.workers} workers -> {folder}"
+        if isinstance(view, RichView):
+            view.console.print(Text(heading, style="bold"))
+        elif not args.json_log:
+            print(printable(f"ablate: {heading}"), file=sys.stderr, flush=True)
         results = build_tuner(spec, trial_settings, callbacks=[view], control=control).fit()
         return finish(results, folder, spec, out if args.json_log else None, stopped=control.request)
 

@@ -196,9 +196,7 @@ def print_plan(p: Plan, console) -> None:
     gpus = f" + {res.gpus_per_worker:g} GPU" if res.gpus_per_worker else ""
     for label, value in (
             ("preset", spec.preset + (f"; fixed: {fixed}" if fixed else "")),
-            ("points", f"{spec.grid_size:,} of the grid" if spec.sampling.method == "grid" else
-                       f"{spec.sampling.num_samples:,} of the grid's {spec.grid_size:,}, drawn at random "
-                       f"(search.seed {spec.sampling.seed}), each x {len(spec.seeds)} seeds"),
+            ("points", _points(spec)),
             ("total", f"{p.steps:,} steps, {_si(p.tokens)} tokens"),
             ("per trial", f"{res.workers} workers x ({res.cpus_per_worker:g} CPU{gpus}), "
                           f"placed as one gang ({res.placement})"),
@@ -207,6 +205,18 @@ def print_plan(p: Plan, console) -> None:
             ("tracking", _trackers(spec)),
             ("output", p.folder)):
         console.print(f"[bold]{label:>9}[/]  {value}")
+
+
+def _points(spec: SweepSpec) -> str:
+    """Which grid points run: all, a random draw, or TPE's choice (the trials listed above
+    are then a draw of the same size: TPE chooses its points as the losses come in)."""
+    method, seeds = spec.sampling.method, f"each x {len(spec.seeds)} seeds"
+    if method == "grid":
+        return f"{spec.grid_size:,} of the grid, {seeds}"
+    chosen = (f"drawn at random (search.seed {spec.sampling.seed})" if method == "random" else
+              "chosen by TPE from the losses so far (the list above: a draw of as many; the "
+              "Optuna study goes to <folder>/optuna.db)")
+    return f"{spec.sampling.num_samples:,} of the grid's {spec.grid_size:,}, {chosen}, {seeds}"
 
 
 def _trackers(spec: SweepSpec) -> str:

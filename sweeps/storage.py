@@ -15,6 +15,7 @@ No torch and no ray here: `ablate status` and `--dry-run` stay light.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -289,6 +290,48 @@ def last_row(location: str) -> dict[str, Any] | None:
     except ValueError:
         row["config"] = {}
     return row
+
+
+TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's own list of a run's checkpoints
+
+
+def prune_checkpoints(run_folder: str) -> list[str]:
+    """Delete a Train run's checkpoints but its latest and its best (lowest val loss), as the
+    run's own snapshot lists them; returns the names deleted.
+
+    Train's `num_to_keep` does this inside the controller, which a Ctrl-C can cut between a
+    deletion and the snapshot that still names the deleted checkpoint. Here only checkpoints
+    older than the latest the snapshot already records are deleted, never one it is about to
+    name, and nothing a restore reads: a restore resumes from the latest. The snapshot is
+    JSON (nothing pickled is read); one that cannot be read (being written) prunes nothing."""
+    import pyarrow.fs
+
+    try:
+        snapshot = json.loads(read_text(join(run_folder, TRAIN_SNAPSHOT)))
+        listed = [r["checkpoint_dir_name"] for r in snapshot["checkpoint_results"]]
+        latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+        losses = {r["checkpoint_dir_name"]: r["metrics"].get("val_loss")
+                  for r in snapshot["checkpoint_results"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return []
+    if latest not in listed:
+        return []
+    finite = {name: loss for name, loss in losses.items()
+              if isinstance(loss, (int, float)) and math.isfinite(loss)}
+    best = min(finite, key=finite.__getitem__) if finite else latest
+    fs, root = filesystem(run_folder)
+    deleted = []
+    for name in listed[:listed.index(latest)]:
+        if name in (best, latest) or not CHECKPOINT_DIR.fullmatch(name):
+            continue
+        path = f"{root.rstrip('/')}/{name}"
+        if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+            fs.delete_dir(path)
+            deleted.append(name)
+    return deleted
+
+
+CHECKPOINT_DIR = re.compile(r"checkpoint_[0-9_.-]+")  # Train's names: no path climbs out
 
 
 # --- the data a sweep reads -----------------------------------------------------------------

@@ -40,8 +40,9 @@ DRIVER_MEMORY = 64 * 2**20  # bytes of Ray's memory resource a trial driver rese
 # it does: with reports only at validation points, 0.1 s keeps that wait negligible.
 RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
 # The embedded Ray runs on one machine that nobody preempts: skip Train's preemption-watcher
-# actor (a process per trial). Clusters keep it (spot nodes).
-EMBEDDED_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# actor (a process per trial). Clusters keep it (spot nodes). And no Prometheus export: its
+# port listens on every interface with no token, and nothing here reads it.
+EMBEDDED_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_enable_metrics_collection": "0"}
 # Joining a cluster: how long the head may take to answer a TCP connect, how many times Ray
 # asks its GCS for the cluster id (~40 s each; Ray's default of 20 is a quarter hour), and
 # the token authentication that `ray start` turns on in Ray 2.60 (the token from
@@ -91,7 +92,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         # "local": our own Ray, even where another runs on the machine (a leftover, another
         # user's `ray start`), which a plain ray.init would join or fail on
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), resources={TRIAL_SLOT: 1000},
-                 include_dashboard=False, **kwargs)
+                 include_dashboard=False, _temp_dir=private_temp_dir(), **kwargs)
+        private_token()
     if main_thread:
         signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
@@ -100,6 +102,44 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
         if main_thread:
             signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+
+
+def private_temp_dir() -> str | None:
+    """Where the embedded Ray keeps its session (sockets, logs): Ray makes its folders 0777,
+    and makes them so again whenever a process joins, so they go inside one of this user's
+    own, 0700: `<tmp>/ablate-ray-<uid>/ray`. A RAY_TMPDIR the user set is theirs to keep;
+    a folder of that name that is not this user's own, or a link, is refused."""
+    if os.environ.get("RAY_TMPDIR"):
+        return None
+    import stat
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) / f"ablate-ray-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700)
+    except FileExistsError:
+        info = root.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise SpecError(f"{root}: not this user's own folder (a link, or another user's); "
+                            "remove it, or set RAY_TMPDIR to a folder of yours") from None
+        root.chmod(0o700)
+    return str(root / "ray")
+
+
+def private_token() -> None:
+    """Ray's auth token this user's alone: Ray writes ~/.ray/auth_token 0644 (in a 0755
+    folder) when it makes one; made 0600 (and the folder 0700) where this user owns them."""
+    import stat
+
+    token = Path.home() / ".ray" / "auth_token"
+    for path, mode in ((token.parent, 0o700), (token, 0o600)):
+        try:
+            info = path.lstat()
+            if info.st_uid == os.getuid() and not stat.S_ISLNK(info.st_mode) and \
+                    stat.S_IMODE(info.st_mode) & ~mode:
+                path.chmod(mode)
+        except OSError:
+            continue
 
 
 def join_environment() -> None:

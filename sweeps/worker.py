@@ -24,12 +24,13 @@ from typing import Any
 import ray.train
 from ray import tune
 from ray.train import Checkpoint, FailureConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.execution.callback import ControllerCallback  # Train's own hook; ray pinned
 
 from ablate.results.curves import SWEEP_KEY, curve_path
 from ablate.sweeps import states
-from ablate.sweeps.storage import curve_location, is_uri, join, last_row, upload
+from ablate.sweeps.rendezvous import BoundStoreConfig
+from ablate.sweeps.storage import curve_location, is_uri, join, last_row, prune_checkpoints, upload
 
 REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms", "tokens_seen",
             "status")
@@ -133,13 +134,14 @@ class TrainRun:
                       _curve_uri=uri, _builtin=settings.get("builtin", False),
                       _sweep_meta=sweep_meta(settings))
         self.bridge = TuneBridge()
+        self.run_folder = join(storage, sweep, "train", trial_id)
         gpus = res["gpus_per_worker"]
         per_worker = {"CPU": res["cpus_per_worker"]} | ({"GPU": gpus} if gpus else {})
         self.trainer = functools.partial(
             TorchTrainer,
             train_worker,
             train_loop_config={**config, **labels},
-            torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
+            torch_config=BoundStoreConfig(backend="nccl" if gpus else "gloo"),
             scaling_config=ScalingConfig(num_workers=res["workers"], use_gpu=bool(gpus),
                                          resources_per_worker=per_worker,
                                          placement_strategy=res.get("placement", "pack").upper()),
@@ -190,6 +192,7 @@ class TrainRun:
                 if self.reported:  # a gap between two reports of this fit: no start-up in it
                     self.longest_gap = max(self.longest_gap or 0.0, now - self.heard)
                 self.heard, self.reported = now, True
+                prune_checkpoints(self.run_folder)  # the latest and the best stay
                 break
             if self.stalled:
                 report, self.stalled = report | {"stalled": self.stalled}, None
