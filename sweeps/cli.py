@@ -81,6 +81,16 @@ def cmd_sweep(args) -> int:
     return run_sweep(spec, storage, folder, args)
 
 
+def add_tracking_flags(parser, run: str, group: str) -> None:
+    """--mlflow, --wandb and --wandb-project: one tracker run per `run`, grouped by `group`."""
+    parser.add_argument("--mlflow", nargs="?", const="local", metavar="URI",
+                        help=f"one MLflow run per {run}: in <storage>/<name>/mlflow.db, or at a "
+                             "tracking URI (http://host:5000, sqlite:///..., file:///...)")
+    parser.add_argument("--wandb", choices=["online", "offline"],
+                        help=f"one W&B run per {run}, grouped by {group} (offline: `wandb sync` later)")
+    parser.add_argument("--wandb-project", metavar="NAME", help="the W&B project (default ablate)")
+
+
 def tracking_settings(args) -> dict[str, str]:
     """--mlflow and --wandb as the spec keys they set (tracking.*), validated like the file."""
     out = {}
@@ -336,12 +346,7 @@ def add_commands(sub) -> None:
                    help="no live view: one JSON object per event on stdout")
     p.add_argument("--summary-every", type=positive_seconds, default=30.0, metavar="SECONDS",
                    help="with stderr not a terminal: a summary line this often (default 30)")
-    p.add_argument("--mlflow", nargs="?", const="local", metavar="URI",
-                   help="one MLflow run per trial: in <storage>/<sweep>/mlflow.db, or at a "
-                        "tracking URI (http://host:5000, sqlite:///..., file:///...)")
-    p.add_argument("--wandb", choices=["online", "offline"],
-                   help="one W&B run per trial, grouped by sweep (offline: `wandb sync` later)")
-    p.add_argument("--wandb-project", metavar="NAME", help="the W&B project (default ablate)")
+    add_tracking_flags(p, "trial", "sweep")
     p.set_defaults(func=cmd_sweep)
 
     r = sub.add_parser("resume", help="finish an interrupted sweep, then report")

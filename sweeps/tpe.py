@@ -30,6 +30,7 @@ from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.search import search_generator as tune_generator
 
 from ablate.results.curves import curve_path
+from ablate.sweeps.search.searcher import StudySearcher
 from ablate.sweeps.search.study import curve_loss, final_loss
 from ablate.sweeps.spec import Sampling, SpecError, SweepSpec
 from ablate.sweeps.storage import is_uri, join, trial_states
@@ -75,7 +76,7 @@ class Point:
     losses: dict[int, float] = field(default_factory=dict)  # seed -> final val loss
 
 
-class TpeSearcher(Searcher):
+class TpeSearcher(StudySearcher):
     """Tune's side of the TPE study: hands out (trial id, config) pairs, points already in the
     study first, and tells the study each point's mean loss once all its seeds have ended."""
 
@@ -167,15 +168,6 @@ class TpeSearcher(Searcher):
         if len(p.losses) == len(self.spec.seeds):
             self.study.tell(p.number, sum(p.losses.values()) / len(p.losses))
             p.state = TrialState.COMPLETE
-
-    def save(self, checkpoint_path: str) -> None:
-        pass  # the study is the state
-
-    def restore(self, checkpoint_path: str) -> None:
-        pass
-
-    def __getstate__(self) -> dict[str, Any]:  # the Tuner pickles its config; the study stays
-        return {"_metric": self._metric, "_mode": self._mode}
 
 
 class StableIdSearch(SearchGenerator):

@@ -29,6 +29,8 @@ STYLE = {"pass": "green", "fail": "red"}
 
 
 def add_commands(subparsers: Any) -> None:
+    from ablate.sweeps.cli import add_tracking_flags
+
     p = subparsers.add_parser(
         "search-steps", help="find the fewest steps whose mean final val loss beats the target",
         description="A noisy bisection over the step grid, driven through an Optuna study "
@@ -46,12 +48,7 @@ def add_commands(subparsers: Any) -> None:
                         "study and curves go; start nothing, write nothing")
     p.add_argument("--json-log", action="store_true",
                    help="no live lines: one JSON object per event on stdout")
-    p.add_argument("--mlflow", nargs="?", const="local", metavar="URI",
-                   help="one MLflow run per probe: in <storage>/<name>/mlflow.db, or at a "
-                        "tracking URI (http://host:5000, sqlite:///..., file:///...)")
-    p.add_argument("--wandb", choices=["online", "offline"],
-                   help="one W&B run per probe, grouped by search (offline: `wandb sync` later)")
-    p.add_argument("--wandb-project", metavar="NAME", help="the W&B project (default ablate)")
+    add_tracking_flags(p, "probe", "search")
     p.set_defaults(func=cmd_search_steps)
 
 

@@ -25,7 +25,22 @@ from ablate.sweeps.search.study import curve_loss, final_loss
 OnProbe = Callable[[Probe, str, "float | None", "Verdict | None"], None]
 
 
-class StepSearcher(Searcher):
+class StudySearcher(Searcher):
+    """A Tune searcher whose whole state is an Optuna study in an RDB storage: Tune's own
+    searcher checkpoints (pickles, in the sweep's folder) hold nothing, and nothing of them is
+    read back; a resumed run reopens the study instead."""
+
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    def __getstate__(self) -> dict[str, Any]:  # the Tuner pickles its config; the study stays
+        return {"_metric": self._metric, "_mode": self._mode}
+
+
+class StepSearcher(StudySearcher):
     """Tune's side of a StepSearch. Its state is the Optuna study, so Tune's own searcher
     checkpoints are skipped; a step search resumes from the study, not from Tuner.restore.
 
@@ -66,15 +81,6 @@ class StepSearcher(Searcher):
         verdict = self.search.tell(probe.number, loss)
         if self.on_probe:
             self.on_probe(probe, trial_id, loss, verdict)
-
-    def save(self, checkpoint_path: str) -> None:
-        pass  # the study is the state
-
-    def restore(self, checkpoint_path: str) -> None:
-        pass
-
-    def __getstate__(self) -> dict[str, Any]:  # the Tuner pickles its config; the study stays
-        return {"_metric": self._metric, "_mode": self._mode}
 
 
 class ResultFeed(Callback):
