@@ -296,14 +296,14 @@ TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's own list of a
 
 
 def prune_checkpoints(run_folder: str) -> list[str]:
-    """Delete a Train run's checkpoints but its latest and its best (lowest val loss), as the
-    run's own snapshot lists them; returns the names deleted.
+    """Delete a finished Train run's checkpoints but its latest and its best (lowest val
+    loss), as the run's own snapshot lists them; returns the names deleted.
 
-    Train's `num_to_keep` does this inside the controller, which a Ctrl-C can cut between a
-    deletion and the snapshot that still names the deleted checkpoint. Here only checkpoints
-    older than the latest the snapshot already records are deleted, never one it is about to
-    name, and nothing a restore reads: a restore resumes from the latest. The snapshot is
-    JSON (nothing pickled is read); one that cannot be read (being written) prunes nothing."""
+    For runs that will never be restored (their curve ended completed or diverged): Train
+    refuses to restore a run whose snapshot names a checkpoint that is gone, and its own
+    `num_to_keep`, which forgets a checkpoint before deleting it, once left a resume after a
+    Ctrl-C without its checkpoint. Only checkpoints older than the latest are deleted. The
+    snapshot is JSON (nothing pickled is read); one that cannot be read prunes nothing."""
     import pyarrow.fs
 
     try:

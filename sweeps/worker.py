@@ -192,10 +192,11 @@ class TrainRun:
                 if self.reported:  # a gap between two reports of this fit: no start-up in it
                     self.longest_gap = max(self.longest_gap or 0.0, now - self.heard)
                 self.heard, self.reported = now, True
-                prune_checkpoints(self.run_folder)  # the latest and the best stay
                 break
             if self.stalled:
                 report, self.stalled = report | {"stalled": self.stalled}, None
+            if report["status"] in states.FINAL_CURVE:  # never restored again: the latest and best stay
+                prune_checkpoints(self.run_folder)
         self.last = report
         return report | {"done": report["status"] != states.RUNNING}
 

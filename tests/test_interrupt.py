@@ -129,7 +129,7 @@ def test_ctrl_c_stops_a_step_search_saying_so(tmp_path, data_dir):
     spec.write_text(SEARCH.format(data=data_dir))
     proc = ablate("search-steps", str(spec), "--storage", str(tmp_path / "runs"))
     for line in proc.stderr:
-        if line.strip().startswith("start"):  # the first probe was asked
+        if " start " in f" {line.strip()} ":  # the first probe was asked (a timestamped line)
             proc.send_signal(signal.SIGINT)
             break
     out, err = proc.communicate(timeout=300)
