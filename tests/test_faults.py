@@ -185,6 +185,7 @@ def test_item07_a_stopped_worker_is_a_stall_restarted_from_its_checkpoint(
     assert [r["step"] for r in rows] == [0, 4, 8, 12, 16] and rows[-1]["status"] == "completed"
     assert meta["restarts"] in ([8], [4])
     [run] = (tmp_path / "runs" / "stall" / "train").iterdir()  # item 12: the latest and the best kept
-    assert [p.name for p in run.glob("checkpoint_*")] and len(list(run.glob("checkpoint_*"))) <= 2
+    kept = [p.name for p in run.glob("checkpoint_*") if p.is_dir()]
+    assert 1 <= len(kept) <= 2, kept
     stalled = [line for line in capsys.readouterr().err.splitlines() if " stalled " in line]
     assert len(stalled) == 1 and "no report for" in stalled[0] and "restarted from the last checkpoint" in stalled[0]

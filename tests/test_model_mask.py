@@ -1,6 +1,7 @@
 """The document-causal sliding-window mask (RECORD.md, Attention mask): black-box on the tiny
 model, and the CUDA path's FlexAttention block masks against the CPU path's dense masks."""
 
+import functools
 import warnings
 
 import pytest
@@ -153,6 +154,29 @@ def kernel_view(bm, docs: torch.Tensor) -> torch.Tensor:
 LAYOUTS = pytest.mark.parametrize("block", [8, None], ids=["window blocks", "kernel blocks"])
 
 
+@functools.cache
+def inductor_cpu_flex_error(block: int) -> float:
+    """How far torch's own compiled CPU FlexAttention is from SDPA on a plain causal mask made
+    by torch's create_block_mask in `block`-token blocks: nothing of ours in it. (torch 2.13's
+    Inductor CPU kernel is wrong for 8-token blocks on some CPUs, e.g. an AVX2 AMD EPYC.)"""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 64, 16, generator=g) for _ in range(3))
+    mask = create_block_mask(lambda b, h, i, j: i >= j, 1, 1, 64, 64, device="cpu", BLOCK_SIZE=block)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = torch.compile(flex_attention, dynamic=False)(q, k, v, block_mask=mask)
+    return (got - torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)).abs().max().item()
+
+
+def skip_if_torch_is_wrong(block: int | None, backend: str = "inductor") -> None:
+    if block is not None and backend == "inductor" and inductor_cpu_flex_error(block) > 1e-4:
+        pytest.skip(f"torch's compiled CPU FlexAttention is itself wrong for {block}-token blocks on "
+                    f"this CPU (off by {inductor_cpu_flex_error(block):.2f} on a plain causal mask); "
+                    "the CUDA kernels are checked by tests/test_gpu.py")
+
+
 @LAYOUTS
 def test_block_masks_mean_exactly_the_dense_masks(block):
     cfg = GPTConfig.preset("tiny")
@@ -180,6 +204,7 @@ def test_flex_attention_agrees_with_sdpa_on_random_streams(block):
     CPU, with the block masks the model uses on CUDA, against SDPA with the dense masks."""
     from torch.nn.attention.flex_attention import flex_attention
 
+    skip_if_torch_is_wrong(block)
     cfg = GPTConfig.preset("tiny")
     flex = torch.compile(flex_attention, dynamic=False)
     g = torch.Generator().manual_seed(0)
@@ -197,6 +222,7 @@ def test_flex_attention_agrees_with_sdpa_on_random_streams(block):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_the_model_on_block_masks_equals_the_model_on_dense_masks(monkeypatch):
     """The whole tiny model with its CUDA path's masks and FlexAttention, run on CPU."""
+    skip_if_torch_is_wrong(8)
     model = tiny_model().requires_grad_(False)  # FlexAttention has no backward on CPU
     tokens = stream(64, [0, 13, 40])
     expected = model(tokens, window=3)
@@ -238,6 +264,7 @@ def test_the_cuda_path_compiles_as_one_graph_and_each_window_reuses_it(monkeypat
     traced to one graph and run by FlexAttention's reference path.)"""
     import torch._dynamo
 
+    skip_if_torch_is_wrong(block, backend)
     model = tiny_model().requires_grad_(False)
     tokens = stream(64, [0, 20, 41])
     expected = {w: model(tokens, window=w) for w in (3, 5)}
