@@ -55,7 +55,8 @@ def ablate_lines(err: str) -> list[str]:
 def test_item10_a_driver_whose_raylet_dies_still_names_the_folder_and_resume(tmp_path, data_dir):
     ray_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # this driver's raylet, and no other (short: a socket path)
     driver = start(tmp_path, data_dir, tmp_path / "runs", "raylet", RAY_TMPDIR=str(ray_dir))
-    subprocess.run(["pkill", "-9", "-f", f"raylet.*{ray_dir}"], check=True)
+    # the raylet binary itself (Ray's agents name the raylet's socket in their arguments too)
+    subprocess.run(["pkill", "-9", "-f", f"^\\S*/raylet/raylet .*{ray_dir}"], check=True)
     out, err = driver.communicate(timeout=180)
     folder = tmp_path / "runs" / "raylet"
     assert driver.returncode != 0
