@@ -1,7 +1,6 @@
 """The document-causal sliding-window mask (RECORD.md, Attention mask): black-box on the tiny
 model, and the CUDA path's FlexAttention block masks against the CPU path's dense masks."""
 
-import functools
 import warnings
 
 import pytest
@@ -154,27 +153,16 @@ def kernel_view(bm, docs: torch.Tensor) -> torch.Tensor:
 LAYOUTS = pytest.mark.parametrize("block", [8, None], ids=["window blocks", "kernel blocks"])
 
 
-@functools.cache
-def inductor_cpu_flex_error(block: int) -> float:
-    """How far torch's own compiled CPU FlexAttention is from SDPA on a plain causal mask made
-    by torch's create_block_mask in `block`-token blocks: nothing of ours in it. (torch 2.13's
-    Inductor CPU kernel is wrong for 8-token blocks on some CPUs, e.g. an AVX2 AMD EPYC.)"""
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, 2, 64, 16, generator=g) for _ in range(3))
-    mask = create_block_mask(lambda b, h, i, j: i >= j, 1, 1, 64, 64, device="cpu", BLOCK_SIZE=block)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = torch.compile(flex_attention, dynamic=False)(q, k, v, block_mask=mask)
-    return (got - torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)).abs().max().item()
-
-
 def skip_if_torch_is_wrong(block: int | None, backend: str = "inductor") -> None:
-    if block is not None and backend == "inductor" and inductor_cpu_flex_error(block) > 1e-4:
-        pytest.skip(f"torch's compiled CPU FlexAttention is itself wrong for {block}-token blocks on "
-                    f"this CPU (off by {inductor_cpu_flex_error(block):.2f} on a plain causal mask); "
-                    "the CUDA kernels are checked by tests/test_gpu.py")
+    """torch 2.13's compiled CPU FlexAttention gives wrong results for 8-token blocks on some
+    CPUs (an AVX2 AMD EPYC: off by 1.5 on a plain causal mask from torch's own
+    create_block_mask, exact at 16 and above; alone right, after other compiles in the same
+    process wrong), so these cases would test torch, not us. The block lists themselves are
+    checked exactly, kernel-free, by test_block_masks_mean_exactly_the_dense_masks; the CUDA
+    kernels by tests/test_gpu.py."""
+    if block is not None and backend == "inductor":
+        pytest.skip(f"torch's compiled CPU FlexAttention is unreliable for {block}-token blocks "
+                    "(see skip_if_torch_is_wrong)")
 
 
 @LAYOUTS
