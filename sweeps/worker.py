@@ -219,9 +219,7 @@ class TrainRun:
                 ray.get(self.controller.abort.remote(), timeout=60)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 pass  # abort ends by exiting the controller
-        self.thread.join(timeout=120)
-        while not self.bridge.queue.empty():
-            self.bridge.queue.get_nowait()
+        self._wind_down()
 
     def close(self) -> None:
         """Wait for a finished run to wind down; abort one stopped early (Tune's decision) so
@@ -233,8 +231,12 @@ class TrainRun:
         if self.thread.is_alive() and not finished:
             self._abort()
             return
+        self._wind_down()
+
+    def _wind_down(self) -> None:
+        """Wait for the fit thread, then leave the process's reused queue empty."""
         self.thread.join(timeout=120)
-        while not self.bridge.queue.empty():  # leave the reused queue empty
+        while not self.bridge.queue.empty():
             self.bridge.queue.get_nowait()
 
 
