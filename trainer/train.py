@@ -23,6 +23,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,7 +124,10 @@ class _Run:
         self.loss_sum = torch.zeros((), device=self.device)  # since the last validation, on device
         self.loss_count = 0
         self.warmup_ms = 0.0
+        self.status = "completed"
         self._t0: float | None = None
+        if self.cuda:  # a warm worker's earlier runs: this run's own peak
+            torch.cuda.reset_peak_memory_stats(self.device)
 
     # --- data ---------------------------------------------------------------------------------
     def _to_device(self, tokens: np.ndarray, *shape: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,15 +365,32 @@ class _Run:
 
     # --- the loop -------------------------------------------------------------------------
     def run(self, resume: Path | None) -> Result:
+        """Train to the end, handing each validation point to the reporter."""
+        points = self.points(resume)
+        for metrics, checkpoint in points:
+            if self.reporter is None:
+                continue
+            try:
+                self.reporter.report(metrics, checkpoint)
+            except BaseException as e:  # raised inside the run, which marks its curve failed
+                points.throw(e)
+        return Result(self.status, self.rows,
+                      Path(self.cfg.out) if self.cfg.out and self.rank == 0 else None, self.warmup_ms)
+
+    def points(self, resume: Path | None) -> Iterator[tuple[dict[str, Any], Path | None]]:
+        """Train, yielding each validation point's metrics and (rank 0, when one is due) a
+        checkpoint folder that lives until the next point is asked for. Every rank yields at
+        the same points, so a warm worker group can stop a run between two of them (closing
+        the generator) and keep its process group for the next run."""
         cfg = self.cfg
         if resume is not None:
             self.load_state_dict(load_checkpoint(resume))
             self.restarts.append(self.step)
-        status = "completed"
+        self.status = "completed"
         try:
             self.warm_up()
             if resume is None:
-                self.validate("completed" if self.step == cfg.num_iterations else "running")
+                yield from self.validate("completed" if self.step == cfg.num_iterations else "running")
             self.start_clock()
             while self.step < cfg.num_iterations:
                 self.train_step(*self.batch())
@@ -380,13 +401,15 @@ class _Run:
                     loss = self.train_loss()  # a host read: every rank gets the same verdict
                     if not math.isfinite(loss):
                         self.stop_clock()
-                        status = "diverged"
-                        self.validate(status, val_loss=float("nan"), train_loss=loss)
+                        self.status = "diverged"
+                        yield from self.validate(self.status, val_loss=float("nan"), train_loss=loss)
                         break
                 if due:
                     self.stop_clock()
-                    self.validate("completed" if last else "running", train_loss=loss)
+                    yield from self.validate("completed" if last else "running", train_loss=loss)
                     self.start_clock()
+        except GeneratorExit:  # stopped between two points (early stopping): the curve stays as is
+            raise
         except BaseException:
             if self.rows:
                 self.rows[-1] = self.rows[-1] | {"status": "failed"}
@@ -394,11 +417,9 @@ class _Run:
             raise
         finally:
             self.close()
-        return Result(status, self.rows, Path(cfg.out) if cfg.out and self.rank == 0 else None,
-                      self.warmup_ms)
 
     def validate(self, status: str, val_loss: float | None = None,
-                 train_loss: float | None = None) -> None:
+                 train_loss: float | None = None) -> Iterator[tuple[dict[str, Any], Path | None]]:
         if val_loss is None:
             val_loss = self.evaluate()
         row = self.record(val_loss, status, train_loss)
@@ -411,8 +432,7 @@ class _Run:
                 and status == "running":
             ckpt = self.checkpoint()
         try:
-            if self.reporter is not None:
-                self.reporter.report(_metrics(row), ckpt)
+            yield _metrics(row), ckpt
         finally:
             if ckpt is not None:
                 shutil.rmtree(ckpt, ignore_errors=True)
