@@ -1,15 +1,11 @@
-"""How a trial's workers find each other: Ray Train's TorchConfig, with the c10d store
-confined to the address the workers reach rank 0 at.
+"""How a trial's workers find each other: a c10d store confined to the address the workers
+reach rank 0 at.
 
 torch's TCPStore (which every rank joins to set up gloo or NCCL) listens on every interface
-and answers any client that connects, so under Ray Train's default a trial opens a port to
-whoever can reach the node. Given a socket already bound, the store listens on that instead:
-rank 0 binds one to its Ray node address, or to 127.0.0.1 when the whole gang is on one node
-(always, on the embedded Ray), and every rank joins through it. The rest is Ray's: the
-environment the trainer reads (RANK, LOCAL_RANK, ...), the backend's timeout, NCCL's error
-handling.
-
-Runs inside Ray Train (the controller calls `on_start`; the functions run on the workers).
+and answers any client that connects, so a default rendezvous opens a port to whoever can
+reach the node. Given a socket already bound, the store listens on that instead: rank 0
+binds one to its Ray node address, or to 127.0.0.1 when the whole gang is on one node
+(always, on the embedded Ray), and every rank joins through it (sweeps/gang.py).
 """
 
 from __future__ import annotations
@@ -17,35 +13,9 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-from dataclasses import dataclass
-
-import ray
-from ray.train.torch import TorchConfig
-from ray.train.torch.config import _set_torch_distributed_env_vars, _TorchBackend
 
 LOOPBACK = "127.0.0.1"
 _listener: socket.socket | None = None  # rank 0's bound socket, open for the store's life
-
-
-@dataclass
-class BoundStoreConfig(TorchConfig):
-    """TorchConfig whose process group is set up by BoundStoreBackend."""
-
-    @property
-    def backend_cls(self):
-        return BoundStoreBackend
-
-
-class BoundStoreBackend(_TorchBackend):
-    def on_start(self, worker_group, backend_config: BoundStoreConfig):
-        nodes = worker_group.execute(ray.util.get_node_ip_address)
-        address = LOOPBACK if len(set(nodes)) == 1 else nodes[0]  # a gang on one node: loopback
-        port = worker_group.execute_single(0, listen, address)
-        worker_group.execute(_set_torch_distributed_env_vars)
-        ray.get([worker_group.execute_single_async(
-            rank, join, backend=backend_config.backend or "gloo", address=address, port=port,
-            world_rank=rank, world_size=len(worker_group), timeout_s=backend_config.timeout_s)
-            for rank in range(len(worker_group))])
 
 
 def listen(address: str) -> int:

@@ -6,7 +6,7 @@ A sweep's folder, `<storage>/<name>/`:
     sweep.json              the spec and trial settings, for `ablate resume` and `ablate status`
     trials.json             each trial's state and config, as the driver last saw them
     curves/<trial>.parquet  one curve per trial (the trainer writes, results reads)
-    train/<trial>/          Ray Train's runs and checkpoints
+    checkpoints/<trial>/    its latest and best checkpoints (sweeps/checkpoints.py)
     experiment_state-*.json, tuner.pkl, ...   Tune's own state (never read back: it pickles)
 
 No torch and no ray here: `ablate status` and `--dry-run` stay light.
@@ -15,7 +15,6 @@ No torch and no ray here: `ablate status` and `--dry-run` stay light.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -292,48 +291,6 @@ def last_row(location: str) -> dict[str, Any] | None:
     return row
 
 
-TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's own list of a run's checkpoints
-
-
-def prune_checkpoints(run_folder: str) -> list[str]:
-    """Delete a finished Train run's checkpoints but its latest and its best (lowest val
-    loss), as the run's own snapshot lists them; returns the names deleted.
-
-    For runs that will never be restored (their curve ended completed or diverged): Train
-    refuses to restore a run whose snapshot names a checkpoint that is gone, and its own
-    `num_to_keep`, which forgets a checkpoint before deleting it, once left a resume after a
-    Ctrl-C without its checkpoint. Only checkpoints older than the latest are deleted. The
-    snapshot is JSON (nothing pickled is read); one that cannot be read prunes nothing."""
-    import pyarrow.fs
-
-    try:
-        snapshot = json.loads(read_text(join(run_folder, TRAIN_SNAPSHOT)))
-        listed = [r["checkpoint_dir_name"] for r in snapshot["checkpoint_results"]]
-        latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
-        losses = {r["checkpoint_dir_name"]: r["metrics"].get("val_loss")
-                  for r in snapshot["checkpoint_results"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return []
-    if latest not in listed:
-        return []
-    finite = {name: loss for name, loss in losses.items()
-              if isinstance(loss, (int, float)) and math.isfinite(loss)}
-    best = min(finite, key=finite.__getitem__) if finite else latest
-    fs, root = filesystem(run_folder)
-    deleted = []
-    for name in listed[:listed.index(latest)]:
-        if name in (best, latest) or not CHECKPOINT_DIR.fullmatch(name):
-            continue
-        path = f"{root.rstrip('/')}/{name}"
-        if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
-            fs.delete_dir(path)
-            deleted.append(name)
-    return deleted
-
-
-CHECKPOINT_DIR = re.compile(r"checkpoint_[0-9_.-]+")  # Train's names: no path climbs out
-
-
 # --- the data a sweep reads -----------------------------------------------------------------
 
 def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
@@ -361,15 +318,15 @@ def resolve_data(spec: SweepSpec, storage: str | Path) -> Path:
 
 def check_links_stay_inside(folder: str) -> None:
     """Refuse a sweep folder with a link that leads out of it where a resume writes: any of
-    its own entries (curves/, weights/, train/, mlflow.db, wandb/, ...) or anything below
-    curves/, weights/ and train/ (checkpoints). A resume would write through it, and a
+    its own entries (curves/, weights/, checkpoints/, mlflow.db, wandb/, ...) or anything below
+    curves/, weights/ and checkpoints/. A resume would write through it, and a
     teammate's folder must not make a resume write elsewhere. Links that trackers make
     inside their own runs (W&B's logs) are theirs. A URI has no links."""
     if is_uri(folder):
         return
     root = Path(folder).resolve()
     paths = list(root.iterdir()) if root.is_dir() else []
-    for sub in ("curves", "weights", "train"):
+    for sub in ("curves", "weights", "checkpoints"):
         if (root / sub).is_dir() and not (root / sub).is_symlink():
             for where, dirs, files in os.walk(root / sub):  # links to folders: not followed
                 paths += [Path(where, name) for name in dirs + files]

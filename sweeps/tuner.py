@@ -8,7 +8,7 @@ the same in every session, and each trial finds its curve and checkpoint by its 
 The trial's own driver holds only a custom `trial_slot` resource where the cluster declares
 one (the embedded Ray does; examples/cluster.yaml gives the head node some), else a little
 of Ray's memory resource: never a CPU its workers need. Its workers reserve W x (CPU, GPU)
-as one gang through Ray Train's scaling config.
+as one gang, bundles of the trial's placement group (sweeps/worker.py, sweeps/gang.py).
 """
 
 from __future__ import annotations
@@ -36,13 +36,9 @@ from ablate.sweeps.storage import (
 
 TRIAL_SLOT = "trial_slot"
 DRIVER_MEMORY = 64 * 2**20  # bytes of Ray's memory resource a trial driver reserves where no slot is declared
-# Ray Train's controller polls workers every 2 s by default and ray.train.report blocks until
-# it does: with reports only at validation points, 0.1 s keeps that wait negligible.
-RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
-# The embedded Ray runs on one machine that nobody preempts: skip Train's preemption-watcher
-# actor (a process per trial). Clusters keep it (spot nodes). And no Prometheus export: its
-# port listens on every interface with no token, and nothing here reads it.
-EMBEDDED_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_enable_metrics_collection": "0"}
+# The embedded Ray runs on one machine: no Prometheus export (its port listens on every
+# interface with no token, and nothing here reads it).
+EMBEDDED_ENV = {"RAY_enable_metrics_collection": "0"}
 # Joining a cluster: how long the head may take to answer a TCP connect, how many times Ray
 # asks its GCS for the cluster id (~40 s each; Ray's default of 20 is a quarter hour), and
 # the token authentication that `ray start` turns on in Ray 2.60 (the token from
@@ -68,7 +64,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if address:
         join_environment()
 
-    env = {k: os.environ.get(k, v) for k, v in (RAY_ENV | ({} if address else EMBEDDED_ENV)).items()}
+    env = {k: os.environ.get(k, v) for k, v in ({} if address else EMBEDDED_ENV).items()}
     os.environ.update(env)  # the local raylet and its workers inherit these
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress view replaces Tune's
     kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=False,
@@ -247,12 +243,14 @@ def trial_settings(spec: SweepSpec, storage: str | Path, data: str | Path) -> di
                 builtin=spec.data == BUILTIN_DATA, trial_prefix=new_prefix()) | spec_settings(spec)
 
 
-def _trainable(settings: dict[str, Any]):
+def trainable(settings: dict[str, Any]):
+    """The Trial class with the sweep's typed settings and its resource request (sweeps/worker.py)."""
     from ray import tune
 
-    from ablate.sweeps.worker import Trial
+    from ablate.sweeps.worker import Trial, TrialSettings
 
-    return tune.with_resources(tune.with_parameters(Trial, settings=settings), trial_resources())
+    typed = TrialSettings.of(settings)
+    return tune.with_resources(tune.with_parameters(Trial, settings=typed), typed.placement_group())
 
 
 def earlier_sessions(folder: str, stopped: set[str]) -> tuple[set[str], list[tuple]]:
@@ -326,7 +324,7 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
     else:
         trials, samples = same_trial_ids(settings["trial_prefix"], at_once, points), len(points or [0])
     return tune.Tuner(
-        _trainable(settings | {"stopped": sorted(stopped)}),
+        trainable(settings | {"stopped": sorted(stopped)}),
         param_space=space,
         tune_config=tune.TuneConfig(
             search_alg=trials, scheduler=control.hold(scheduler), num_samples=samples,

@@ -1,36 +1,39 @@
-"""The bridge from Ray to the trainer: a Tune trial runs one Ray Train job of W workers.
+"""The bridge from Tune to the trainer: a Tune trial is a run of the trial's config on a warm
+worker group (sweeps/gang.py), one validation point per Tune step.
 
-Ray 2.60 runs Train V2: `Tuner(TorchTrainer)` no longer works, so a Tune trial (the `Trial`
-class; `run_trial` is the same as a function) builds a TorchTrainer and fits it in a thread,
-and a Train callback (TuneBridge) hands the workers' reports back to it. The Train run is
-named after the Tune trial, so a restarted trial resumes from its last checkpoint.
+The trainable is a Tune class (`Trial`) that Tune reuses for trial after trial of a sweep
+(`reuse_actors`): its gang of W workers, their processes, imports and process group stay,
+and each trial starts from its own config alone (a warm trial equals a cold one, bit for
+bit on CPU). What crosses into it is typed: `TrialSettings` (the sweep's) and the trial's
+TrainConfig, built once here.
+
+Faults: a worker that dies, fails or stalls (no report for the stall limit) takes its gang
+with it; a new gang continues the trial from its last checkpoint (sweeps/checkpoints.py), at
+most `max_failures` times, and its next report says so (`stalled`). Out of restarts, the
+trial fails (and `ablate resume` tries it again).
 
 Curves: with local (shared) storage rank 0 writes the curve in place. With a URI (s3://, ...)
-it writes the curve to a local file and copies it into storage through pyarrow.fs before each
-report, so every validation point is in storage before Tune hears of it.
+it writes the curve to a local file and copies it into storage before each report, so every
+validation point is in storage before Tune hears of it.
 """
 
 from __future__ import annotations
 
-import functools
-import queue
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ray.train
+import ray
 from ray import tune
-from ray.train import Checkpoint, FailureConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
-from ray.train.v2._internal.execution.callback import ControllerCallback  # Train's own hook; ray pinned
 
 from ablate.results.curves import SWEEP_KEY, curve_path
 from ablate.sweeps import states
-from ablate.sweeps.rendezvous import BoundStoreConfig
-from ablate.sweeps.storage import curve_location, is_uri, join, last_row, prune_checkpoints, upload
+from ablate.sweeps.checkpoints import latest_checkpoint, trial_checkpoints
+from ablate.sweeps.gang import Gang, Point, TrialWork
+from ablate.sweeps.storage import curve_location, is_uri, last_row
 
 REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms", "tokens_seen",
             "status")
@@ -39,50 +42,52 @@ REPORTED = ("step", "num_iterations", "val_loss", "train_loss", "train_time_ms",
 STALL_STARTUP_S = 30 * 60  # before its first report: imports, data, compilation
 STALL_FLOOR_S = 5 * 60
 STALL_GAPS = 10  # times the longest gap between two of its reports so far
+STOP_TIMEOUT_S = 60  # for workers to leave a trial stopped early; else the gang is replaced
 
 
-class RayReporter:
-    """Sends each validation point (and rank 0's checkpoint) through ray.train.report, which
-    every worker calls the same number of times. Adds the worker's node id (Tune's result
-    only; the curve stays free of placement details) and first publishes the curve."""
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep (or step search) shares, typed: where it writes, what it
+    reads, the gang's shape, its fault limits, and what its curves record of the sweep."""
 
-    def __init__(self, publish: Callable[[], None] | None = None):
-        self.publish = publish
-        self.node_id = ray.get_runtime_context().get_node_id()
+    storage: str
+    sweep: str
+    data: str
+    workers: int
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    placement: str = "pack"
+    max_failures: int = 1
+    stall_timeout: float | None = None
+    builtin: bool = False  # prepare the built-in corpus on each node that lacks it
+    sweep_meta: dict[str, Any] = field(default_factory=dict)  # axes, target, baseline
+    stopped: frozenset[str] = frozenset()  # trials early stopping ended in an earlier session
 
-    def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
-        if self.publish is not None:
-            self.publish()
-        ray.train.report(metrics | {"node_id": self.node_id},
-                         checkpoint=Checkpoint.from_directory(str(checkpoint))
-                         if checkpoint is not None else None)
+    @classmethod
+    def of(cls, settings: dict[str, Any]) -> TrialSettings:
+        """From the settings dict that the sweep's spec gives (sweeps/tuner.py trial_settings)."""
+        res = settings["resources"]
+        meta = {"axes": settings.get("axes", []), "target": settings.get("target")}
+        meta |= {"baseline": settings["baseline"]} if settings.get("baseline") else {}
+        return cls(storage=str(settings["storage"]), sweep=settings["sweep"], data=str(settings["data"]),
+                   workers=res["workers"], cpus_per_worker=res["cpus_per_worker"],
+                   gpus_per_worker=res["gpus_per_worker"], placement=res.get("placement", "pack"),
+                   max_failures=settings["max_failures"], stall_timeout=settings.get("stall_timeout"),
+                   builtin=settings.get("builtin", False), sweep_meta=meta,
+                   stopped=frozenset(settings.get("stopped", ())))
 
+    def placement_group(self):
+        """Tune's resource request for one trial: its driver (bundle 0: a trial slot where the
+        cluster declares them, else a little of Ray's memory resource; never a CPU its workers
+        need) and one bundle per worker, as one gang."""
+        from ray.tune import PlacementGroupFactory
 
-class TuneBridge(ray.train.UserCallback):
-    """Runs in the Train controller: puts rank 0's metrics of every report, with the
-    controller's own handle, on a queue that the trial's driver reads.
+        from ablate.sweeps.tuner import trial_resources
 
-    Used instead of Ray's TuneReportCallback, which forwards reports from Tune's main thread
-    and in Ray 2.60 deadlocks there (Queue.put on a full result queue, forever) when the last
-    report is still in flight as the trial function returns: seen on a loaded 2-core machine
-    with the health check at 0.1 s."""
-
-    def __init__(self):
-        self.queue = _report_queue()
-
-    def after_report(self, run_context, metrics, checkpoint):
-        self.queue.put((metrics[0], ray.get_runtime_context().current_actor))
-
-
-class ControllerHello(ControllerCallback):
-    """Hands the trial's driver the Train controller as soon as it starts, before any report:
-    a run that stalls before its first validation point can still be aborted."""
-
-    def __init__(self, reports):
-        self.queue = reports
-
-    def after_controller_start(self, train_run_context):
-        self.queue.put((None, ray.get_runtime_context().current_actor))
+        gpus = {"GPU": self.gpus_per_worker} if self.gpus_per_worker else {}
+        worker = {"CPU": self.cpus_per_worker} | gpus
+        return PlacementGroupFactory([trial_resources(), *[dict(worker)] * self.workers],
+                                     strategy=self.placement.upper())
 
 
 def stall_limit(setting: float | None, longest_gap: float | None) -> float:
@@ -96,75 +101,50 @@ def stall_limit(setting: float | None, longest_gap: float | None) -> float:
 
 
 class TrialStalled(RuntimeError):
-    """A trial whose run stalled more often than max_failures allows restarts."""
+    """A gang that sent no report for the stall limit (a stopped or hung worker)."""
 
 
-@functools.cache
-def _report_queue():
-    """One queue actor per trial-driver process: a reused driver (reuse_actors) reuses it;
-    each Train run leaves it empty when it closes."""
-    from ray.util.queue import Queue
+class Slot:
+    """The trainable's gang, made when first needed and kept across the trials Tune runs in
+    this process; replaced whole when one of its workers fails."""
 
-    return Queue(actor_options={"num_cpus": 0})
+    def __init__(self, settings: TrialSettings):
+        self.settings, self.current = settings, None
+
+    def gang(self) -> Gang:
+        if self.current is None:
+            s = self.settings
+            self.current = Gang(s.workers, s.cpus_per_worker, s.gpus_per_worker)
+        return self.current
+
+    def discard(self) -> None:
+        if self.current is not None:
+            self.current.kill()
+            self.current = None
 
 
-class TrainRun:
-    """A trial's Ray Train run, fitting in a background thread, and the reports it sends
-    back (one per validation point). A trial whose curve already ends completed or diverged
-    only gives back its last row: Tune's experiment state can lag the curves by seconds, and
-    a resumed sweep must never train a finished trial again.
+class TrialRun:
+    """A trial's run on the slot's gang, and the reports it sends back (one per validation
+    point). A trial whose curve already ends completed or diverged only gives back its last
+    row: Tune's experiment state can lag the curves by seconds, and a resumed sweep must never
+    train a finished trial again."""
 
-    A run that stalls (no report for stall_limit seconds: a stopped or hung worker, whose
-    process Ray still sees alive) is aborted and started again, resuming from its last
-    checkpoint, at most max_failures times; its next report says so (`stalled`)."""
-
-    def __init__(self, config: dict[str, Any], settings: dict[str, Any], trial_id: str):
-        storage, sweep, res = settings["storage"], settings["sweep"], settings["resources"]
-        self.final = final_row(storage, sweep, trial_id, settings.get("stopped", ()))
-        self.controller, self.last, self.error = None, None, None
-        self.thread = None
-        self.stall_setting, self.restarts_left = settings.get("stall_timeout"), settings["max_failures"]
-        self.heard, self.reported, self.longest_gap, self.stalled = time.monotonic(), False, None, None
+    def __init__(self, slot: Slot, config: dict[str, Any], settings: TrialSettings, trial_id: str):
+        self.slot, self.settings = slot, settings
+        self.final = final_row(settings.storage, settings.sweep, trial_id, settings.stopped)
+        self.last: dict[str, Any] | None = None
+        self.restarts_left, self.stalled = settings.max_failures, None
+        self.heard, self.reported, self.longest_gap = time.monotonic(), False, None
+        self.running = False
         if self.final is not None:
             return
-        uri = curve_location(storage, sweep, trial_id) if is_uri(storage) else None
-        local_root = Path(tempfile.gettempdir()) / "ablate" if uri else storage
-        labels = dict(data=settings["data"], sweep=sweep, trial_id=trial_id, workers=res["workers"],
-                      out=str(curve_path(local_root, sweep, trial_id)),
-                      _curve_uri=uri, _builtin=settings.get("builtin", False),
-                      _sweep_meta=sweep_meta(settings))
-        self.bridge = TuneBridge()
-        self.run_folder = join(storage, sweep, "train", trial_id)
-        gpus = res["gpus_per_worker"]
-        per_worker = {"CPU": res["cpus_per_worker"]} | ({"GPU": gpus} if gpus else {})
-        self.trainer = functools.partial(
-            TorchTrainer,
-            train_worker,
-            train_loop_config={**config, **labels},
-            torch_config=BoundStoreConfig(backend="nccl" if gpus else "gloo"),
-            scaling_config=ScalingConfig(num_workers=res["workers"], use_gpu=bool(gpus),
-                                         resources_per_worker=per_worker,
-                                         placement_strategy=res.get("placement", "pack").upper()),
-            run_config=ray.train.RunConfig(
-                name=trial_id, storage_path=join(storage, sweep, "train"),
-                callbacks=[self.bridge, ControllerHello(self.bridge.queue)],
-                failure_config=FailureConfig(max_failures=settings["max_failures"])),
-        )
+        self.work = trial_work(config, settings, trial_id)
         self._start()
 
     def _start(self) -> None:
-        """Fit a new TorchTrainer of the run (the same name: it resumes from the run's last
-        checkpoint, if it has one)."""
-        self.controller, self.error, self.heard, self.reported = None, None, time.monotonic(), False
-        self.thread = threading.Thread(target=self._fit, args=(self.trainer(),), name="train-fit",
-                                       daemon=True)
-        self.thread.start()
-
-    def _fit(self, trainer: TorchTrainer) -> None:
-        try:
-            trainer.fit()
-        except BaseException as e:  # raised again by next()
-            self.error = e
+        """Start the trial on the gang, from its latest checkpoint if it has one."""
+        self.slot.gang().start(self.work, latest_checkpoint(self.work.checkpoints))
+        self.heard, self.reported, self.running = time.monotonic(), False, True
 
     def next(self) -> dict[str, Any]:
         """The next validation point's metrics, with `done` set on the last one."""
@@ -173,155 +153,116 @@ class TrainRun:
             report["num_iterations"] = self.final["config"].get("num_iterations",
                                                                 report["num_iterations"])
         else:
-            while True:
-                try:
-                    report, self.controller = self.bridge.queue.get(timeout=0.5)
-                except queue.Empty:
-                    if not self.thread.is_alive() and self.bridge.queue.empty():
-                        raise self.error or RuntimeError(
-                            "the Train run ended without reporting its last validation point"
-                        ) from None
-                    silent = time.monotonic() - self.heard
-                    gap = self.longest_gap if self.reported else None  # None: starting up
-                    if silent > stall_limit(self.stall_setting, gap):
-                        self._restart(silent)
-                    continue
-                if report is None:  # the controller's hello
-                    continue
-                now = time.monotonic()
-                if self.reported:  # a gap between two reports of this fit: no start-up in it
-                    self.longest_gap = max(self.longest_gap or 0.0, now - self.heard)
-                self.heard, self.reported = now, True
-                break
+            point = self._next_point()
+            report = point.metrics | {"node_id": point.node_id}
             if self.stalled:
                 report, self.stalled = report | {"stalled": self.stalled}, None
-            if report["status"] in states.FINAL_CURVE:  # never restored again: the latest and best stay
-                prune_checkpoints(self.run_folder)
         self.last = report
-        return report | {"done": report["status"] != states.RUNNING}
+        done = report["status"] != states.RUNNING
+        self.running = self.running and not done
+        return report | {"done": done}
 
-    def _restart(self, silent: float) -> None:
-        """Abort a stalled run (its workers killed, stopped ones too) and fit it again from
-        its last checkpoint; a trial out of restarts fails (and `ablate resume` retries it)."""
-        why = f"no report for {silent:.0f} s (stall limit)"
-        self._abort()
-        if self.restarts_left <= 0:
-            raise TrialStalled(f"stalled: {why}, and no restart left (sweep.max_failures)")
-        self.restarts_left -= 1
-        self.stalled = f"{why}: its workers were restarted from the last checkpoint"
-        self._start()
-
-    def _abort(self) -> None:
-        """End the Train run now: what Ray's own Ctrl-C handler calls (workers and placement
-        group go); then leave the reused queue empty."""
-        if self.controller is not None:
+    def _next_point(self) -> Point:
+        """Rank 0's next point; a failed or stalled gang is replaced and the trial continues
+        from its last checkpoint, while restarts are left."""
+        while True:
             try:
-                ray.get(self.controller.abort.remote(), timeout=60)
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                pass  # abort ends by exiting the controller
-        self._wind_down()
+                point = self._wait()
+            except (ray.exceptions.RayError, TrialStalled) as e:
+                self.slot.discard()
+                self.running = False
+                if self.restarts_left <= 0:
+                    raise
+                self.restarts_left -= 1
+                self.stalled = f"{why_restarted(e)}: its workers were restarted from the last checkpoint"
+                self._start()
+                continue
+            now = time.monotonic()
+            if self.reported:  # a gap between two reports of this start: no start-up in it
+                self.longest_gap = max(self.longest_gap or 0.0, now - self.heard)
+            self.heard, self.reported = now, True
+            return point
+
+    def _wait(self) -> Point:
+        """Every rank's next point (rank 0's is returned); the first failure among them is
+        raised at once, and a gang silent for the stall limit is stalled."""
+        refs = self.slot.gang().next_refs()
+        pending, points = list(refs), {}
+        while pending:
+            silent = time.monotonic() - self.heard
+            gap = self.longest_gap if self.reported else None  # None: starting up
+            left = stall_limit(self.settings.stall_timeout, gap) - silent
+            if left <= 0:
+                raise TrialStalled(f"no report for {silent:.0f} s (stall limit)")
+            ready, pending = ray.wait(pending, num_returns=1, timeout=min(left, 5.0))
+            for ref in ready:
+                points[ref] = ray.get(ref)
+        point = points[refs[0]]
+        if point is None:
+            raise RuntimeError("the run ended without reporting its last validation point")
+        return point
 
     def close(self) -> None:
-        """Wait for a finished run to wind down; abort one stopped early (Tune's decision) so
-        that its workers and their placement group go now. Train's own cleaner would need
-        the State API, which the embedded Ray (no dashboard) does not serve."""
-        if self.thread is None:
+        """Leave a trial stopped early (Tune's decision): its workers drop it between two
+        points and wait for the next; a gang that does not answer is replaced."""
+        if not self.running:
             return
-        finished = self.last is not None and self.last["status"] != states.RUNNING
-        if self.thread.is_alive() and not finished:
-            self._abort()
-            return
-        self._wind_down()
-
-    def _wind_down(self) -> None:
-        """Wait for the fit thread, then leave the process's reused queue empty."""
-        self.thread.join(timeout=120)
-        while not self.bridge.queue.empty():
-            self.bridge.queue.get_nowait()
+        self.running = False
+        try:
+            self.slot.gang().stop(timeout=STOP_TIMEOUT_S)
+        except ray.exceptions.RayError:
+            self.slot.discard()
 
 
 class Trial(tune.Trainable):
     """The sweep's trainable: a Tune class trial whose steps are validation points.
 
-    A class rather than a function so that Tune calls `cleanup` (or `reset_config`, when it
-    reuses the process) before it retires a trial: an early-stopped trial aborts its Train run
-    there instead of leaving its workers holding their CPUs and GPUs."""
+    Tune reuses it for the next trial (`reset_config`), gang and all; it calls `cleanup` (or
+    `reset_config`) before it retires a trial, so an early-stopped trial leaves its workers
+    free at once."""
 
-    def setup(self, config: dict[str, Any], settings: dict[str, Any]):
+    def setup(self, config: dict[str, Any], settings: TrialSettings):
         self.settings = settings
-        self.run = TrainRun(config, settings, self.trial_id)
+        self.slot = Slot(settings)
+        self.run = TrialRun(self.slot, config, settings, self.trial_id)
 
     def step(self) -> dict[str, Any]:
         return self.run.next()
 
     def cleanup(self):
         self.run.close()
+        self.slot.discard()
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self.run.close()
-        self.run = TrainRun(new_config, self.settings, self.trial_id)
+        self.run = TrialRun(self.slot, new_config, self.settings, self.trial_id)
         return True
 
 
-def sweep_meta(settings: dict[str, Any]) -> dict[str, Any]:
-    """What a trial's curve records of its sweep, for `ablate report`'s defaults."""
-    meta = {"axes": settings.get("axes", []), "target": settings.get("target")}
-    return meta | ({"baseline": settings["baseline"]} if settings.get("baseline") else {})
-
-
-def train_worker(config: dict[str, Any]) -> None:
-    """Per-worker function of the TorchTrainer: the process group is already set up."""
+def trial_work(config: dict[str, Any], settings: TrialSettings, trial_id: str) -> TrialWork:
+    """The trial's TrainConfig (its config plus where it runs and writes) and what its
+    workers need besides."""
     from ablate.trainer.config import TrainConfig
-    from ablate.trainer.data import ensure_builtin
-    from ablate.trainer.train import train
 
-    uri = config.pop("_curve_uri", None)
-    curve_meta = {SWEEP_KEY: config.pop("_sweep_meta")}
-    if config.pop("_builtin", False):
-        ensure_builtin(Path(config["data"]))
-    cfg = TrainConfig.from_flat(config)
-    rank0 = ray.train.get_context().get_world_rank() == 0
-    publish = (lambda: publish_trial(cfg.out, uri)) if uri and rank0 else None
-    checkpoint = ray.train.get_checkpoint()
-    try:
-        if checkpoint is None:
-            train(cfg, RayReporter(publish), curve_meta=curve_meta)
-        else:
-            with checkpoint.as_directory() as folder:
-                train(cfg, RayReporter(publish), resume=folder, curve_meta=curve_meta)
-    finally:
-        if publish is not None and Path(cfg.out).exists():
-            publish()  # the last rows, including a failure's
+    storage, sweep = settings.storage, settings.sweep
+    uri = curve_location(storage, sweep, trial_id) if is_uri(storage) else None
+    local_root = Path(tempfile.gettempdir()) / "ablate" if uri else storage
+    cfg = TrainConfig.from_flat({**config, "data": settings.data, "sweep": sweep, "trial_id": trial_id,
+                                 "workers": settings.workers,
+                                 "out": str(curve_path(local_root, sweep, trial_id))})
+    return TrialWork(config=cfg, checkpoints=trial_checkpoints(storage, sweep, trial_id),
+                     curve_meta={SWEEP_KEY: settings.sweep_meta}, curve_uri=uri,
+                     builtin=settings.builtin)
 
 
-def publish_trial(local: str, uri: str) -> None:
-    """Copy a trial's local curve (and, once it has them, its final weights) to URI storage:
-    the weights first, so a curve that says completed has its weights beside it."""
-    from ablate.trainer.weights import weights_location, weights_path
-
-    weights = weights_path(local)
-    if weights.exists():
-        upload(weights, weights_location(uri))
-    upload(local, uri)
-
-
-def run_trial(config: dict[str, Any], *, settings: dict[str, Any]) -> None:
-    """Tune function trainable: one trial = one distributed training of the trial's config.
-
-    Settings: storage, sweep, data, resources (workers, cpus_per_worker, gpus_per_worker,
-    placement), max_failures, builtin (prepare the built-in corpus on the node if missing).
-    Sweeps use the `Trial` class (early stopping frees resources there); this function form
-    serves searches that run each trial to its end."""
-    run = TrainRun(config, settings, tune.get_context().get_trial_id())
-    try:
-        while True:
-            report = run.next()
-            done = report.pop("done")
-            tune.report(report)
-            if done:
-                return
-    finally:
-        run.close()
+def why_restarted(error: BaseException) -> str:
+    """A failure of a gang's worker in a few words, for the restart's log line."""
+    if isinstance(error, TrialStalled):
+        return str(error)
+    if isinstance(error, ray.exceptions.RayTaskError):
+        cause = error.cause
+        return f"a worker failed ({type(cause).__name__}: {cause})" if cause else "a worker failed"
+    return f"a worker died ({type(error).__name__})"
 
 
 def final_row(storage: str, sweep: str, trial_id: str,

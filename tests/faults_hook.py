@@ -18,18 +18,21 @@ def install() -> None:
     rules = [r.split(":") for r in os.environ.get("ABLATE_TEST_FAULTS", "").split(",") if r]
     if not rules:
         return
+    import weakref
+
     import torch
     import torch.distributed as dist
 
     import ablate.model.gpt
 
-    forward, calls = ablate.model.gpt.GPT.forward, {}
+    forward = ablate.model.gpt.GPT.forward
+    calls = weakref.WeakKeyDictionary()  # per model: a warm worker builds one per trial
 
     def faulty(self, tokens, targets=None, **kwargs):
         out = forward(self, tokens, targets, **kwargs)
         if targets is None or not torch.is_grad_enabled():
             return out
-        calls[id(self)] = n = calls.get(id(self), 0) + 1
+        calls[self] = n = calls.get(self, 0) + 1
         for kind, k, at in rules:
             if self.config.extra_embeddings != int(k) or n != int(at):
                 continue

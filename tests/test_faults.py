@@ -44,12 +44,11 @@ def faulty_ray(tmp_path_factory):
     """A local Ray whose worker processes carry the fault hook."""
     import ray
 
-    from ablate.sweeps.tuner import RAY_ENV, TRIAL_SLOT
+    from ablate.sweeps.tuner import TRIAL_SLOT
 
     marks = tmp_path_factory.mktemp("marks")
-    env = dict(RAY_ENV, ABLATE_TEST_FAULTS=FAULTS, ABLATE_TEST_FAULT_DIR=str(marks),
+    env = dict(ABLATE_TEST_FAULTS=FAULTS, ABLATE_TEST_FAULT_DIR=str(marks),
                PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    os.environ.update(RAY_ENV)
     ray.init(num_cpus=2, resources={TRIAL_SLOT: 1000}, include_dashboard=False,
              log_to_driver=False, runtime_env={"env_vars": env,
                                                "worker_process_setup_hook": "faults_hook.install"})

@@ -450,6 +450,13 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: str | Path
     return _Run(cfg, reporter, curve_meta).run(Path(resume) if resume is not None else None)
 
 
+def training_points(cfg: TrainConfig, resume: str | Path | None = None,
+                    curve_meta: dict[str, Any] | None = None) -> Iterator[tuple[dict[str, Any], Path | None]]:
+    """A run as a generator of its validation points (see _Run.points): for a caller that
+    drives the run point by point and may stop it between two, as a warm worker does."""
+    return _Run(cfg, None, curve_meta).points(Path(resume) if resume is not None else None)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():

@@ -1,7 +1,7 @@
 """The step search on Ray Tune: a Tune Searcher whose suggestions are StepSearch's probes.
 
-Each probe is an ordinary Tune trial run by `ablate.sweeps.worker.run_trial` (a Ray Train job of W
-workers writing its curve under <storage>/<name>/curves/, as sweep trials do), so the cluster,
+Each probe is an ordinary Tune trial of the sweep's trainable (`ablate.sweeps.worker.Trial`: W
+warm workers writing its curve under <storage>/<name>/curves/, as sweep trials do), so the cluster,
 gang placement, retries and `ablate report` all work as for sweeps. Tune asks the searcher for
 a trial whenever it has room; the searcher answers with the next probe, None while the search
 waits for results, or FINISHED once it has its answer or has spent its budget.
@@ -104,18 +104,17 @@ def run_search(spec: SearchSpec, storage: Path, data: Path, search: StepSearch,
     """Run probes on the Ray this process is connected to until the search is finished;
     `on_probe` hears of each probe's start and end, `on_result` of each validation report."""
     from ablate.sweeps import tracking
-    from ablate.sweeps.tuner import concurrent_trials, trial_resources, trial_settings
-    from ablate.sweeps.worker import run_trial
+    from ablate.sweeps.tuner import concurrent_trials, trainable, trial_settings
 
     storage = storage.resolve()
     sweep = spec.sweep
     settings = trial_settings(sweep, storage, data)
     searcher = StepSearcher(search, storage, sweep.name, on_probe)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, settings=settings), trial_resources()),
+        trainable(settings),
         param_space={"preset": sweep.preset, **sweep.fixed},
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=-1,
+            search_alg=searcher, num_samples=-1, reuse_actors=True,
             max_concurrent_trials=sweep.max_concurrent_trials or concurrent_trials(sweep)),
         run_config=tune.RunConfig(name="search", storage_path=str(storage / sweep.name),
                                   verbose=0, callbacks=[ResultFeed(on_result), *tracking.callbacks(
