@@ -1,12 +1,14 @@
 """What a trial costs beyond its training: a sweep of N tiny trials on the embedded Ray against
-the same N trainings run back to back with `torchrun --nproc_per_node=W -m ablate.trainer train`.
+the same N trainings run back to back with `torchrun --nproc_per_node=W -m ablate.trainer train`,
+then a longer sweep (24 trials by default) to show the warm workers' cost spread over more.
 
-    .venv/bin/python bench/sweep_overhead.py                      # health-check 2 s and 0.1 s
-    .venv/bin/python bench/sweep_overhead.py --health-check 0.1 --tree /tmp/old-checkout
+    .venv/bin/python bench/sweep_overhead.py
+    .venv/bin/python bench/sweep_overhead.py --trials 6 --long 24
 
-Prints, per setting: the sweep's wall time, the ratio to torchrun's, the overhead per trial
-in seconds (sweep minus torchrun, divided by N), and each trial's fixed cost (its wall time in
-Tune minus its training time). Figures only: nothing is asserted.
+Prints: each run's wall time, the sweep-to-torchrun ratio, and each trial's fixed cost (its
+wall time, from Tune starting it to its last report, minus its training time), for the first
+trial of each concurrency slot (it starts the slot's worker group) and for the ones after.
+Figures only: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ extra_embeddings = {embeddings}
 """
 
 
-def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float | None = None) -> float | None:
+def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float | None = None,
+        stdout: Path | None = None) -> float | None:
     """Wall seconds of a command, or None if it hung past `timeout` (it and the Ray it
-    started, all in its own session, are then killed)."""
+    started, all in its own session, are then killed); its output goes to `stdout`."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+    sink = stdout.open("w") if stdout else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=sink,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _, err = proc.communicate(timeout=timeout)
@@ -78,39 +82,44 @@ def torchrun(configs, args, data: Path, out: Path, env) -> tuple[float, list[flo
     return total, fixed
 
 
-def sweep(args, data: Path, out: Path, env, interval: str) -> tuple[float | None, list[float]]:
-    from ray.tune import ExperimentAnalysis
+def sweep(args, data: Path, out: Path, env, trials: int) -> tuple[float | None, list[float], list[float]]:
+    """Wall seconds of a sweep of `trials` trials, and the fixed costs of its first trials (one
+    per slot: it starts the worker group) and of the others, from its --json-log events."""
+    import json
 
-    spec = out / f"spec-{interval}.toml"
-    spec.write_text(SPEC.format(data=data, seeds=args.seeds, workers=args.workers, steps=args.steps,
-                                val_every=args.val_every, embeddings=list(range(args.trials // args.seeds))))
-    storage = out / f"sweep-{interval}"
-    env = env | {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": interval}
-    wall = run([sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(storage)],
-               env, args.tree, timeout=args.timeout)
+    spec = out / f"spec-{trials}.toml"
+    seeds = min(args.seeds, trials)
+    spec.write_text(SPEC.format(data=data, seeds=seeds, workers=args.workers, steps=args.steps,
+                                val_every=args.val_every, embeddings=list(range(trials // seeds))))
+    storage, log = out / f"sweep-{trials}", out / f"events-{trials}.jsonl"
+    wall = run([sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(storage),
+                "--json-log"], env, ROOT, timeout=args.timeout, stdout=log)
     if wall is None:
-        return None, []
-    fixed = []
-    for trial in ExperimentAnalysis(str(storage / "overhead")).trials:
-        curve = storage / "overhead" / "curves" / f"{trial.trial_id}.parquet"
-        fixed.append(trial.last_result["time_total_s"] - train_seconds(curve))
-    return wall, fixed
+        return None, [], []
+    started, ended = {}, {}
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] in ("trial_start", "trial_end"):
+            (started if event["event"] == "trial_start" else ended)[event["trial_id"]] = event["time"]
+    order = sorted(started, key=started.__getitem__)
+    fixed = [ended[t] - started[t] - train_seconds(storage / "overhead" / "curves" / f"{t}.parquet")
+             for t in order if t in ended]
+    slots = args.slots
+    return wall, fixed[:slots], fixed[slots:]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=6)
+    p.add_argument("--long", type=int, default=24, help="trials of the second sweep (0: none)")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--val-every", type=int, default=20)
-    p.add_argument("--health-check", nargs="+", default=["2", "0.1"], metavar="S",
-                   help="RAY_TRAIN_HEALTH_CHECK_INTERVAL_S values to measure")
-    p.add_argument("--timeout", type=float, default=900, help="seconds before a sweep counts as hung")
-    p.add_argument("--tree", type=Path, default=ROOT,
-                   help="checkout whose `sweeps` to measure (e.g. an older one, for before/after)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before a sweep counts as hung")
     args = p.parse_args()
-    env = dict(os.environ, PYTHONPATH=str(args.tree), OMP_NUM_THREADS="1")
+    args.slots = max(1, (os.cpu_count() or 1) // args.workers)  # trials at once (1 CPU a worker)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     configs = [dict(extra_embeddings=k, seed=s, num_iterations=args.steps, val_every=args.val_every,
                     batch_size=8, val_tokens=2048)
                for k, s in itertools.product(range(args.trials // args.seeds), range(args.seeds))]
@@ -121,17 +130,20 @@ def main() -> None:
         run([sys.executable, "-m", "ablate.trainer", "data", "builtin", "--out", str(data)], env, ROOT)
         base, base_fixed = torchrun(configs, args, data, out, env)
         n = len(configs)
-        print(f"{n} trials of {args.steps} tiny steps on {args.workers} gloo workers, {os.cpu_count()} CPUs")
+        print(f"{n} trials of {args.steps} tiny steps on {args.workers} gloo workers, "
+              f"{os.cpu_count()} CPUs ({time.strftime('%Y-%m-%d')})")
         print(f"torchrun back to back: {base:6.1f} s  ({base / n:.1f} s a run, "
               f"fixed cost {statistics.mean(base_fixed):.1f} s a run)")
-        for interval in args.health_check:
-            wall, fixed = sweep(args, data, out, env, interval)
+        for trials in [n] + ([args.long] if args.long else []):
+            wall, first, later = sweep(args, data, out, env, trials)
             if wall is None:
-                print(f"sweep, health check {interval:>4} s: hung, killed after {args.timeout:.0f} s")
+                print(f"sweep of {trials}: hung, killed after {args.timeout:.0f} s")
                 continue
-            print(f"sweep, health check {interval:>4} s: {wall:6.1f} s  ratio {wall / base:4.2f}  "
-                  f"overhead {(wall - base) / n:5.1f} s a trial  "
-                  f"(in Tune: fixed cost {statistics.mean(fixed):.1f} s a trial)")
+            ratio = f"ratio {wall / base:4.2f}  " if trials == n else f"{wall / trials:.1f} s a trial  "
+            print(f"sweep of {trials:3d} trials: {wall:6.1f} s  {ratio}"
+                  f"fixed cost: first trial of a slot {statistics.mean(first):.2f} s, "
+                  f"later trials {statistics.mean(later) if later else float('nan'):.2f} s a trial "
+                  f"(median {statistics.median(later) if later else float('nan'):.2f} s)")
 
 
 if __name__ == "__main__":

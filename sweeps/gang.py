@@ -173,13 +173,13 @@ class GangWorker:
 
 
 class Gang:
-    """W GangWorkers on bundles 1..W of the calling trial's placement group, in one process
-    group."""
+    """W GangWorkers on bundles 1..W of the calling trial's placement group (or `group`), in
+    one process group whose store listens at `store` (address, port)."""
 
-    def __init__(self, workers: int, cpus_per_worker: float, gpus_per_worker: float):
+    def __init__(self, workers: int, cpus_per_worker: float, gpus_per_worker: float, group=None):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        group = ray.util.get_current_placement_group()
+        group = group or ray.util.get_current_placement_group()
         actor = ray.remote(GangWorker)
         self.workers = [
             actor.options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=0,
@@ -194,6 +194,7 @@ class Gang:
         nodes = [node for _, node, _ in places]
         address = rendezvous.LOOPBACK if len(set(nodes)) == 1 else places[0][0]
         port = ray.get(self.workers[0].listen.remote(address))
+        self.store = (address, port)
         calls = []
         for rank, (worker, (_, node, gpus)) in enumerate(zip(self.workers, places)):
             node_gpus = sorted({g for _, n, ids in places if n == node for g in ids}, key=_gpu_order)

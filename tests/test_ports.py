@@ -8,10 +8,8 @@ Listening sockets are read from /proc/net/tcp{,6}, as `ss -ltn` shows them."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -40,37 +38,23 @@ def listening(port: int) -> set[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc/net/tcp (Linux)")
-def test_item04_a_trials_store_listens_on_the_node_address_only(local_ray, tmp_path):
-    import ray.train
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
+def test_item04_a_trials_store_listens_on_the_node_address_only(local_ray):
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
 
-    from ablate.sweeps.rendezvous import BoundStoreConfig
+    from ablate.sweeps.gang import Gang
 
-    out = tmp_path / "store.json"
-
-    def store_address(config):  # on the workers: Ray ships it (and `listening`) by value
-        import json
-
-        import torch
-        import torch.distributed as dist
-
-        total = torch.ones(1)
-        dist.all_reduce(total)  # the group works
-        port = int(os.environ["MASTER_PORT"])
-        if dist.get_rank() == 0:
-            out.write_text(json.dumps({"sum": total.item(), "listening": sorted(listening(port)),
-                                       "master": os.environ["MASTER_ADDR"]}))
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    TorchTrainer(
-        store_address, torch_config=BoundStoreConfig(backend="gloo"),
-        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
-        run_config=ray.train.RunConfig(name="store", storage_path=str(tmp_path))).fit()
-    metrics = json.loads(out.read_text())
-    assert metrics["sum"] == 2.0
-    assert metrics["master"] == "127.0.0.1"  # the whole gang on one node: loopback
-    assert metrics["listening"] == ["127.0.0.1"], metrics  # not 0.0.0.0 / ::
+    group = placement_group([{"CPU": 0.01}, {"CPU": 0.5}, {"CPU": 0.5}])
+    ray.get(group.ready(), timeout=60)
+    gang = Gang(2, 0.5, 0, group=group)
+    try:
+        address, port = gang.store
+        assert len(set(gang.pids)) == 2  # two processes joined the group through the store
+        assert address == "127.0.0.1"  # the whole gang on one node: loopback
+        assert listening(port) == {"127.0.0.1"}  # not 0.0.0.0 / ::
+    finally:
+        gang.kill()
+        remove_placement_group(group)
 
 
 EMBEDDED = """
