@@ -15,33 +15,43 @@ def test_item12_a_bad_optuna_url_is_refused_before_the_corpus_is_written(tmp_pat
     assert not (tmp_path / "runs").exists()
 
 
-def snapshot(folder, names, latest, losses):
-    import json
+def kept(folder, step: int, val_loss) -> str:
+    """Keep a checkpoint as rank 0 does: from a local folder holding the state file."""
+    import tempfile
+    from pathlib import Path
 
-    results = [{"version": 0, "checkpoint_dir_name": n, "metrics": {"step": i, "val_loss": loss}}
-               for i, (n, loss) in enumerate(zip(names, losses))]
-    (folder / "checkpoint_manager_snapshot.json").write_text(json.dumps({
-        "checkpoint_results": results,
-        "latest_checkpoint_result": next(r for r in results if r["checkpoint_dir_name"] == latest)}))
+    from ablate.sweeps.checkpoints import keep_checkpoint
+
+    local = Path(tempfile.mkdtemp())
+    (local / "state.pt").write_bytes(b"state %d" % step)
+    return keep_checkpoint(local, str(folder), {"step": step, "val_loss": val_loss})
 
 
-def test_item12_a_run_keeps_its_latest_and_best_checkpoints_and_nothing_newer_is_touched(tmp_path):
-    from ablate.sweeps.storage import prune_checkpoints
+def test_item12_a_running_trial_keeps_only_its_latest_and_best_checkpoints(tmp_path):
+    from ablate.sweeps.checkpoints import latest_checkpoint, points
 
-    names = [f"checkpoint_2026-12-06_10-00-0{i}.000000" for i in range(6)]
-    for name in [*names, "checkpoint_in_flight", "notes"]:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "state.pt").write_bytes(b"x")
-    # the snapshot knows 0..4; 5 is being written (newer than the latest it names)
-    snapshot(tmp_path, names[:5], latest=names[4], losses=[5.0, 3.0, float("nan"), 4.0, 4.5])
-    assert sorted(prune_checkpoints(str(tmp_path))) == [names[0], names[2], names[3]]
-    left = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
-    assert left == sorted([names[1], names[4], names[5], "checkpoint_in_flight", "notes"])
-    assert prune_checkpoints(str(tmp_path)) == []  # listed but gone: nothing to do
+    folder = tmp_path / "checkpoints" / "t_00000"
+    for step, loss in [(4, 5.0), (8, 3.0), (12, float("nan")), (16, 4.0)]:
+        kept(folder, step, loss)
+    # the best (step 8, 3.0) and the latest (16); a diverged point is never "best"
+    assert sorted(p.name for p in folder.iterdir()) == ["step_000000008", "step_000000016"]
+    assert latest_checkpoint(str(folder)) == str(folder / "step_000000016")
+    kept(folder, 20, 2.0)  # a new best is also the latest: one left
+    assert list(points(str(folder))) == ["step_000000020"]
 
-    (tmp_path / "checkpoint_manager_snapshot.json").write_text('{"checkpoint_results": [')  # mid-write
-    assert prune_checkpoints(str(tmp_path)) == []
-    snapshot(tmp_path, ["../../escape", names[4]], latest=names[4], losses=[1.0, 2.0])
-    (tmp_path.parent / "escape").mkdir(exist_ok=True)
-    prune_checkpoints(str(tmp_path))
-    assert (tmp_path.parent / "escape").is_dir()  # a planted name never climbs out
+
+def test_a_half_written_or_planted_checkpoint_is_never_resumed_from(tmp_path):
+    from ablate.sweeps.checkpoints import latest_checkpoint, prune
+
+    folder = tmp_path / "t_00000"
+    kept(folder, 4, 5.0)
+    (folder / "step_000000008").mkdir()  # no state file: cut off mid-write
+    (folder / ".step_000000012.0a1b.tmp").mkdir()  # a temp name
+    (folder / "step_x").mkdir()  # not one of ours
+    (folder / "step_000000016").mkdir()
+    (folder / "step_000000016" / "state.pt").write_bytes(b"s")
+    (folder / "step_000000016" / "point.json").write_text('{"val_loss": [')  # corrupt: loss unknown
+    assert latest_checkpoint(str(folder)) == str(folder / "step_000000016")
+    assert prune(str(folder)) == []  # 16 the latest, 4 the best; incomplete ones are not ours to judge
+    assert (folder / "step_000000008").is_dir() and (folder / "step_x").is_dir()
+    assert latest_checkpoint(str(tmp_path / "none")) is None

@@ -88,7 +88,7 @@ def test_trials_use_both_nodes_and_resume_after_the_driver_is_killed(
         [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(storage),
          "--address", cluster.address, "--json-log"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])))
     first: list[dict] = []
     reader = threading.Thread(target=read_events, args=(proc, first, killable), daemon=True)
     reader.start()
@@ -130,7 +130,7 @@ def test_a_gang_larger_than_the_cluster_waits_saying_what_it_lacks(cluster, tmp_
         [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
          "--address", cluster.address, "--json-log"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])))
     first = proc.stdout.readline()
     assert first, proc.communicate()[1][-2000:]
     start = json.loads(first)
@@ -176,7 +176,7 @@ def test_a_worker_node_removed_mid_sweep_loses_no_trial(cluster, tmp_path, data_
         [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
          "--address", cluster.address, "--json-log"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])))
     events: list[dict] = []
     worker = cluster.list_all_nodes()[1]
 
