@@ -65,11 +65,13 @@ def run_inspect(args) -> int:
         print("ablate: no trial could be read", file=sys.stderr)
         return 2
     if args.plot is not None:  # matplotlib only when asked
-        from ablate.analysis.plots import check_free, write_plots
+        from ablate.analysis.plots import check_free
 
         check_free(insp, args.plot, args.plot_format)
     write_inspection(insp, sys.stdout, args.format)
     if args.plot is not None:
+        from ablate.analysis.plots import write_plots
+
         for path in write_plots(insp, args.plot, args.plot_format):
             print(f"wrote {path}", file=sys.stderr)
     return 0

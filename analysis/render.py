@@ -76,7 +76,7 @@ def tables_section(insp: Inspection) -> Section:
     rows = []
     for c, config in enumerate(insp.configs):
         n = len(config.members)
-        loss = _pm(config.mean["val_loss"], config.std["val_loss"], 4)
+        loss = _pm(float(config.mean["val_loss"]), float(config.std["val_loss"]), 4)
         names = table_names(len(config.mean["tables"]))
         for j, name in enumerate(names):
             rows.append(_key(insp, c) + [str(n), loss, name,
