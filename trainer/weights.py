@@ -131,8 +131,7 @@ def load_weights(path: str | os.PathLike,
     try:
         with safe_open(str(path), framework="pt") as f:
             config = saved_config(path, f.metadata() or {})
-            differ = config_differences(config, expected) if expected is not None else []
-            if differ:
+            if expected is not None and (differ := config_differences(config, expected)):
                 key = differ[0]
                 raise WeightsError(f"{path}: weights of another config ({key} = "
                                    f"{config.get(key)!r}, the curve has {expected.get(key)!r})")
