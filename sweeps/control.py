@@ -145,7 +145,8 @@ class DriverWatch:
 
     def __init__(self, folder: str, json_out=None, refusals: tuple[type[BaseException], ...] = ()):
         self.folder, self.json_out, self.refusals = folder, json_out, refusals
-        self.pipe = self.watcher = None
+        self.pipe: int | None = None  # both made on entry
+        self.watcher: int | None = None
 
     def __enter__(self) -> DriverWatch:
         fds = (_fileno(sys.stderr), _fileno(self.json_out) if self.json_out else None)
@@ -200,6 +201,7 @@ class DriverWatch:
                 raise SpecError(f"{why}; {hint}") from None
             print(printable(f"ablate: {why}; {hint}"), file=sys.stderr, flush=True)
         finally:
+            assert self.pipe is not None and self.watcher is not None  # __exit__ follows __enter__
             os.write(self.pipe, b"1")
             os.close(self.pipe)
             os.waitpid(self.watcher, 0)

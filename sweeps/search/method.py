@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from optuna.distributions import IntDistribution
+from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 from scipy import stats
 
@@ -69,7 +69,7 @@ def decide(steps: int, losses: list[float], s: SearchSettings) -> Verdict:
     return Verdict(steps, n, mean, std, t, p, decision)
 
 
-def distributions(s: SearchSettings, seed: int = 0) -> dict[str, IntDistribution]:
+def distributions(s: SearchSettings, seed: int = 0) -> dict[str, BaseDistribution]:
     """A probe's params as Optuna sees them: a step count on the grid, and a seed."""
     return {"steps": IntDistribution(s.min_steps, s.max_steps, step=s.granularity),
             "seed": IntDistribution(0, max(s.max_seeds - 1, seed))}
@@ -110,7 +110,7 @@ class StepSearch:
         self.running: dict[int, tuple[int, int]] = {}  # trial number -> (steps, seed)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             steps, seed = t.params.get("steps"), t.params.get("seed")
-            if steps in self.losses and seed is not None:
+            if steps in self.losses and seed is not None and t.value is not None:
                 self.losses[steps][seed] = t.value
         self._verdicts = {st: self._decide(st) for st, seen in self.losses.items() if seen}
         _name_metric(study, "final val loss")

@@ -55,7 +55,8 @@ class StepSearcher(StudySearcher):
         self.probes: dict[str, Probe] = {}  # Tune trial id -> probe
         self.failed: list[str] = []
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray annotates suggest as Optional[Dict], but its docs and SearchGenerator take Searcher.FINISHED.
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # pyright: ignore[reportIncompatibleMethodOverride]
         if self.failed or self.search.finished:
             return Searcher.FINISHED  # after a failure, let the user look before spending more
         probe = self.search.ask(trial_id=trial_id)
