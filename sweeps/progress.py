@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 from ray.tune import Callback
 
@@ -127,14 +127,16 @@ class View(Callback):
         Work left: every pending trial's start-up and steps, a starting trial's remaining
         start-up and all its steps, a running trial's remaining steps; shared over as many
         trials as have run at once. None too when nothing is left."""
-        ended = [(t, self.lines[tid].step - t.first_step) for tid, t in self.timings.items()
+        # (started, first report, ended, steps trained after the first report) of each
+        ended = [(t.started, t.first_report, t.ended, self.lines[tid].step - t.first_step)
+                 for tid, t in self.timings.items()
                  if t.ended is not None and t.first_report is not None
                  and self.lines[tid].state in (states.COMPLETED, states.STOPPED)
                  and self.lines[tid].step > t.first_step]
         if not ended:
             return None
-        startup = sum(t.first_report - t.started for t, _ in ended) / len(ended)
-        per_step = sum(t.ended - t.first_report for t, _ in ended) / sum(n for _, n in ended)
+        startup = sum(first - start for start, first, _, _ in ended) / len(ended)
+        per_step = sum(end - first for _, first, end, _ in ended) / sum(n for *_, n in ended)
         now, left = self.clock(), 0.0
         for tid, line in self.lines.items():
             timing = self.timings.get(tid)
@@ -205,8 +207,9 @@ class View(Callback):
         """Counts of the states, the latest val loss, the best final one and the ETA, in one
         line; and what the sweep waits for while no trial has reported."""
         parts = [" · ".join(f"{n} {k}" for k, n in self.counts().items() if n)]
-        if self.waiting_for():
-            parts.append(self.waiting_for())
+        waiting = self.waiting_for()
+        if waiting:
+            parts.append(waiting)
         parts += self.losses()
         eta = self.eta()
         if eta is not None:
@@ -229,7 +232,7 @@ class LineLog(View):
         stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
         stream.flush()
 
-    def setup(self, **info):
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self.write(f"sweep {self.sweep}: {self.n_trials} trials, {self.total_steps} steps")
 
     def changed(self, line: TrialLine, event: str, **extra) -> None:
@@ -299,7 +302,7 @@ class RichView(View):
             get_time=clock, expand=True)
         self.trial_tasks: dict[str, Any] = {}  # trial id -> its task id in trial_bars
 
-    def setup(self, **info):
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         from rich.live import Live
 
         self.live = Live(self, console=self.console, auto_refresh=False, transient=False)
@@ -396,7 +399,7 @@ class JsonLog(View):
     def emit(self, event: str, **fields) -> None:
         events.emit(self.stream or sys.stdout, event, sweep=self.sweep, **fields)
 
-    def setup(self, **info):
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self.emit("sweep_start", trials=self.n_trials, total_steps=self.total_steps,
                   waiting=self.waiting)
 
@@ -413,7 +416,7 @@ class JsonLog(View):
         self.emit("sweep_end", counts=self.counts(), latest=latest, best_final=best)
 
 
-def _finite(value) -> bool:
+def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
