@@ -25,14 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ablate.core import states
 from ablate.results.atomic import atomic_path
 
 SCHEMA_VERSION = 2
 VERSION_KEY = b"ablate.schema_version"
 META_KEY = b"ablate.trial"  # JSON of the trial's full config and provenance
 SWEEP_KEY = "sweep"  # key of META_KEY's JSON: {"axes": [field, ...], "target": float | None}
-
-STATUSES = ("running", "completed", "diverged", "failed")
 
 SCHEMA = pa.schema(
     [
@@ -50,7 +49,7 @@ SCHEMA = pa.schema(
         ("lr", pa.float64()),  # lr multiplier of the schedule at this step
         ("peak_mem_mb", pa.float64()),
         ("lambdas", pa.list_(pa.list_(pa.float32()))),  # [layer][residual, x00, x01, ...]
-        ("status", pa.string()),  # "running" on all rows but the last
+        ("status", pa.string()),  # states.CURVE: "running" on all rows but the last
         ("params", pa.string()),  # JSON of every config field: what makes a config (configs.py)
     ]
 )
@@ -189,6 +188,37 @@ def check_schema(schema: pa.Schema, path: str | os.PathLike) -> int:
     if missing:
         raise CurveError(f"{path}: missing columns {', '.join(missing)}")
     return version
+
+
+def final_point(table: pa.Table) -> dict[str, Any] | None:
+    """A curve's final point: its row at the highest step (the later row of two at one step);
+    None for an empty curve. The trainer writes rows in step order, so this is its last row,
+    but a curve written by hand or merged need not be."""
+    if not table.num_rows:
+        return None
+    last = table.num_rows - 1
+    if "step" in table.column_names and not table["step"].null_count:
+        steps = table["step"].to_numpy()
+        last -= int(steps[::-1].argmax())
+    return table.slice(last, 1).to_pylist()[0]
+
+
+def final_loss(point: Mapping[str, Any]) -> float | None:
+    """A finished run's final val loss, from its final point (a curve row, or a trial's last
+    report, which has the same keys): infinite if it diverged (a completed run's non-finite
+    loss too), its val loss if it completed its step budget, None if it has not finished
+    (running, failed, stopped early)."""
+    status, loss = point.get("status"), point.get("val_loss")
+    if status == states.DIVERGED:
+        return math.inf
+    if status == states.COMPLETED and loss is not None and point.get("step") == point.get("num_iterations"):
+        return float(loss) if math.isfinite(loss) else math.inf
+    return None
+
+
+def ended(point: Mapping[str, Any] | None) -> bool:
+    """Whether a curve has ended for good (completed or diverged): its trial never trains again."""
+    return point is not None and point.get("status") in states.FINAL_CURVE
 
 
 def trial_meta(path: str | os.PathLike) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ablate.core.states import COMPLETED
 from ablate.results.compare import BaselineChoice
 from ablate.results.configs import trial_params
 from ablate.results.errors import InputError, printable
@@ -153,7 +154,7 @@ def _runs(paths: Sequence[str], by: Sequence[str]) -> tuple[list[_Run], int]:
         if "record" not in p or "source" not in p:
             left_out += 1
             continue
-        if trials.outcome[i] != "completed" or not math.isfinite(loss[i]):
+        if trials.outcome[i] != COMPLETED or not math.isfinite(loss[i]):
             continue
         missing = [f for f in extra_fields if f not in p]
         if missing:

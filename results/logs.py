@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ablate.core import states
 from ablate.results.atomic import default_mode
 from ablate.results.curves import META_KEY, SCHEMA, SCHEMA_VERSION, VERSION_KEY, curve_path, meta_of
 from ablate.results.errors import InputError
@@ -258,7 +259,7 @@ def _table(trial: _Trial, sweep: str) -> pa.Table:
     points = trial.run.points
     n = len(points)
     last = points[-1]
-    status = "diverged" if not math.isfinite(last.val_loss) else "completed"
+    status = states.DIVERGED if not math.isfinite(last.val_loss) else states.COMPLETED
     params = json.dumps(trial.params, sort_keys=True)
     columns: dict[str, Any] = {name: pa.nulls(n, SCHEMA.field(name).type) for name in SCHEMA.names}
     columns.update({
@@ -268,7 +269,7 @@ def _table(trial: _Trial, sweep: str) -> pa.Table:
         "step": pa.array([p.step for p in points], pa.int64()),
         "train_time_ms": pa.array([p.train_time_ms for p in points], pa.float64()),
         "val_loss": pa.array([p.val_loss for p in points], pa.float64()),
-        "status": pa.array(["running"] * (n - 1) + [status], pa.string()),
+        "status": pa.array([states.RUNNING] * (n - 1) + [status], pa.string()),
         "params": pa.array([params] * n, pa.string()),
     })
     table = pa.table([columns[name] for name in SCHEMA.names], schema=SCHEMA)

@@ -32,6 +32,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ablate.core.states import COMPLETED
 from ablate.results.atomic import default_mode
 from ablate.results.configs import determined, display
 from ablate.results.errors import InputError
@@ -432,7 +433,7 @@ def lambdas_figure(report: Report, config: int) -> Figure | None:
 def _members(report: Report, config: int) -> np.ndarray:
     """Trials to draw for a config: its completed ones, or all of them if none completed."""
     mine = report.groups.index == config
-    done = mine & (report.trials.outcome == "completed")
+    done = mine & (report.trials.outcome == COMPLETED)
     return np.flatnonzero(done if done.any() else mine)
 
 

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ablate.core.states import COMPLETED
 from ablate.results.configs import config_label, display
 from ablate.results.errors import printable
 from ablate.results.report import ConfigResult, Report
@@ -411,7 +412,7 @@ def _decision(c: ConfigResult) -> str:
 
 def _seeds(c: ConfigResult) -> str:
     """Replicates, and the completed trials behind them when a seed ran more than once."""
-    n, runs = c.loss["n"], c.counts["completed"]
+    n, runs = c.loss["n"], c.counts[COMPLETED]
     return f"{n} ({runs} runs)" if runs > n else str(n)
 
 
@@ -433,7 +434,7 @@ def _interval(low: float, high: float, decimals: int) -> str:
 
 
 def _apart(c: ConfigResult) -> str:
-    return ", ".join(f"{n} {o}" for o, n in c.counts.items() if o != "completed" and n)
+    return ", ".join(f"{n} {o}" for o, n in c.counts.items() if o != COMPLETED and n)
 
 
 def _num(x: float, digits: int) -> str:

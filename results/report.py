@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ablate.core.states import COMPLETED, OUTCOMES
 from ablate.results.compare import BaselineChoice, compare, find_baseline
 from ablate.results.configs import Configs, config_label, group_configs, trial_params
 from ablate.results.errors import InputError
@@ -34,7 +35,7 @@ from ablate.results.pareto import budget_frontier, nondominated, p_nondominated
 from ablate.results.replicates import Replicates, replicates_of
 from ablate.results.stats import mean_ci, summarize, ttest_less
 from ablate.results.target import time_to_target
-from ablate.results.trials import OUTCOMES, Trials, trials_from
+from ablate.results.trials import Trials, trials_from
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def analyse(source: Loaded | pa.Table, *, target: float | None = None,
     trials = trials_from(loaded.table)
     groups = group_configs(trials.info, by, axes, trial_params(trials.info, loaded.params))
     n = len(groups)
-    members = np.flatnonzero(trials.outcome == "completed")
+    members = np.flatnonzero(trials.outcome == COMPLETED)
     reps, duplicates = replicates_of(members, groups.identity, groups.index, trials.seeds())
     loss = reps.mean(trials.final_loss[members])
     time = reps.mean(trials.final_time_s[members])

@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ablate.core.states import outcome
 from ablate.results.configs import trial_params
 
-OUTCOMES = ("completed", "running", "diverged", "failed")
 _INFO_COLUMNS = ["sweep", "trial_id", "seed", "num_iterations", "step", "train_time_ms",
                  "val_loss", "status", "params"]
 
@@ -26,7 +26,7 @@ class Trials:
     """Per-trial final rows (`info`) and every trial's curve in the flat layout."""
 
     info: pa.Table  # one row per trial: its last row (max step), strings decoded
-    outcome: np.ndarray  # per trial, one of OUTCOMES (see `outcome_of`)
+    outcome: np.ndarray  # per trial, one of states.OUTCOMES (see `outcome_of`)
     offsets: np.ndarray  # curve of trial i is [offsets[i], offsets[i + 1]) of the arrays below
     step: np.ndarray
     time_s: np.ndarray  # training time, seconds
@@ -83,15 +83,9 @@ def trials_from(table: pa.Table) -> Trials:
 
 
 def outcome_of(status: Sequence[str | None], final_loss: np.ndarray) -> np.ndarray:
-    """completed | running | diverged | failed, from each trial's last status.
-
-    A "completed" trial whose final loss is not finite counts as diverged; a missing or
-    unknown status counts as running (not finished, so not averaged in).
-    """
-    known = {"completed", "diverged", "failed"}
-    out = np.array([s if s in known else "running" for s in status], dtype="<U9")
-    out[(out == "completed") & ~np.isfinite(final_loss)] = "diverged"
-    return out
+    """Each trial's outcome (core.states.outcome) from its final point's status and loss."""
+    finite = np.isfinite(final_loss).tolist()
+    return np.array([outcome(s, f) for s, f in zip(status, finite)], dtype="<U9")
 
 
 def _codes(column: pa.ChunkedArray) -> np.ndarray:

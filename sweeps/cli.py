@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ablate.sweeps import events, states
+from ablate.core import states
+from ablate.sweeps import events
 from ablate.sweeps.spec import SpecError
 
 DISTRIBUTION = "ablate-sweeps"  # on PyPI; the command and the import root are `ablate`

@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ablate.core import states
 from ablate.results.errors import EXPECTED, describe, printable
-from ablate.sweeps import states
 from ablate.sweeps.spec import SpecError
 from ablate.sweeps.storage import (
     SPEC_FILE,
@@ -193,7 +193,7 @@ class DriverWatch:
                 return
             expected = isinstance(error, EXPECTED)
             why = describe(error) if expected else (
-                "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}")
+                states.INTERRUPTED if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}")
             if self.json_out is not None:
                 self.json_out.write(_event(self.folder, why, hint) + "\n")
                 self.json_out.flush()

@@ -1,31 +1,22 @@
-"""One word for each state of a trial, wherever it shows: curves, the live view,
-`ablate status` and JSON events.
+"""The trial states now live in ablate.core.states (the trainer, the sweep and the report
+share them); this name forwards to it for the modules that still import it from here."""
 
-    pending    not started yet
-    starting   started, its workers not yet reporting (Ray Train and DDP set up, data load)
-    running    training: it has reported at least one validation point
-    completed  trained every step
-    stopped    stopped early by the sweep's early stopping
-    diverged   its loss went non-finite; the trainer ended it
-    failed     an error ended it (`ablate resume` runs it again)
-    interrupted  its sweep was interrupted (Ctrl-C) while it ran (`ablate resume` continues it)
-
-A curve's `status` column uses the same words (running, completed, diverged, failed): a trial
-has no curve rows while it is starting.
-"""
-
-from __future__ import annotations
-
-PENDING, STARTING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED, INTERRUPTED = (
-    "pending", "starting", "running", "completed", "stopped", "diverged", "failed", "interrupted")
-STATES = (PENDING, STARTING, RUNNING, COMPLETED, STOPPED, DIVERGED, FAILED, INTERRUPTED)
-LIVE = STATES[:-1]  # a live view's words: `interrupted` is said of a folder after the fact
-ACTIVE = (STARTING, RUNNING)  # holding resources now
-FINISHED = (COMPLETED, STOPPED, DIVERGED, FAILED)  # no more steps will come this session
-FINAL_CURVE = (COMPLETED, DIVERGED)  # curve statuses of a trial that must never run again
-
-
-def ended_state(curve_status: str | None) -> str:
-    """The state of a trial Tune ended normally, from the status of its last report: a run
-    whose last report was not its last validation point was stopped early."""
-    return curve_status if curve_status in FINAL_CURVE else STOPPED
+from ablate.core.states import (  # noqa: F401
+    ACTIVE,
+    COMPLETED,
+    CURVE,
+    DIVERGED,
+    FAILED,
+    FINAL_CURVE,
+    FINISHED,
+    INTERRUPTED,
+    LIVE,
+    OUTCOMES,
+    PENDING,
+    RUNNING,
+    STARTING,
+    STATES,
+    STOPPED,
+    ended_state,
+    outcome,
+)

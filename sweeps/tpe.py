@@ -31,9 +31,9 @@ from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.search.variant_generator import format_vars
 from ray.tune.utils import flatten_dict, merge_dicts
 
-from ablate.results.curves import curve_path
+from ablate.results.curves import curve_path, final_loss
 from ablate.sweeps.search.searcher import StudySearcher
-from ablate.sweeps.search.study import curve_loss, final_loss
+from ablate.sweeps.search.study import curve_loss
 from ablate.sweeps.spec import Sampling, SpecError, SweepSpec
 from ablate.sweeps.storage import is_uri, join, trial_states
 
@@ -254,6 +254,5 @@ def trial_loss(curve: Path, result: dict | None) -> float | None:
     stopping ended it: its point stays open, and TPE does not learn from it)."""
     loss = curve_loss(curve)
     if loss is None and result:
-        loss = final_loss(result.get("status"), result.get("step"), result.get("num_iterations"),
-                          result.get("val_loss"))
+        loss = final_loss(result)  # the last report: a curve row's keys
     return loss

@@ -30,7 +30,7 @@ def test_item01_trial_prefix_cannot_escape_the_folder(tmp_path, data_dir, capsys
     before = sorted(p.name for p in folder.iterdir())
     assert main(["resume", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "sweep.json: settings.trial_prefix:" in err[0], err
+    assert len(err) == 1 and "sweep.json: trial_prefix:" in err[0], err
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
     assert not (tmp_path / "escaped").exists() and not Path("/tmp/escaped-abs_00000").exists()
 

@@ -12,6 +12,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ablate.core.states import COMPLETED
+
 
 def parse_assignments(items: list[str], flag: str = "--set") -> dict[str, Any]:
     """`key=value` pairs; values are read as TOML (1, 0.5, true, "one", [0, 1]) or else as
@@ -65,10 +67,12 @@ def cmd_train(args) -> int:
     from ablate.trainer.config import TrainConfig
     from ablate.trainer.train import CHECKPOINT_FILE, train
 
+    rank, workers = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     values = parse_assignments(args.set or [])
     values.setdefault("preset", args.preset)
     values.setdefault("data", args.data)
     values.setdefault("out", args.out)
+    values.setdefault("workers", workers)  # an identity field (core.fields): the run's own count
     cfg = TrainConfig.from_flat(values)
     ckpt_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     resume = None
@@ -85,7 +89,6 @@ def cmd_train(args) -> int:
         raise ConfigError(f"out: {out} is a folder; give the curve file to write")
     if out.exists() and resume is None and not args.force:
         raise ConfigError(f"out: {out} exists; refusing to overwrite (use --resume or --force)")
-    rank, workers = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     micro = cfg.micro_steps(workers)  # refuses a batch that does not split over the workers
     if rank == 0:
         from ablate.trainer.memory import describe, estimate_memory
@@ -99,7 +102,7 @@ def cmd_train(args) -> int:
         last = result.rows[-1]
         print(f"{result.status}: val_loss {last['val_loss']:.4f} after {last['step']} steps, "
               f"{last['train_time_ms'] / 1000:.1f} s training; curve -> {result.curve}")
-    return 0 if result.status == "completed" else 1
+    return 0 if result.status == COMPLETED else 1
 
 
 def torch_cuda() -> bool:

@@ -25,8 +25,8 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
-from scipy import stats
 
+from ablate.results.stats import ttest_less
 from ablate.sweeps.search.spec import SearchSettings
 
 PASS, FAIL, MORE = "pass", "fail", "more seeds"
@@ -54,10 +54,8 @@ def decide(steps: int, losses: list[float], s: SearchSettings) -> Verdict:
     std = float(x.std(ddof=1)) if n > 1 else math.nan
     if n < 2:
         return Verdict(steps, n, mean, std, math.nan, math.nan, MORE)
-    with warnings.catch_warnings():  # identical losses: t = +-inf, which decides correctly
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ttest_1samp(x, s.target, alternative="less")
-    t, p = float(res.statistic), float(res.pvalue)
+    test = ttest_less(x, s.target, s.alpha)  # identical losses: t = +-inf, which decides correctly
+    t, p = float(test.t[0]), float(test.p[0])
     if n < s.seeds_per_probe:
         decision = MORE
     elif p < s.alpha:
