@@ -18,7 +18,9 @@ from typing import IO, Any, TypeGuard
 
 from ray.tune import Callback
 
-from ablate.sweeps import events, states
+from ablate.core import states
+from ablate.core.fields import coordinates
+from ablate.sweeps import events
 from ablate.sweeps.spec import step_budget
 
 METRICS = ("val_loss", "train_loss", "train_time_ms", "tokens_seen")  # of a trial's report
@@ -52,7 +54,7 @@ class Timing:
 
 
 def describe(config: dict[str, Any], axes: list[str]) -> str:
-    return " ".join(f"{k}={config.get(k)}" for k in [*axes, "seed"])
+    return " ".join(f"{k}={config.get(k)}" for k in coordinates(axes))
 
 
 def _finished_state(trial) -> str:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from ablate.sweeps import states
+from ablate.core import states
 from ablate.sweeps.progress import JsonLog, LineLog, RichView
 from ablate.sweeps.status import print_status
 
