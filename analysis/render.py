@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ablate.analysis.inspection import LAYER, LENS, Inspection, TrialResult, table_names
+from ablate.core.files import jsonable
 from ablate.results.configs import display
 from ablate.results.render import md_table
-from ablate.results.report import jsonable
 
 FORMATS = ("table", "markdown", "json")
 Section = tuple[str, list[str], list[list[str]]]

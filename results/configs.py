@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ablate.core.errors import did_you_mean
 from ablate.core.fields import OUTSIDE_CONFIG
-from ablate.results.errors import InputError, did_you_mean
+from ablate.results.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ablate.core import states
-from ablate.results.atomic import atomic_path
+from ablate.core.errors import AblateError
+from ablate.core.files import atomic_path
 
 SCHEMA_VERSION = 2
 VERSION_KEY = b"ablate.schema_version"
@@ -66,8 +67,9 @@ SCHEMA_V1_EXTRA = pa.schema(
 )
 
 
-class CurveError(ValueError):
-    """A curve file that is missing, corrupt, or of a schema this version cannot read."""
+class CurveError(AblateError):
+    """A curve file that is missing, corrupt, or of a schema this version cannot read (its
+    metadata included); the message names the file."""
 
 
 def curve_path(storage: str | os.PathLike, sweep: str, trial_id: str) -> Path:
@@ -93,27 +95,27 @@ def to_table(rows: Iterable[Mapping[str, Any]], meta: Mapping[str, Any] | None =
 
 
 def check_sweep_meta(value: Any, where: str = "meta") -> dict[str, Any]:
-    """The sweep's part of a curve's metadata, checked; ValueError names the bad key.
+    """The sweep's part of a curve's metadata, checked; CurveError names the bad key.
 
     {"axes": ["extra_embeddings", ...], "target": 3.28 or None} and optionally
     "baseline": {field: value, ...}, the config the others are compared with.
     """
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}.sweep: must be a mapping, not {type(value).__name__}")
+        raise CurveError(f"{where}.sweep: must be a mapping, not {type(value).__name__}")
     unknown = sorted(set(value) - {"axes", "target", "baseline"})
     if unknown:
-        raise ValueError(f"{where}.sweep.{unknown[0]}: unknown key (axes, target, baseline)")
+        raise CurveError(f"{where}.sweep.{unknown[0]}: unknown key (axes, target, baseline)")
     axes = value.get("axes", [])
     if not isinstance(axes, (list, tuple)) or not all(isinstance(a, str) and a for a in axes):
-        raise ValueError(f"{where}.sweep.axes: must be a list of field names, not {axes!r}")
+        raise CurveError(f"{where}.sweep.axes: must be a list of field names, not {axes!r}")
     target = value.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
                                or not math.isfinite(target)):
-        raise ValueError(f"{where}.sweep.target: must be a finite number or null, not {target!r}")
+        raise CurveError(f"{where}.sweep.target: must be a finite number or null, not {target!r}")
     baseline = value.get("baseline")
     if baseline is not None and (not isinstance(baseline, Mapping) or not baseline
                                  or not all(isinstance(k, str) for k in baseline)):
-        raise ValueError(f"{where}.sweep.baseline: must map field names to values, "
+        raise CurveError(f"{where}.sweep.baseline: must map field names to values, "
                          f"not {baseline!r}")
     out: dict[str, Any] = {"axes": list(axes),
                            "target": None if target is None else float(target)}
@@ -124,7 +126,7 @@ def check_sweep_meta(value: Any, where: str = "meta") -> dict[str, Any]:
 
 def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
                 meta: Mapping[str, Any] | None = None) -> Path:
-    """Write atomically (results/atomic.py): a crash or a full disk leaves the previous file
+    """Write atomically (core/files.py): a crash or a full disk leaves the previous file
     or the new one, never half. `meta` (JSON-able) goes into the file metadata; see
     check_sweep_meta for its "sweep" key."""
     path = Path(path)

@@ -32,11 +32,12 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ablate.core.files import default_mode
 from ablate.core.states import COMPLETED
-from ablate.results.atomic import default_mode
 from ablate.results.configs import determined, display
 from ablate.results.errors import InputError
-from ablate.results.render import PLOT_FORMATS, label
+from ablate.results.formats import PLOT_FORMATS
+from ablate.results.render import label
 from ablate.results.report import Report
 
 GRID_POINTS = 200

@@ -22,16 +22,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ablate.core.errors import printable
 from ablate.core.states import COMPLETED
 from ablate.results.configs import config_label, display
-from ablate.results.errors import printable
+from ablate.results.formats import FORMATS
 from ablate.results.report import ConfigResult, Report
 from ablate.results.stats import Summary, TTest
 
 TITLE_FIELDS = 8  # constant fields named in a table's title; JSON has them all
 BUDGET_ROWS = 12  # rows of the best-loss-within-budget table (thinned evenly)
-FORMATS = ("table", "markdown", "csv", "json")
-PLOT_FORMATS = ("png", "pdf", "svg")  # here, not in plots: the CLI lists them without matplotlib
 MIN_WIDTH = 20  # a COLUMNS below this is ignored: no table fits, so it is surely stale
 
 

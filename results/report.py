@@ -16,7 +16,6 @@ compared with it (compare.py).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ablate.core.files import jsonable
 from ablate.core.states import COMPLETED, OUTCOMES
 from ablate.results.compare import BaselineChoice, compare, find_baseline
 from ablate.results.configs import Configs, config_label, group_configs, trial_params
@@ -261,17 +261,3 @@ def _budget(trials: Trials, groups: Configs) -> list[BudgetPoint]:
                         sweep=sweeps[t], trial_id=ids[t], step=int(trials.step[p]),
                         config=int(groups.index[t]))
             for p, t in zip(points, trial_of)]
-
-
-def jsonable(value: Any) -> Any:
-    """`value` with every NaN or infinite float replaced by None (JSON has neither), and
-    numpy arrays and scalars as plain lists and numbers."""
-    if isinstance(value, np.ndarray | np.generic):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ablate.core.errors import AblateError, did_you_mean
 from ablate.core.fields import SET_BY_SWEEP
 from ablate.model.config import ConfigError
-from ablate.results.errors import did_you_mean
 from ablate.trainer.config import TrainConfig
 
 BUILTIN_DATA = "builtin"
@@ -41,7 +41,7 @@ MAX_FAILURES = 100  # restarts of one trial's workers
 MAX_STALL_S = 7 * 24 * 3600
 
 
-class SpecError(ValueError):
+class SpecError(AblateError):
     """A sweep spec that cannot run; the message names the file and the field."""
 
 

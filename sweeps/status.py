@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ablate.core import states
+from ablate.core.errors import printable
 from ablate.core.fields import coordinates_of
-from ablate.results.errors import printable
 from ablate.sweeps.control import driver_running
 from ablate.sweeps.spec import step_budget
 from ablate.sweeps.storage import curve_files, join, last_row, trial_states

@@ -24,8 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ablate.results.atomic import atomic_path
 from ablate.core import states
+from ablate.core.files import atomic_path
 from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec, parse_spec, spec_dict
 
 SPEC_FILE = "sweep.json"

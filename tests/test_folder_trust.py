@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ablate.sweeps.cli import main, resume_tracking
+from ablate.cli import main
+from ablate.sweeps.cli import resume_tracking
 from ablate.sweeps.spec import Tracking, load_spec
 from ablate.sweeps.storage import claim, load_sweep, save_sweep
 from ablate.sweeps.tuner import trial_settings

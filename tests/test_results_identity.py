@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats as sps
 
+from ablate.cli import main
 from ablate.results import build_report, warning_lines, write_report
-from ablate.results.cli import main
 from ablate.results.curves import (
     META_KEY,
     SCHEMA,

@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ablate.core.errors import AblateError
 from ablate.core.fields import PLACEMENTS
-from ablate.results.atomic import atomic_path
+from ablate.core.files import atomic_path
 
 FORMAT_KEY = "ablate.weights"  # metadata: the format version of the file
 CONFIG_KEY = "ablate.config"  # metadata: JSON of the trial's full config (TrainConfig.to_flat)
@@ -26,7 +27,7 @@ SUFFIX = ".safetensors"
 LARGE_PRESETS = frozenset({"medium"})  # ~1.2 GB per trial in bf16: kept only on request
 
 
-class WeightsError(ValueError):
+class WeightsError(AblateError):
     """A weights file that is missing, truncated, foreign or of another config; the message
     names the file."""
 

@@ -58,7 +58,7 @@ def cmd_search_steps(args) -> int:
     from ablate.sweeps.plan import check_data_fits, check_memory
     from ablate.sweeps.search.study import check_url, default_url
     from ablate.sweeps.storage import SPEC_FILE, TUNE_FILES
-    from ablate.trainer.cli import parse_assignments
+    from ablate.trainer.config import parse_assignments
 
     settings = parse_assignments(args.set or [], flag="-s") | tracking_settings(args)
     spec = load_search_spec(args.spec, settings)
@@ -164,7 +164,7 @@ class Log:
         from rich.errors import MarkupError
         from rich.text import Text
 
-        from ablate.results.errors import printable
+        from ablate.core.errors import printable
 
         try:
             text = printable(Text.from_markup(markup).plain)
