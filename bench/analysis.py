@@ -33,6 +33,7 @@ from scipy import stats as sps
 from ablate.results.curves import META_KEY, SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from ablate.results.load import load_curves
 from ablate.results.report import Report, analyse
+from ablate.results.trials import COLUMNS
 
 TARGET = 3.28
 ALPHA = 0.05
@@ -406,7 +407,7 @@ def main() -> None:
 
         ours: dict[str, tuple[float, float]] = {}
         with timed(ours, "load"):
-            loaded = load_curves([tmp], lambdas=False)  # as `report` without --plot
+            loaded = load_curves([tmp], columns=COLUMNS)  # as `report` without --plot
         assert not loaded.problems, loaded.problems
         with timed(ours, "report (configs, stats, t-test, time to target, frontiers, "
                          "bootstrap)"):
