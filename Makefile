@@ -10,7 +10,10 @@ STAMP := $(VENV)/.installed-stamp
 # (PYTHONWARNINGS: setuptools warns on every strict install that build/ must be kept.)
 MODULES := $(VENV)/.modules
 STRICT := -e . --config-settings editable_mode=strict
-LIST_MODULES := find core model trainer sweeps results analysis -name '*.py' -o -name '*.toml' | LC_ALL=C sort
+# The package folders, as pyproject.toml's package-dir maps them (read by the shell, once the
+# venv's Python exists).
+PKG_DIRS := $$($(BIN)/python -c "import tomllib; print(*sorted(set(tomllib.load(open('pyproject.toml', 'rb'))['tool']['setuptools']['package-dir'].values())))")
+LIST_MODULES := find $(PKG_DIRS) -name '*.py' -o -name '*.toml' | LC_ALL=C sort
 
 .PHONY: install relink demo test lint bench gpu-check clean
 

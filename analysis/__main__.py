@@ -1,7 +1,6 @@
 """`python -m ablate.analysis inspect ...`"""
 
-import sys
+from ablate.cli import main
 
-from ablate.analysis.cli import main
-
-sys.exit(main())
+raise SystemExit(main(layers=("analysis",), prog="python -m ablate.analysis",
+                      description="What the trained models learned."))

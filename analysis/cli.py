@@ -1,8 +1,10 @@
 """`ablate inspect`: what the trained models learned. Thin: parse, call the package, print.
 
-`add_commands` plugs it into another argparse program (sweeps/cli.py); `main` (also
-`python -m ablate.analysis`) runs it on its own. A trial that cannot be read is named on
-one line of stderr and skipped; exit status 2 if none can be read or the input is bad.
+`add_commands` is what the analysis layer gives the `ablate` program (ablate.cli), which
+also runs it alone as `python -m ablate.analysis`. A trial that cannot be read is named on
+one line of stderr and skipped; if none can be read, or the input is bad, the command
+raises an AblateError (InputError, CurveError, WeightsError, DataError, TrainConfigError),
+which the CLI's edge prints as one line with exit status 2. torch loads with the command.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ablate.results.render import PLOT_FORMATS
+from ablate.results.formats import PLOT_FORMATS
 
 
 def add_commands(subparsers: Any) -> None:
@@ -52,41 +54,32 @@ def run_inspect(args) -> int:
     from ablate.analysis.inspection import inspect
     from ablate.analysis.render import write_inspection
     from ablate.analysis.trials import load_trials
-    from ablate.results.cli import check_plot_folder
+    from ablate.core.files import check_out_folder
+    from ablate.results.errors import InputError
 
     if args.plot is not None:  # before any weights are read
-        check_plot_folder(args.plot)
+        check_out_folder(args.plot, "--plot")
     trials, problems = load_trials(args.paths)  # the lens functions run under no_grad
     insp = inspect(trials, problems, data=args.data, tokens=args.tokens,
                    max_tokens=args.max_tokens, max_rows=args.max_rows)
+    if not insp.trials:  # a refusal is one line: the first trial's reason, and the count
+        if not insp.problems:
+            raise InputError(f"{', '.join(map(str, args.paths))}: no trial could be read "
+                             "(no curves/*.parquet there)")
+        more = len(insp.problems) - 1
+        raise InputError(f"{insp.problems[0]}; no trial could be read"
+                         + (f" ({more} more skipped)" if more else ""))
     for line in insp.problems:
         print(f"ablate: skipped {line}", file=sys.stderr)
-    if not insp.trials:
-        print("ablate: no trial could be read", file=sys.stderr)
-        return 2
     if args.plot is not None:  # matplotlib only when asked
-        from ablate.analysis.plots import check_free, write_plots
+        from ablate.analysis.plots import check_free
 
         check_free(insp, args.plot, args.plot_format)
     write_inspection(insp, sys.stdout, args.format)
     if args.plot is not None:
+        from ablate.analysis.plots import write_plots
+
         for path in write_plots(insp, args.plot, args.plot_format):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 
-
-def input_errors() -> tuple[type[Exception], ...]:
-    from ablate.model.config import ConfigError
-    from ablate.results.cli import INPUT_ERRORS
-    from ablate.trainer.data import DataError
-    from ablate.trainer.weights import WeightsError
-    return (*INPUT_ERRORS, ConfigError, DataError, WeightsError)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ablate.results.errors import run_command
-
-    parser = argparse.ArgumentParser(prog="python -m ablate.analysis")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run_command(args, input_errors())

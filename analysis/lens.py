@@ -15,6 +15,7 @@ the RMS of the final stream, which the final norm divides by: where each table m
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -107,10 +108,12 @@ def path_coefficients(lambdas: np.ndarray, skip_weights: np.ndarray | None,
     the U-net skips add back."""
     n = len(lambdas)
     out = np.zeros(n)
+    # A model has skip weights exactly when it has skips.
+    weight = {src: float(skip_weights[src]) for src, _ in skips} if skip_weights is not None else {}
     for i in range(n):
         coef, kept = 1.0, {i: 1.0}
         for later in range(i + 1, n):
-            coef += sum(float(skip_weights[src]) * kept[src] for src, dst in skips
+            coef += sum(weight[src] * kept[src] for src, dst in skips
                         if dst == later and src in kept)
             coef *= float(lambdas[later, 0])
             kept[later] = coef
@@ -166,7 +169,7 @@ def contribution_weights(model: GPT, stats: NextTokens, inverse_rms: np.ndarray
     a = np.repeat(lam[:, 1:, None], len(stats.rows), axis=2)
     if model.token_lambdas is not None:
         a[:, 0] *= np.stack([t.weight.detach().double().numpy()[stats.rows, 0]
-                             for t in model.token_lambdas])
+                             for t in model.token_lambda_tables])
     a[0, 0] += lam[0, 0]
     return a * path[:, None, None] * inverse_rms[stats.rows][None, None, :], path
 
@@ -199,13 +202,14 @@ def lenses(model: GPT, stats: NextTokens, inverse_rms: np.ndarray) -> Lenses:
     coef = torch.from_numpy(a).float()
     for start in range(0, len(stats.rows), CHUNK):
         rows = torch.from_numpy(stats.rows[start:start + CHUNK])
-        z = [F.linear(norm(e.weight[rows].float()), head) for e in model.embeds]
+        z = [F.linear(norm(e.weight[rows].float()), head) for e in model.input_tables]
         part = coef[:, :, start:start + len(rows), None]
         for j in range(n_table):
             tables[j].add(soft_cap(float(signs[j]) * z[j], cap), start)
         for i, j in np.ndindex(n_layer, n_table):
             layers[i][j].add(soft_cap(part[i, j] * z[j], cap), start)
-        total.add(soft_cap(sum(part[:, j].sum(0) * z[j] for j in range(n_table)), cap), start)
+        every = cast(torch.Tensor, sum(part[:, j].sum(0) * z[j] for j in range(n_table)))  # n_table >= 1
+        total.add(soft_cap(every, cap), start)
     size = (np.abs(a) * (stats.count / stats.total)).sum(-1)  # x0j(t) has RMS 1
     grid = [[layers[i][j].result().to_dict() | {"size": float(size[i, j]), "path": float(path[i])}
              for j in range(n_table)] for i in range(n_layer)]

@@ -31,7 +31,7 @@ def table_neighbours(model: GPT, tokens: list[int], k: int = 5, among: np.ndarra
     """`nearest` in every input table, x00 first. `among` keeps the candidates to tokens that
     occur in the data: a row never trained keeps its random init, and its cosines are noise."""
     vocab = model.config.vocab_size
-    return [nearest(e.weight.detach(), tokens, k, vocab, among) for e in model.embeds]
+    return [nearest(e.weight.detach(), tokens, k, vocab, among) for e in model.input_tables]
 
 
 def token_lambda_extremes(model: GPT, k: int = 5) -> list[dict[str, list[tuple[int, float]]]] | None:
@@ -42,7 +42,7 @@ def token_lambda_extremes(model: GPT, k: int = 5) -> list[dict[str, list[tuple[i
         return None
     init = model.config.token_lambda_init
     out = []
-    for table in model.token_lambdas:
+    for table in model.token_lambda_tables:
         values = table.weight.detach().float().flatten().numpy()
         trained = np.flatnonzero(values != np.float32(init))
         order = trained[np.argsort(values[trained], kind="stable")]

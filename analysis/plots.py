@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from ablate.analysis.inspection import LAYER, LENS, Inspection, table_names
 from ablate.results.errors import InputError
+from ablate.results.formats import PLOT_FORMATS
 from ablate.results.plots import _slug
-from ablate.results.render import PLOT_FORMATS
 
 
 def plot_paths(insp: Inspection, out: str | Path, format: str = "png") -> dict[str, Path]:

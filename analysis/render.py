@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ablate.analysis.inspection import LAYER, LENS, Inspection, TrialResult, table_names
+from ablate.core.files import jsonable
 from ablate.results.configs import display
 from ablate.results.render import md_table
-from ablate.results.report import jsonable
 
 FORMATS = ("table", "markdown", "json")
 Section = tuple[str, list[str], list[list[str]]]
@@ -76,7 +76,7 @@ def tables_section(insp: Inspection) -> Section:
     rows = []
     for c, config in enumerate(insp.configs):
         n = len(config.members)
-        loss = _pm(config.mean["val_loss"], config.std["val_loss"], 4)
+        loss = _pm(float(config.mean["val_loss"]), float(config.std["val_loss"]), 4)
         names = table_names(len(config.mean["tables"]))
         for j, name in enumerate(names):
             rows.append(_key(insp, c) + [str(n), loss, name,

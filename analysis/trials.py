@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from ablate.core.states import COMPLETED
 from ablate.model.config import ConfigError, GPTConfig
 from ablate.model.gpt import GPT
-from ablate.results.curves import SWEEP_KEY, CurveError, meta_of, read_curve
+from ablate.results.curves import SWEEP_KEY, CurveError, final_point, meta_of, read_curve
 from ablate.results.errors import InputError
 from ablate.results.load import find_curves
 from ablate.trainer.weights import SUFFIX, WeightsError, curve_of, load_weights, weights_path
@@ -83,15 +84,14 @@ def load_trial(curve: Path) -> Trial:
     """A trial from its curve; CurveError or WeightsError (one line) if it cannot be read."""
     table = read_curve(curve)  # read once: its rows and its footer's metadata
     meta = meta_of(table.schema)
-    rows = table.select(["step", "status", "val_loss", "params"]).to_pylist()
-    if not rows:
+    last = final_point(table.select(["step", "status", "val_loss", "params"]))
+    if last is None:
         raise CurveError(f"{curve}: empty curve")
-    last = max(rows, key=lambda r: r["step"])
     config = meta.get("config")
     if not isinstance(config, dict):
         raise CurveError(f"{curve}: no trial config in its metadata")
     weights = weights_path(curve)
-    if last["status"] != "completed" and not weights.exists():
+    if last["status"] != COMPLETED and not weights.exists():
         raise WeightsError(f"{weights}: no weights (the trial is {last['status']})")
     state, _ = load_weights(weights, expected=config)
     try:

@@ -82,7 +82,7 @@ def vocabulary(vocab_size: int, eot: int, data_dir: str | Path | None = None) ->
 
 def _gpt2():
     try:
-        import tiktoken
+        import tiktoken  # pyright: ignore[reportMissingImports]  # optional, not a dependency
         return tiktoken.get_encoding("gpt2")
     except Exception:  # not installed, or its files cannot be fetched offline
         return None

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("model", "trainer", "sweeps", "results", "analysis")  # the folders `ablate.*` maps
@@ -116,7 +117,8 @@ def speed(k: int, args, data: Path) -> dict:
     run = _Run(cfg, None)
     t0 = time.perf_counter()
     run.warm_up()  # compiles the training and evaluation graphs and Muon's, then restores
-    out = dict(k=k, params=run.model.num_params(), warmup_s=round(time.perf_counter() - t0, 1), phases={})
+    out: dict[str, Any] = dict(k=k, params=run.model.num_params(),
+                               warmup_s=round(time.perf_counter() - t0, 1), phases={})
     say(f"k={k}: {out['params']:,} parameters; warm-up {out['warmup_s']:.0f} s")
     say(f"{'phase':>7} {'steps':>10} {'window':>7} {'ms/step':>8} {'record':>7} {'ratio':>6}")
     for label, first, last, record_ms in PHASES:
@@ -143,7 +145,7 @@ def speed(k: int, args, data: Path) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     p.add_argument("--cpu-smoke", action="store_true", help="the same steps on the CPU at tiny size")
     p.add_argument("--steps", type=int, default=None, help="timed steps per phase (20; 3 with --cpu-smoke)")
     p.add_argument("--untimed", type=int, default=3, help="steps run before each phase's timing")
@@ -161,8 +163,8 @@ def main() -> int:
     device = "cpu" if args.cpu_smoke else torch.cuda.get_device_name()
     say(f"device: {device}; torch {torch.__version__}; python {sys.version.split()[0]}; "
         f"ablate from {'the checkout (not installed)' if SHIM else 'the installed package'}")
-    figures = dict(mode="cpu-smoke" if args.cpu_smoke else "gpu", device=device, torch=torch.__version__,
-                   installed=SHIM is None, tuning=args.tuning)
+    figures: dict[str, Any] = dict(mode="cpu-smoke" if args.cpu_smoke else "gpu", device=device,
+                                   torch=torch.__version__, installed=SHIM is None, tuning=args.tuning)
     figures["tests"] = (dict(skipped_because="--no-tests") if args.no_tests
                         else run_gpu_tests(args.tests_timeout))
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))

@@ -31,7 +31,7 @@ def timed(argv: list[str]) -> tuple[float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("records", type=Path, help="modded-nanogpt's records/ folder")
     args = parser.parse_args()
     files = [p for p in args.records.rglob("*") if p.is_file()]

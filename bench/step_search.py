@@ -108,7 +108,7 @@ def right(answer: int | None, truth: int | None, s: SearchSettings) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     p.add_argument("--draws", type=int, default=20)
     args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -92,7 +92,7 @@ def sweep(args, data: Path, out: Path, env, trials: int) -> tuple[float | None, 
     spec.write_text(SPEC.format(data=data, seeds=seeds, workers=args.workers, steps=args.steps,
                                 val_every=args.val_every, embeddings=list(range(trials // seeds))))
     storage, log = out / f"sweep-{trials}", out / f"events-{trials}.jsonl"
-    wall = run([sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(storage),
+    wall = run([sys.executable, "-m", "ablate.cli", "sweep", str(spec), "--storage", str(storage),
                 "--json-log"], env, ROOT, timeout=args.timeout, stdout=log)
     if wall is None:
         return None, [], []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -74,7 +75,8 @@ def dense_masks(tokens: torch.Tensor, cfg: GPTConfig, window) -> tuple[torch.Ten
     visible = (pos[:, None] >= pos[None, :]) & (docs[:, :, None] == docs[:, None, :])
     behind = pos[:, None] // block - pos[None, :] // block  # how many blocks back the key lies
     window = torch.as_tensor(window, device=tokens.device)
-    return tuple((visible & (behind < w.clamp_min(1)))[:, None] for w in (window, window // 2))
+    long, short = ((visible & (behind < w.clamp_min(1)))[:, None] for w in (window, window // 2))
+    return long, short
 
 
 # FlexAttention's default block size. Its compiled CUDA kernels work in tiles that divide it
@@ -279,15 +281,34 @@ class GPT(nn.Module):
                               if cfg.token_lambdas else None)
         self.reset_parameters()
 
+    # nn.ModuleList hands a type checker plain Modules: these views name what each list holds.
+    @property
+    def input_tables(self) -> list[nn.Embedding]:
+        """embed_0 (x00), embed_1 (x01), ..."""
+        return cast("list[nn.Embedding]", list(self.embeds))
+
+    @property
+    def value_tables(self) -> list[nn.Embedding]:
+        return cast("list[nn.Embedding]", list(self.value_embeds))
+
+    @property
+    def layers(self) -> list[Block]:
+        return cast("list[Block]", list(self.blocks))
+
+    @property
+    def token_lambda_tables(self) -> list[nn.Embedding]:
+        """One Embedding(vocab, 1) per layer; empty without token lambdas."""
+        return cast("list[nn.Embedding]", list(self.token_lambdas or ()))
+
     @torch.no_grad()
     def reset_parameters(self):
         """The record's init: N(0, 1) input and value tables, uniform (std 0.5/sqrt(fan_in))
         q, k, v and MLP fc, zero output projections and head; lambdas [1, 0, ..., 0] ("zero")
         or all ones ("one"), value lambdas (0.5, 0.5), skip weights 1."""
         cfg = self.config
-        for e in (*self.embeds, *self.value_embeds):
+        for e in (*self.input_tables, *self.value_tables):
             nn.init.normal_(e.weight)
-        for b in self.blocks:
+        for b in self.layers:
             if b.attn is not None:
                 for w in (b.attn.q, b.attn.k, b.attn.v):
                     init_uniform_(w)
@@ -301,7 +322,7 @@ class GPT(nn.Module):
             nn.init.constant_(self.ve_lambdas, 0.5)
         if self.skip_weights is not None:
             nn.init.ones_(self.skip_weights)
-        for t in self.token_lambdas or ():
+        for t in self.token_lambda_tables:
             nn.init.constant_(t.weight, cfg.token_lambda_init)
 
     def use_bf16(self) -> GPT:
@@ -314,12 +335,12 @@ class GPT(nn.Module):
     def param_groups(self) -> list[dict]:
         """Every parameter exactly once, by role: Muon matrices (q, k, v, o each its own matrix;
         the MLP's with weight-decay multiplier 2), then Adam's tables, head and scalars."""
-        attn = [w for b in self.blocks if b.attn is not None
+        attn = [w for b in self.layers if b.attn is not None
                 for w in (b.attn.q, b.attn.k, b.attn.v, b.attn.o)]
-        mlp = [w for b in self.blocks for w in (b.mlp.fc, b.mlp.proj)]
-        tables = [e.weight for e in (*self.embeds, *self.value_embeds)]
+        mlp = [w for b in self.layers for w in (b.mlp.fc, b.mlp.proj)]
+        tables = [e.weight for e in (*self.input_tables, *self.value_tables)]
         scalars = [p for p in (self.lambdas, self.ve_lambdas, self.skip_weights) if p is not None]
-        scalars += [t.weight for t in self.token_lambdas or ()]
+        scalars += [t.weight for t in self.token_lambda_tables]
         return [
             dict(name="attn", optimizer="muon", params=attn, wd_mul=1.0),
             dict(name="mlp", optimizer="muon", params=mlp, wd_mul=2.0),
@@ -361,6 +382,7 @@ class GPT(nn.Module):
         x = x0s[0]
         for i, block in enumerate(self.blocks):
             for src in self.skip_sources.get(i, ()):
+                assert self.skip_weights is not None  # there are skip sources only with skip weights
                 x = x + self.skip_weights[src] * kept[src]
             streams = x0s
             if self.token_lambdas is not None:
@@ -404,8 +426,8 @@ class GPT(nn.Module):
         if self.training:
             return F.cross_entropy(self.logits(x), targets)
         n = self.config.eval_chunks
-        total = sum(F.cross_entropy(self.logits(xc), tc, reduction="sum")
-                    for xc, tc in zip(x.chunk(n), targets.chunk(n), strict=True))
+        total = cast(torch.Tensor, sum(F.cross_entropy(self.logits(xc), tc, reduction="sum")  # n >= 1
+                                       for xc, tc in zip(x.chunk(n), targets.chunk(n), strict=True)))
         return total / targets.numel()
 
     def mixing_weights(self) -> list[list[float]]:

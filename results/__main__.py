@@ -1,5 +1,6 @@
 """`python -m ablate.results report DIR ...`: the results commands without the rest of ablate."""
 
-from ablate.results.cli import main
+from ablate.cli import main
 
-raise SystemExit(main())
+raise SystemExit(main(layers=("results",), prog="python -m ablate.results",
+                      description="Results of ablate sweeps."))

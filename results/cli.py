@@ -1,9 +1,12 @@
-"""The results subcommands of `ablate`: report, stats, import-logs. Thin: parse, validate,
-call the package, print.
+"""The results commands of `ablate`: report, stats, import-logs, export-log. Thin: parse,
+validate, call the package, print.
 
-`add_commands` plugs them into another argparse program (sweeps/cli.py); `main` runs them
-on their own. Bad input raises one of INPUT_ERRORS, whose message names the file or
-option; the program prints it as one `ablate: ...` line and exits with status 2.
+`add_commands` is what the results layer gives the `ablate` program (ablate.cli), which
+also runs them alone as `python -m ablate.results`. Bad input is refused with an
+AblateError (InputError, CurveError) whose message names the file or option; the CLI's
+edge prints it as one `ablate: ...` line and exits with status 2. Only what the parsers
+need is imported here (numpy, pyarrow and scipy load with the command that uses them), so
+`ablate --help` stays instant.
 """
 
 from __future__ import annotations
@@ -11,30 +14,27 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import numpy as np
+from ablate.core.errors import printable
+from ablate.core.files import check_out_folder
+from ablate.results.errors import InputError
+from ablate.results.formats import FORMATS, PLOT_FORMATS
 
-from ablate.results import render
-from ablate.results.compare import BaselineChoice
-from ablate.results.curves import CurveError, read_curve
-from ablate.results.errors import InputError, printable, run_command
-from ablate.results.logs import import_logs, to_record_log
-from ablate.results.report import build_report, jsonable
-from ablate.results.stats import summarize, ttest_less
-
-INPUT_ERRORS: tuple[type[Exception], ...] = (CurveError, InputError)
-FORMATS = render.FORMATS
-PLOT_FORMATS = render.PLOT_FORMATS
 MAX_RESAMPLES = 100_000  # P(non-dominated) to ~0.003; more only costs time and memory
 
 
 def add_commands(subparsers: Any) -> None:
-    """Add report, stats and import-logs to `subparsers` (from add_subparsers)."""
+    """Add report, stats, import-logs and export-log to `subparsers` (from add_subparsers)."""
+    add_report(subparsers)
+    add_stats(subparsers)
+    add_import_logs(subparsers)
+    add_export_log(subparsers)
+
+
+def add_report(subparsers: Any) -> None:
     report = subparsers.add_parser(
         "report", help="tables and plots of the curves under storage directories",
         description="Per config (trials whose params agree on every field but the seed and "
@@ -70,6 +70,8 @@ def add_commands(subparsers: Any) -> None:
                         help="bootstrap resamples for P(non-dominated) (default 1000)")
     report.set_defaults(func=run_report)
 
+
+def add_stats(subparsers: Any) -> None:
     stats = subparsers.add_parser(
         "stats", help="record-claim statistics of numbers typed by hand",
         description="n, mean, median, std, min, max and the one-sided t-test that the mean "
@@ -80,6 +82,8 @@ def add_commands(subparsers: Any) -> None:
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=run_stats)
 
+
+def add_import_logs(subparsers: Any) -> None:
     logs = subparsers.add_parser(
         "import-logs", help="import published record logs (files or whole folders) as curves",
         description="Read every run of every log (folders are searched for *.txt, *.log, "
@@ -95,6 +99,8 @@ def add_commands(subparsers: Any) -> None:
                       help="refuse (exit 2, nothing written) at the first file to skip")
     logs.set_defaults(func=run_import_logs)
 
+
+def add_export_log(subparsers: Any) -> None:
     export = subparsers.add_parser(
         "export-log", help="print a curve as a record log, to compare with published runs",
         description="Print `step:N/M val_loss:X train_time:Tms step_avg:Sms` lines for a curve "
@@ -110,13 +116,17 @@ def run_report(args: argparse.Namespace) -> int:
         from ablate.results.history import run_history
 
         return run_history(args)
+    from ablate.results import render
+    from ablate.results.compare import BaselineChoice
+    from ablate.results.report import build_report
+
     _check_alpha(args.alpha)
     if not 1 <= args.resamples <= MAX_RESAMPLES:
         raise InputError(f"--resamples: must be in 1..{MAX_RESAMPLES:,}, not {args.resamples}")
     if args.dpi is not None and not 10 <= args.dpi <= 2400:
         raise InputError(f"--dpi: must be between 10 and 2400, not {args.dpi}")
     if args.plot is not None:
-        check_plot_folder(args.plot)
+        check_out_folder(args.plot, "--plot")
         refuse_existing_plots(args.plot, args.force)
     baseline = None if args.baseline is None else BaselineChoice.parse(args.baseline)
     report = build_report(args.dirs, target=args.target, baseline=baseline, alpha=args.alpha,
@@ -144,6 +154,12 @@ def run_stats(args: argparse.Namespace) -> int:
     bad = [v for v in args.values if not math.isfinite(v)]
     if bad:
         raise InputError(f"VALUE: {bad[0]} is not a finite number")
+    import numpy as np
+
+    from ablate.core.files import jsonable
+    from ablate.results import render
+    from ablate.results.stats import summarize, ttest_less
+
     values = np.array(args.values)
     summary = summarize(values)
     ttest = ttest_less(values, args.target, args.alpha)
@@ -157,6 +173,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_import_logs(args: argparse.Namespace) -> int:
     """One line per file skipped and per copy merged, then the sums (the last line)."""
+    from ablate.results.logs import import_logs
+
     result = import_logs(args.paths, args.out, args.sweep, strict=args.strict)
     for skip in result.skipped:
         print(printable(f"skipped {skip}"))
@@ -167,12 +185,11 @@ def run_import_logs(args: argparse.Namespace) -> int:
 
 
 def run_export_log(args: argparse.Namespace) -> int:
-    sys.stdout.write(to_record_log(read_curve(args.curve)))
+    from ablate.results.curves import read_curve
+    from ablate.results.logs import to_record_log
+
+    sys.stdout.write(to_record_log(read_curve(args.curve), source=str(args.curve)))
     return 0
-
-
-class UsageError(InputError):
-    """An argparse error (bad option or value) under `main`, reported as one line."""
 
 
 def finite(text: str) -> float:
@@ -184,24 +201,6 @@ def finite(text: str) -> float:
 
 
 finite.__name__ = "finite number"  # what argparse's message calls the expected type
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        command = self.prog.partition(" ")[2]  # "ablate report" -> "report"
-        raise UsageError(f"{command}: {message}" if command else message)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one results command; bad input -> one `ablate: ...` line on stderr, status 2."""
-    parser = _Parser(prog="ablate", description="Results of ablate sweeps.")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    try:
-        args = parser.parse_args(argv)
-    except INPUT_ERRORS as e:  # a type= converter's refusal
-        print(f"ablate: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    return run_command(args, INPUT_ERRORS)
 
 
 def _column_list(text: str) -> tuple[str, ...]:
@@ -222,19 +221,6 @@ def _number_list(text: str) -> tuple[int, ...]:
     return numbers
 
 
-def check_plot_folder(folder: Path) -> None:
-    """The plot folder is a folder, or can be made one (checked without creating it)."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise InputError(f"--plot {folder}: {probe} is not a folder")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"--plot {folder}: cannot write in {probe} (permission denied)")
-
-
 def refuse_existing_plots(folder: Path, force: bool) -> None:
     """A plot folder that exists and holds anything is refused (its plots would be
     replaced) unless `force`; an empty one is taken."""
@@ -246,7 +232,3 @@ def refuse_existing_plots(folder: Path, force: bool) -> None:
 def _check_alpha(alpha: float) -> None:
     if not 0 < alpha < 1:
         raise InputError(f"--alpha: must be between 0 and 1, not {alpha}")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ablate.results.configs import LABELS, Configs, display, same_value
+from ablate.core.fields import OUTSIDE_CONFIG, role
+from ablate.results.configs import Configs, display, same_value
 from ablate.results.errors import InputError
 from ablate.results.replicates import Replicates
 from ablate.results.stats import Difference, paired, welch
@@ -73,9 +74,9 @@ def find_baseline(configs: Configs, choice: BaselineChoice) -> int:
         if configs.by is not None:
             raise InputError(f"{choice.source}: {field} is not one of the fields configs are "
                              f"pooled by ({', '.join(configs.by)})")
-        if field in LABELS:
-            raise InputError(f"{choice.source}: {field} is a label, not a config field "
-                             f"(a config holds all its {field} values)")
+        if field in OUTSIDE_CONFIG:
+            raise InputError(f"{choice.source}: {field} is a {role(field)} field, not part of a "
+                             f"config's identity (a config holds all its {field} values)")
         shown = ", ".join(configs.fields or known)
         raise InputError(f"{choice.source}: unknown field {field} (fields that vary: {shown})"
                          if configs.fields else

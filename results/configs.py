@@ -1,28 +1,11 @@
 """Config identity: which trials are runs of the same config, decided by the data.
 
 A trial's `params` holds every field of its config. Two trials are the same config when
-every field is equal except the LABELS: fields that name or place a run without changing
-what it computes or what is measured. A field that a list of column names did not foresee
-(an lr swept by hand, a new model option) therefore always tells configs apart; `--by`
-pools configs deliberately.
-
-Which fields are labels:
-- `seed`: the replicate within a config, not the config.
-- `sweep`, `trial_id`: names.
-- `out`: where the curve file goes.
-- `data`: where the shards are; the same shards in another folder are the same data.
-- `checkpoint_every`: checkpoints are taken at validation points while the training
-  clock is stopped, and a resumed run equals an uninterrupted one, so neither loss nor
-  time depends on it.
-- `save_weights`: the final weights are written after the last validation, outside the
-  training clock.
-- `source`, `sha256`, `copies`, `run`: where an imported record log came from (its path,
-  its content's hash, the other files holding the same run, its place in a multi-run
-  file); the runs of one record are replicates of one config, as seeds are.
-Not labels, though they may look like it: `workers` (each step sees the same data, but the
-training time is measured with that many workers), `device`, `compile`, `micro_tokens` and
-`nan_check_every` (numerics or time), `val_every` and `val_tokens` (where and on what the
-loss is measured).
+every field is equal except those whose role (ablate.core.fields) is replicate (the seed),
+label (names, an imported log's provenance) or placement (where the curve, the shards, the
+checkpoints and the weights go): fields that change neither what a run computes nor what is
+measured. A field that no list foresaw (an lr swept by hand, a new model option) therefore
+always tells configs apart; `--by` pools configs deliberately.
 """
 
 from __future__ import annotations
@@ -37,10 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ablate.results.errors import InputError, did_you_mean
-
-LABELS = frozenset({"seed", "sweep", "trial_id", "out", "data", "checkpoint_every",
-                    "save_weights", "source", "sha256", "copies", "run"})
+from ablate.core.errors import did_you_mean
+from ablate.core.fields import OUTSIDE_CONFIG
+from ablate.results.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -177,7 +159,7 @@ def display(value: Any) -> str:
 
 
 def _identities(params: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, ...], str]]:
-    """Each trial's identity: its non-label field names (sorted) and their values as JSON.
+    """Each trial's identity: its identity field names (sorted) and their values as JSON.
 
     JSON text compares values as the trainer wrote them (each field with its one type) and
     treats lists, dicts and NaN alike without a Python loop over every value; the sorted
@@ -190,7 +172,7 @@ def _identities(params: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, ...],
         keys = frozenset(p)
         names = names_of.get(keys)
         if names is None:
-            names = names_of[keys] = tuple(sorted(k for k in keys if k not in LABELS))
+            names = names_of[keys] = tuple(sorted(k for k in keys if k not in OUTSIDE_CONFIG))
         out.append((names, encode(list(map(p.__getitem__, names)))))
     return out
 
@@ -211,7 +193,7 @@ def _field_order(params: Iterable[dict[str, Any]]) -> list[str]:
         if p is not last:  # trials of one file share one parsed dict: look at it once
             seen.update(dict.fromkeys(p))
             last = p
-    return [k for k in seen if k not in LABELS]
+    return [k for k in seen if k not in OUTSIDE_CONFIG]
 
 
 def _varies(values: Sequence[Any]) -> bool:

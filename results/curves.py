@@ -25,14 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ablate.results.atomic import atomic_path
+from ablate.core import states
+from ablate.core.errors import AblateError
+from ablate.core.files import atomic_path
 
 SCHEMA_VERSION = 2
 VERSION_KEY = b"ablate.schema_version"
 META_KEY = b"ablate.trial"  # JSON of the trial's full config and provenance
 SWEEP_KEY = "sweep"  # key of META_KEY's JSON: {"axes": [field, ...], "target": float | None}
-
-STATUSES = ("running", "completed", "diverged", "failed")
 
 SCHEMA = pa.schema(
     [
@@ -50,7 +50,7 @@ SCHEMA = pa.schema(
         ("lr", pa.float64()),  # lr multiplier of the schedule at this step
         ("peak_mem_mb", pa.float64()),
         ("lambdas", pa.list_(pa.list_(pa.float32()))),  # [layer][residual, x00, x01, ...]
-        ("status", pa.string()),  # "running" on all rows but the last
+        ("status", pa.string()),  # states.CURVE: "running" on all rows but the last
         ("params", pa.string()),  # JSON of every config field: what makes a config (configs.py)
     ]
 )
@@ -67,8 +67,9 @@ SCHEMA_V1_EXTRA = pa.schema(
 )
 
 
-class CurveError(ValueError):
-    """A curve file that is missing, corrupt, or of a schema this version cannot read."""
+class CurveError(AblateError):
+    """A curve file that is missing, corrupt, or of a schema this version cannot read (its
+    metadata included); the message names the file."""
 
 
 def curve_path(storage: str | os.PathLike, sweep: str, trial_id: str) -> Path:
@@ -94,27 +95,27 @@ def to_table(rows: Iterable[Mapping[str, Any]], meta: Mapping[str, Any] | None =
 
 
 def check_sweep_meta(value: Any, where: str = "meta") -> dict[str, Any]:
-    """The sweep's part of a curve's metadata, checked; ValueError names the bad key.
+    """The sweep's part of a curve's metadata, checked; CurveError names the bad key.
 
     {"axes": ["extra_embeddings", ...], "target": 3.28 or None} and optionally
     "baseline": {field: value, ...}, the config the others are compared with.
     """
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}.sweep: must be a mapping, not {type(value).__name__}")
+        raise CurveError(f"{where}.sweep: must be a mapping, not {type(value).__name__}")
     unknown = sorted(set(value) - {"axes", "target", "baseline"})
     if unknown:
-        raise ValueError(f"{where}.sweep.{unknown[0]}: unknown key (axes, target, baseline)")
+        raise CurveError(f"{where}.sweep.{unknown[0]}: unknown key (axes, target, baseline)")
     axes = value.get("axes", [])
     if not isinstance(axes, (list, tuple)) or not all(isinstance(a, str) and a for a in axes):
-        raise ValueError(f"{where}.sweep.axes: must be a list of field names, not {axes!r}")
+        raise CurveError(f"{where}.sweep.axes: must be a list of field names, not {axes!r}")
     target = value.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
                                or not math.isfinite(target)):
-        raise ValueError(f"{where}.sweep.target: must be a finite number or null, not {target!r}")
+        raise CurveError(f"{where}.sweep.target: must be a finite number or null, not {target!r}")
     baseline = value.get("baseline")
     if baseline is not None and (not isinstance(baseline, Mapping) or not baseline
                                  or not all(isinstance(k, str) for k in baseline)):
-        raise ValueError(f"{where}.sweep.baseline: must map field names to values, "
+        raise CurveError(f"{where}.sweep.baseline: must map field names to values, "
                          f"not {baseline!r}")
     out: dict[str, Any] = {"axes": list(axes),
                            "target": None if target is None else float(target)}
@@ -125,7 +126,7 @@ def check_sweep_meta(value: Any, where: str = "meta") -> dict[str, Any]:
 
 def write_curve(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
                 meta: Mapping[str, Any] | None = None) -> Path:
-    """Write atomically (results/atomic.py): a crash or a full disk leaves the previous file
+    """Write atomically (core/files.py): a crash or a full disk leaves the previous file
     or the new one, never half. `meta` (JSON-able) goes into the file metadata; see
     check_sweep_meta for its "sweep" key."""
     path = Path(path)
@@ -160,10 +161,23 @@ def check_axes(table: pa.Table, path: str | os.PathLike) -> None:
         column = table[name]
         if column.null_count:
             raise CurveError(f"{path}: {name} is null on {column.null_count} row(s)")
+        if all(_in_range(chunk) for chunk in column.chunks):
+            continue  # the usual case, told by a min and a max: no temporary column
         ok = pc.and_(pc.is_finite(column), pc.greater_equal(column, 0))
         bad = pc.sum(pc.invert(ok)).as_py()
         if bad:
             raise CurveError(f"{path}: {name} is negative or not finite on {bad} row(s)")
+
+
+def _in_range(chunk: pa.Array) -> bool:
+    """Whether every value of a numeric chunk without nulls is finite and at least 0 (a NaN
+    makes min() NaN, which fails the comparison); False for other types (checked the slow way)."""
+    if not (pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)):
+        return False
+    if len(chunk) == 0:
+        return True
+    values = chunk.to_numpy()
+    return bool(values.min() >= 0 and values.max() < math.inf)
 
 
 def schema_version(schema: pa.Schema, path: str | os.PathLike) -> int:
@@ -189,6 +203,37 @@ def check_schema(schema: pa.Schema, path: str | os.PathLike) -> int:
     if missing:
         raise CurveError(f"{path}: missing columns {', '.join(missing)}")
     return version
+
+
+def final_point(table: pa.Table) -> dict[str, Any] | None:
+    """A curve's final point: its row at the highest step (the later row of two at one step);
+    None for an empty curve. The trainer writes rows in step order, so this is its last row,
+    but a curve written by hand or merged need not be."""
+    if not table.num_rows:
+        return None
+    last = table.num_rows - 1
+    if "step" in table.column_names and not table["step"].null_count:
+        steps = table["step"].to_numpy()
+        last -= int(steps[::-1].argmax())
+    return table.slice(last, 1).to_pylist()[0]
+
+
+def final_loss(point: Mapping[str, Any]) -> float | None:
+    """A finished run's final val loss, from its final point (a curve row, or a trial's last
+    report, which has the same keys): infinite if it diverged (a completed run's non-finite
+    loss too), its val loss if it completed its step budget, None if it has not finished
+    (running, failed, stopped early)."""
+    status, loss = point.get("status"), point.get("val_loss")
+    if status == states.DIVERGED:
+        return math.inf
+    if status == states.COMPLETED and loss is not None and point.get("step") == point.get("num_iterations"):
+        return float(loss) if math.isfinite(loss) else math.inf
+    return None
+
+
+def ended(point: Mapping[str, Any] | None) -> bool:
+    """Whether a curve has ended for good (completed or diverged): its trial never trains again."""
+    return point is not None and point.get("status") in states.FINAL_CURVE
 
 
 def trial_meta(path: str | os.PathLike) -> dict[str, Any]:

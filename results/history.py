@@ -31,12 +31,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ablate.core.errors import printable
+from ablate.core.files import jsonable
+from ablate.core.states import COMPLETED
 from ablate.results.compare import BaselineChoice
 from ablate.results.configs import trial_params
-from ablate.results.errors import InputError, printable
+from ablate.results.errors import InputError
 from ablate.results.load import load_curves
 from ablate.results.records import RECORD_ALPHA, TARGETS, TRACK_ORDER
-from ablate.results.report import jsonable
 from ablate.results.stats import mean_ci, summarize, ttest_less, welch
 from ablate.results.trials import trials_from
 
@@ -153,7 +155,7 @@ def _runs(paths: Sequence[str], by: Sequence[str]) -> tuple[list[_Run], int]:
         if "record" not in p or "source" not in p:
             left_out += 1
             continue
-        if trials.outcome[i] != "completed" or not math.isfinite(loss[i]):
+        if trials.outcome[i] != COMPLETED or not math.isfinite(loss[i]):
             continue
         missing = [f for f in extra_fields if f not in p]
         if missing:
@@ -393,7 +395,7 @@ def plot_progression(history: RecordHistory, path: Path, dpi: int | None = None)
 def run_history(args: Any) -> int:
     """`ablate report DIR --by record[,variant,...]`: validate, build, refuse an existing plot
     file, then print and draw (nothing is written when any input is bad)."""
-    from ablate.results.render import PLOT_FORMATS
+    from ablate.results.formats import PLOT_FORMATS
 
     if not 0 < args.alpha < 1:
         raise InputError(f"--alpha: must be between 0 and 1, not {args.alpha}")

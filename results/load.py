@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyarrow._parquet import ParquetReader  # ParquetFile's reader; it alone takes a pool
 
 from ablate.results.configs import parse_params
 from ablate.results.curves import (
@@ -53,6 +54,9 @@ LOAD_SCHEMA = pa.schema(
     [pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in _STRINGS else f
      for f in SCHEMA]
 )
+# Read from every file whatever columns are asked for: a file is checked on these (its
+# trials and their params against its place, its step and time axes).
+CHECKED = ("sweep", "trial_id", "step", "train_time_ms", "params")
 
 
 @dataclass(frozen=True)
@@ -115,20 +119,22 @@ def find_curves(roots: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Pa
     return sorted(direct.values()), sorted(found.values())
 
 
-def read_file(path: Path, lambdas: bool = True, ledgers: Ledgers | None = None) -> CurveFile:
+def read_file(path: Path, lambdas: bool = True, ledgers: Ledgers | None = None,
+              columns: Sequence[str] | None = None) -> CurveFile:
     """One curve file in the current schema, with its sweep metadata; CurveError names it.
 
     Without `lambdas` that column is not read (a nested list per row: the slowest column
-    to decode, and only the lambda plots need it). A file that is not the trial its place
-    says (module doc) is a CurveError too; `ledgers` caches the sweeps' ledgers.
+    to decode, and only the lambda plots need it). `columns`, if given, are the only ones
+    read besides those every file is checked on (CHECKED; `lambdas` then does not apply).
+    A file that is not the trial its place says (module doc) is a CurveError too; `ledgers`
+    caches the sweeps' ledgers.
     """
-    schema = _schema(lambdas)
+    schema = _schema(lambdas, columns)
     try:
         footer = pq.ParquetFile(path)
         version = check_schema(footer.schema_arrow, path)
         legacy = SCHEMA_V1_EXTRA.names if version < 2 else []
-        file = pq.ParquetFile(path, metadata=footer.metadata, read_dictionary=_STRINGS)
-        table = file.read(columns=schema.names + legacy)
+        table = _decode(path, footer, schema.names + legacy)
     except FileNotFoundError:
         raise CurveError(f"{path}: no such curve file") from None
     except (pa.ArrowException, OSError) as e:
@@ -154,6 +160,33 @@ def read_file(path: Path, lambdas: bool = True, ledgers: Ledgers | None = None) 
         except ValueError as e:
             warning = f"{e}; ignored"
     return CurveFile(table, sweep, warning, params)
+
+
+def _decode(path: Path, footer: pq.ParquetFile, names: list[str]) -> pa.Table:
+    """The named columns of a curve file, in that order, decoded on this thread into
+    READ_POOL (files are read in parallel already: Arrow's own threads on top of those
+    cost several times the decoding on a busy machine)."""
+    paths = footer.reader.column_paths  # a nested column (lambdas) is several leaves
+    leaves = [i for name in names for i, leaf in enumerate(paths) if leaf[0] == name]
+    reader = ParquetReader(memory_pool=READ_POOL)
+    try:
+        reader.open(str(path), read_dictionary=_STRINGS, metadata=footer.metadata)
+        return reader.read_all(column_indices=leaves, use_threads=False)
+    finally:
+        reader.close()
+
+
+def _read_pool() -> pa.MemoryPool:
+    """jemalloc (else the system's malloc) rather than Arrow's default mimalloc, which
+    backs its memory with transparent huge pages: decoding ten million rows then took 1.6x
+    the table's size resident and twice the CPU time (page faults), on 2 cores."""
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        return pa.system_memory_pool()
+
+
+READ_POOL = _read_pool()
 
 
 def _json(path: Path, what: str, text: str | bytes | None) -> Any:
@@ -263,19 +296,23 @@ def _fold_legacy(table: pa.Table) -> pa.Table:
 
 
 def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
-                threads: int | None = None) -> Loaded:
+                threads: int | None = None, columns: Sequence[str] | None = None) -> Loaded:
     """Read every curve under `roots`; problems are returned, not raised (see module doc).
 
     A trial (sweep, trial_id) found in a second file (e.g. a copied storage passed twice)
-    is a problem too: its rows would otherwise be counted twice.
+    is a problem too: its rows would otherwise be counted twice. `columns`: read only these
+    and CHECKED (a report without plots needs a third of the bytes decoded; see read_file).
     """
+    schema = _schema(lambdas, columns)  # an unknown column fails here, before any file
     direct, found = find_curves(roots)
     ledgers = Ledgers()
     # a file the user named fails fast, naming it; files found in folders are read in parallel
-    named: list[CurveFile | CurveError] = [read_file(path, lambdas, ledgers) for path in direct]
+    named: list[CurveFile | CurveError] = [read_file(path, lambdas, ledgers, columns)
+                                           for path in direct]
     paths = direct + found
     with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
-        results = named + list(pool.map(lambda path: _try_read(path, lambdas, ledgers), found))
+        results = named + list(pool.map(lambda path: _try_read(path, lambdas, ledgers, columns),
+                                        found))
 
     tables: list[pa.Table] = []
     files: list[Path] = []
@@ -305,7 +342,7 @@ def load_curves(roots: Sequence[str | os.PathLike], lambdas: bool = True,
         if result.warning is not None:
             warnings.append(result.warning)
         params.update(result.params)
-    table = pa.concat_tables(tables) if tables else _schema(lambdas).empty_table()
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
     return Loaded(table, files, problems, sweeps, seen, warnings, params)
 
 
@@ -313,13 +350,22 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-def _schema(lambdas: bool) -> pa.Schema:
-    return LOAD_SCHEMA if lambdas else LOAD_SCHEMA.remove(LOAD_SCHEMA.get_field_index("lambdas"))
+def _schema(lambdas: bool, columns: Sequence[str] | None = None) -> pa.Schema:
+    """The columns a load keeps, in LOAD_SCHEMA's order."""
+    if columns is None:
+        return LOAD_SCHEMA if lambdas else LOAD_SCHEMA.remove(LOAD_SCHEMA.get_field_index("lambdas"))
+    unknown = [name for name in columns if name not in LOAD_SCHEMA.names]
+    if unknown:
+        raise ValueError(f"columns: {', '.join(unknown)} not in the curve schema "
+                         f"({', '.join(LOAD_SCHEMA.names)})")
+    wanted = {*columns, *CHECKED}
+    return pa.schema([f for f in LOAD_SCHEMA if f.name in wanted])
 
 
-def _try_read(path: Path, lambdas: bool, ledgers: Ledgers) -> CurveFile | CurveError:
+def _try_read(path: Path, lambdas: bool, ledgers: Ledgers,
+              columns: Sequence[str] | None) -> CurveFile | CurveError:
     try:
-        return read_file(path, lambdas, ledgers)
+        return read_file(path, lambdas, ledgers, columns)
     except CurveError as e:
         return e
 

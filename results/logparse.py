@@ -22,6 +22,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ablate.core.errors import AblateError
+
 MAX_STEPS = 2**31 - 1  # a curve's num_iterations is an int32
 _RULE_START = b"=" * 20
 _RULE = re.compile(rb"={20,}[ \t\r]*")
@@ -36,7 +38,7 @@ _SMI_DATE = re.compile(rb"^[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) [\d:]{8} (\d
 SOURCE_PEEK = 4096  # a printed script shows its imports within its first lines
 
 
-class LogError(ValueError):
+class LogError(AblateError):
     """A log that cannot be imported; the message says why (the caller names the file)."""
 
 

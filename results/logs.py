@@ -27,8 +27,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ablate.results.atomic import default_mode
-from ablate.results.curves import META_KEY, SCHEMA, SCHEMA_VERSION, VERSION_KEY, curve_path, meta_of
+from ablate.core import states
+from ablate.core.files import default_mode
+from ablate.results.curves import (
+    META_KEY,
+    SCHEMA,
+    SCHEMA_VERSION,
+    VERSION_KEY,
+    CurveError,
+    curve_path,
+    meta_of,
+)
 from ablate.results.errors import InputError
 from ablate.results.logparse import MAX_STEPS, LogError, LogPoint, Parsed, Run, parse_runs
 from ablate.results.records import Place, place_of, track_by_loss, trial_id_of
@@ -258,7 +267,7 @@ def _table(trial: _Trial, sweep: str) -> pa.Table:
     points = trial.run.points
     n = len(points)
     last = points[-1]
-    status = "diverged" if not math.isfinite(last.val_loss) else "completed"
+    status = states.DIVERGED if not math.isfinite(last.val_loss) else states.COMPLETED
     params = json.dumps(trial.params, sort_keys=True)
     columns: dict[str, Any] = {name: pa.nulls(n, SCHEMA.field(name).type) for name in SCHEMA.names}
     columns.update({
@@ -268,7 +277,7 @@ def _table(trial: _Trial, sweep: str) -> pa.Table:
         "step": pa.array([p.step for p in points], pa.int64()),
         "train_time_ms": pa.array([p.train_time_ms for p in points], pa.float64()),
         "val_loss": pa.array([p.val_loss for p in points], pa.float64()),
-        "status": pa.array(["running"] * (n - 1) + [status], pa.string()),
+        "status": pa.array([states.RUNNING] * (n - 1) + [status], pa.string()),
         "params": pa.array([params] * n, pa.string()),
     })
     table = pa.table([columns[name] for name in SCHEMA.names], schema=SCHEMA)
@@ -329,16 +338,19 @@ def _write_all(jobs: list[tuple[Path, pa.Table]]) -> list[Path]:
 
 # --- export ------------------------------------------------------------------------------
 
-def to_record_log(table: pa.Table, log_format: dict[str, Any] | None = None) -> str:
+def to_record_log(table: pa.Table, log_format: dict[str, Any] | None = None,
+                  source: str = "the table") -> str:
     """One trial's curve in the record log format.
 
     An imported curve (`log_format` from its metadata) is printed with the digits and time
     unit of its log and the log's own step_avg; any other curve with the loss's shortest
     exact decimals (at least 4) and whole ms, step_avg being the time per step so far. The
-    total is the trial's num_iterations (its last step if unknown).
+    total is the trial's num_iterations (its last step if unknown). A table of several
+    trials is refused with a CurveError naming `source` (the file it was read from).
     """
-    if len(set(table["trial_id"].to_pylist())) > 1:
-        raise ValueError("to_record_log: the table holds more than one trial")
+    trials = set(table["trial_id"].to_pylist())
+    if len(trials) > 1:  # a hand-made file: a record log is one run
+        raise CurveError(f"{source}: holds {len(trials)} trials; a record log is one run's")
     names = ["step", "num_iterations", "train_time_ms", "val_loss"]
     if "step_avg_ms" in table.column_names:
         names.append("step_avg_ms")

@@ -32,10 +32,12 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ablate.results.atomic import default_mode
+from ablate.core.files import default_mode
+from ablate.core.states import COMPLETED
 from ablate.results.configs import determined, display
 from ablate.results.errors import InputError
-from ablate.results.render import PLOT_FORMATS, label
+from ablate.results.formats import PLOT_FORMATS
+from ablate.results.render import label
 from ablate.results.report import Report
 
 GRID_POINTS = 200
@@ -432,7 +434,7 @@ def lambdas_figure(report: Report, config: int) -> Figure | None:
 def _members(report: Report, config: int) -> np.ndarray:
     """Trials to draw for a config: its completed ones, or all of them if none completed."""
     mine = report.groups.index == config
-    done = mine & (report.trials.outcome == "completed")
+    done = mine & (report.trials.outcome == COMPLETED)
     return np.flatnonzero(done if done.any() else mine)
 
 

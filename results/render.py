@@ -14,6 +14,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
@@ -21,15 +22,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ablate.core.errors import printable
+from ablate.core.states import COMPLETED
 from ablate.results.configs import config_label, display
-from ablate.results.errors import printable
+from ablate.results.formats import FORMATS
 from ablate.results.report import ConfigResult, Report
 from ablate.results.stats import Summary, TTest
 
 TITLE_FIELDS = 8  # constant fields named in a table's title; JSON has them all
 BUDGET_ROWS = 12  # rows of the best-loss-within-budget table (thinned evenly)
-FORMATS = ("table", "markdown", "csv", "json")
-PLOT_FORMATS = ("png", "pdf", "svg")  # here, not in plots: the CLI lists them without matplotlib
 MIN_WIDTH = 20  # a COLUMNS below this is ignored: no table fits, so it is surely stale
 
 
@@ -205,29 +206,49 @@ def print_fitted(console: Console, caption: str, headers: list[str], rows: list[
     fit (one column with the lead is wider than the console) is printed as wide as it needs.
     Within a part the columns keep the order of `headers`, so one table printed whole reads
     as its Markdown twin."""
-    width = console.width
     first = [0] if headers and 0 not in labels else []
-
-    def word_width(i: int) -> int:
-        return max([len(word) for r in rows for word in r[i].split()], default=0)
-
-    def cell_width(i: int, whole_header: bool = False) -> int:
-        longest = max([len(r[i]) for r in rows], default=0)
-        if i in labels:
-            return max(min(max(longest, len(headers[i])), LABEL_MIN), word_width(i))
-        return max(longest, len(headers[i]) if whole_header else _header_width(headers[i]))
-
-    def need(cols: list[int], whole_headers: bool = False) -> int:
-        return sum(cell_width(i, whole_headers) for i in cols) + 3 * len(cols) + 1
-
     lead = first + list(keys)
+    parts, labels, caption = _fitted_parts(_Widths(headers, rows, list(labels)), console.width, lead,
+                                           groups, keep_labels or not first, caption)
+    widths = _Widths(headers, rows, labels)
+    for number, part in enumerate(parts or [[]]):
+        _print_part(console, widths, caption if number == 0 else None, sorted(lead + part), keys)
+
+
+@dataclass
+class _Widths:
+    """The widths a table's columns need: a label its longest word (it folds between words,
+    down to LABEL_MIN), a number its longest cell, a header its longest word."""
+    headers: list[str]
+    rows: list[list[str]]
+    labels: list[int]
+
+    def word(self, i: int) -> int:
+        return max([len(word) for r in self.rows for word in r[i].split()], default=0)
+
+    def cell(self, i: int, whole_header: bool = False) -> int:
+        longest = max([len(r[i]) for r in self.rows], default=0)
+        if i in self.labels:
+            return max(min(max(longest, len(self.headers[i])), LABEL_MIN), self.word(i))
+        return max(longest, len(self.headers[i]) if whole_header else _header_width(self.headers[i]))
+
+    def need(self, cols: list[int], whole_headers: bool = False) -> int:
+        """The table's width with these columns (rich's borders and padding included)."""
+        return sum(self.cell(i, whole_headers) for i in cols) + 3 * len(cols) + 1
+
+
+def _fitted_parts(widths: _Widths, width: int, lead: list[int], groups: Sequence[Sequence[int]],
+                  labels_apart: bool, caption: str) -> tuple[list[list[int]], list[int], str]:
+    """The columns of each part (besides the `lead`), the label columns still shown, and the
+    caption. `labels_apart`: labels too wide to go with the first part get a part of their own
+    rather than being left to `#`."""
+    need, labels = widths.need, widths.labels
     units: list[list[int]] = []  # what is kept together: a group, or, too wide, each column
     for group in [list(g) for g in groups if g]:
         units += [group] if need(lead + group) <= width else [[i] for i in group]
-    labels = list(labels)
     if labels and need(lead + labels + (units[0] if units else [])) <= width:
         units = [labels + units[0], *units[1:]] if units else [labels]
-    elif labels and (keep_labels or not first):
+    elif labels and labels_apart:
         units = ([labels] if need(lead + labels) <= width else [[i] for i in labels]) + units
     elif labels:
         labels = []  # the numbers in `#` name the configs, as in the table above
@@ -238,26 +259,30 @@ def print_fitted(console: Console, caption: str, headers: list[str], rows: list[
             parts[-1] += unit
         else:
             parts.append(list(unit))
-    for number, part in enumerate(parts or [[]]):
-        cols = sorted(lead + part)
-        # cells as plain Text: a value from a curve is shown as it is, never read as markup
-        table = Table(title=Text(printable(caption)) if number == 0 else None, title_justify="left")
-        # Number columns get a fixed width (rich's own squeeze would crop a table whose
-        # columns have minimums): whole headers where they fit, else their longest word.
-        whole = need([i for i in cols if i not in labels], whole_headers=True) + sum(
-            cell_width(i) + 3 for i in cols if i in labels) <= width
-        for i in cols:
-            if i in labels:  # rich gives a label what the numbers leave, folding it
-                table.add_column(headers[i], justify="left", overflow="fold",
-                                 min_width=word_width(i))
-            else:
-                table.add_column(headers[i], justify="left" if i in keys else "right",
-                                 overflow="fold", width=cell_width(i, whole))
-        for row in rows:
-            table.add_row(*(Text(printable(row[i])) for i in cols))
-        # One column and the lead still too wide: the numbers win over the width.
-        out = console if need(cols) <= width else Console(file=console.file, width=need(cols))
-        out.print(table)
+    return parts, labels, caption
+
+
+def _print_part(console: Console, widths: _Widths, title: str | None, cols: list[int],
+                keys: Sequence[int]) -> None:
+    """One part of a fitted table: its columns `cols`, titled (the first part) or not."""
+    width, labels = console.width, widths.labels
+    # cells as plain Text: a value from a curve is shown as it is, never read as markup
+    table = Table(title=Text(printable(title)) if title is not None else None, title_justify="left")
+    # Number columns get a fixed width (rich's own squeeze would crop a table whose
+    # columns have minimums): whole headers where they fit, else their longest word.
+    whole = widths.need([i for i in cols if i not in labels], whole_headers=True) + sum(
+        widths.cell(i) + 3 for i in cols if i in labels) <= width
+    for i in cols:
+        if i in labels:  # rich gives a label what the numbers leave, folding it
+            table.add_column(widths.headers[i], justify="left", overflow="fold", min_width=widths.word(i))
+        else:
+            table.add_column(widths.headers[i], justify="left" if i in keys else "right",
+                             overflow="fold", width=widths.cell(i, whole))
+    for row in widths.rows:
+        table.add_row(*(Text(printable(row[i])) for i in cols))
+    # One column and the lead still too wide: the numbers win over the width.
+    out = console if widths.need(cols) <= width else Console(file=console.file, width=widths.need(cols))
+    out.print(table)
 
 
 def _header_width(header: str) -> int:
@@ -386,7 +411,7 @@ def _decision(c: ConfigResult) -> str:
 
 def _seeds(c: ConfigResult) -> str:
     """Replicates, and the completed trials behind them when a seed ran more than once."""
-    n, runs = c.loss["n"], c.counts["completed"]
+    n, runs = c.loss["n"], c.counts[COMPLETED]
     return f"{n} ({runs} runs)" if runs > n else str(n)
 
 
@@ -408,7 +433,7 @@ def _interval(low: float, high: float, decimals: int) -> str:
 
 
 def _apart(c: ConfigResult) -> str:
-    return ", ".join(f"{n} {o}" for o, n in c.counts.items() if o != "completed" and n)
+    return ", ".join(f"{n} {o}" for o, n in c.counts.items() if o != COMPLETED and n)
 
 
 def _num(x: float, digits: int) -> str:

@@ -20,7 +20,7 @@ def time_to_target(offsets: np.ndarray, time_s: np.ndarray, loss: np.ndarray,
     """
     starts, ends = offsets[:-1], offsets[1:]
     out = np.full(len(starts), np.nan)
-    hits = np.flatnonzero(loss <= target)  # NaN compares False: never a hit
+    hits = _entries(starts, loss <= target)  # NaN compares False: never a hit
     if len(hits) == 0:
         return out
     nxt = np.searchsorted(hits, starts)  # first hit at or after each curve's start
@@ -35,3 +35,15 @@ def time_to_target(offsets: np.ndarray, time_s: np.ndarray, loss: np.ndarray,
         crossing = t1 - (target - l1) * (t1 - t0) / (l0 - l1)  # l0 > target >= l1
     out[reached] = np.where(bracketed, crossing, t1)
     return out
+
+
+def _entries(starts: np.ndarray, below: np.ndarray) -> np.ndarray:
+    """Sorted indices where a curve enters the region at or below the target: a point below
+    whose previous point is not, or a curve's first point if below. A curve's first hit is
+    its first entry; a curve mostly below the target has one entry, not a hit per point
+    (ten million points: a few thousand indices instead of millions)."""
+    if len(below) == 0:
+        return np.zeros(0, np.int64)
+    entering = np.flatnonzero(below[1:] > below[:-1]) + 1  # True > False: not below, then below
+    first = starts[(starts < len(below)) & below[np.minimum(starts, len(below) - 1)]]
+    return np.union1d(entering, first)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ablate.core.states import outcome
 from ablate.results.configs import trial_params
 
-OUTCOMES = ("completed", "running", "diverged", "failed")
-_INFO_COLUMNS = ["sweep", "trial_id", "seed", "num_iterations", "step", "train_time_ms",
-                 "val_loss", "status", "params"]
+# The loaded columns trials_from reads (a report without plots loads only these)
+COLUMNS = ["sweep", "trial_id", "seed", "num_iterations", "step", "train_time_ms",
+           "val_loss", "status", "params"]
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,20 @@ class Trials:
     """Per-trial final rows (`info`) and every trial's curve in the flat layout."""
 
     info: pa.Table  # one row per trial: its last row (max step), strings decoded
-    outcome: np.ndarray  # per trial, one of OUTCOMES (see `outcome_of`)
+    outcome: np.ndarray  # per trial, one of states.OUTCOMES (see `outcome_of`)
     offsets: np.ndarray  # curve of trial i is [offsets[i], offsets[i + 1]) of the arrays below
     step: np.ndarray
     time_s: np.ndarray  # training time, seconds
     val_loss: np.ndarray
-    rows: np.ndarray  # row of the loaded table behind each point (for the lambdas)
+    order: np.ndarray | None  # the loaded rows in point order; None: point i is row i
 
     def __len__(self) -> int:
         return self.info.num_rows
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """Row of the loaded table behind each point (for the lambdas and tokens plots)."""
+        return np.arange(len(self.step)) if self.order is None else self.order
 
     def seeds(self) -> list[int | None]:
         """Each trial's seed: the `seed` column, else its params' "seed", else None."""
@@ -55,43 +62,103 @@ class Trials:
 
 
 def trials_from(table: pa.Table) -> Trials:
-    """Split loaded rows into trials, keyed by (sweep, trial_id), each sorted by step."""
+    """Split loaded rows into trials, keyed by (sweep, trial_id), each sorted by step.
+
+    Loaded rows usually come trial after trial, each rising in step (one file after
+    another): the points are then the rows, copied once, and no key is made per row.
+    """
     n = table.num_rows
+    step = _flat(table["step"], np.int64)
+    time_s = _flat(table["train_time_ms"], np.float64, divisor=1000.0)  # ms -> s
+    loss = _flat(table["val_loss"], np.float64)
+    starts = _grouped_starts(table, step)
+    order = None
+    if starts is None:  # rows out of order (a hand-made or merged table): sort them
+        key = _trial_key(table)
+        order = np.lexsort((step, key))
+        key, step, time_s, loss = key[order], step[order], time_s[order], loss[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    offsets = np.append(starts, n).astype(np.int64)
+    last = offsets[1:] - 1
+    info = _decoded(_take(table.select(COLUMNS), last if order is None else order[last]))
+    final_loss = loss[last]
+    return Trials(info=info, outcome=outcome_of(info["status"].to_pylist(), final_loss),
+                  offsets=offsets, step=step, time_s=time_s, val_loss=loss, order=order)
+
+
+def outcome_of(status: Sequence[str | None], final_loss: np.ndarray) -> np.ndarray:
+    """Each trial's outcome (core.states.outcome) from its final point's status and loss."""
+    finite = np.isfinite(final_loss).tolist()
+    return np.array([outcome(s, f) for s, f in zip(status, finite)], dtype="<U9")
+
+
+def _flat(column: pa.ChunkedArray, dtype: type, divisor: float | None = None) -> np.ndarray:
+    """A numeric column as one array (null: NaN), chunk by chunk into one allocation;
+    divided by `divisor` on the way."""
+    out = np.empty(len(column), dtype)
+    start = 0
+    for chunk in column.chunks:
+        values = chunk.to_numpy(zero_copy_only=False)
+        part = out[start:start + len(values)]
+        if divisor is None:
+            part[:] = values
+        else:
+            np.divide(values, divisor, out=part)
+        start += len(values)
+    return out
+
+
+def _grouped_starts(table: pa.Table, step: np.ndarray) -> np.ndarray | None:
+    """Where each trial's rows start, if every trial's rows are together and rising in
+    `step`; None otherwise. Told batch by batch from the strings' dictionary codes, so
+    only a key per run of equal rows is made, not one per row."""
+    starts: list[np.ndarray] = []
+    keys: list[tuple[object, object]] = []
+    offset = 0
+    for batch in table.select(["sweep", "trial_id"]).to_batches():
+        length = batch.num_rows
+        if length == 0:
+            continue
+        codes = [_batch_codes(column) for column in batch.columns]
+        new = np.zeros(length, bool)
+        new[0] = True
+        for indices, _ in codes:
+            new[1:] |= indices[1:] != indices[:-1]
+        segment = step[offset:offset + length]
+        if not np.all((segment[1:] > segment[:-1]) | new[1:]):
+            return None
+        local = np.flatnonzero(new)
+        values = [dictionary.take(pa.array(indices[local], mask=indices[local] < 0)).to_pylist()
+                  for indices, dictionary in codes]
+        run_keys = list(zip(*values))
+        if keys and run_keys[0] == keys[-1]:  # the previous batch's last trial goes on
+            if step[offset] <= step[offset - 1]:
+                return None
+            local, run_keys = local[1:], run_keys[1:]
+        starts.append(local + offset)
+        keys += run_keys
+        offset += length
+    if len(set(keys)) < len(keys):  # a trial's rows in several places
+        return None
+    return np.concatenate(starts) if starts else np.zeros(0, np.int64)
+
+
+def _batch_codes(column: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(codes, dictionary) of one batch's string column; code -1 for null."""
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    return indices.to_numpy(), encoded.dictionary
+
+
+def _trial_key(table: pa.Table) -> np.ndarray:
+    """An integer per row, equal for the rows of one (sweep, trial_id)."""
     key = _codes(table["trial_id"])
     sweep = table["sweep"]
     if sweep.null_count or len(pc.unique(sweep)) > 1:  # several sweeps: the pair is the key
         key = (_codes(sweep).astype(np.int64) + 1) * (int(key.max(initial=0)) + 2) + key + 1
-    step = table["step"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    time_s = table["train_time_ms"].to_numpy(zero_copy_only=False)
-    loss = table["val_loss"].to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    order, new_run = _order(key, step)
-    if order is None:  # already grouped and sorted: the usual case, no copies
-        order = np.arange(n)
-    else:
-        key, step, time_s, loss = key[order], step[order], time_s[order], loss[order]
-        new_run = np.r_[True, key[1:] != key[:-1]]
-    # ms -> s in place where the array is a copy already (ten million points: 80 MB saved)
-    time_s = np.divide(time_s, 1000.0, out=time_s if time_s.flags.writeable else None)
-    starts = np.flatnonzero(new_run) if n else np.zeros(0, np.int64)
-    offsets = np.append(starts, n).astype(np.int64)
-    last = order[offsets[1:] - 1]
-    info = _decoded(_take(table.select(_INFO_COLUMNS), last))
-    final_loss = loss[offsets[1:] - 1]
-    return Trials(info=info, outcome=outcome_of(info["status"].to_pylist(), final_loss),
-                  offsets=offsets, step=step, time_s=time_s, val_loss=loss,
-                  rows=order)
-
-
-def outcome_of(status: Sequence[str | None], final_loss: np.ndarray) -> np.ndarray:
-    """completed | running | diverged | failed, from each trial's last status.
-
-    A "completed" trial whose final loss is not finite counts as diverged; a missing or
-    unknown status counts as running (not finished, so not averaged in).
-    """
-    known = {"completed", "diverged", "failed"}
-    out = np.array([s if s in known else "running" for s in status], dtype="<U9")
-    out[(out == "completed") & ~np.isfinite(final_loss)] = "diverged"
-    return out
+    return key
 
 
 def _codes(column: pa.ChunkedArray) -> np.ndarray:
@@ -122,19 +189,6 @@ def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
         back[order] = np.arange(len(order))
         taken = taken.take(pa.array(back))
     return taken
-
-
-def _order(key: np.ndarray, step: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """(row order grouping each trial's rows by step, or None if they already are (O(n)
-    check); where a new trial starts in the rows as they are)."""
-    new_run = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, bool)
-    if len(key) == 0:
-        return None, new_run
-    runs_unique = len(np.unique(key[new_run])) == int(new_run.sum())
-    steps_rise = bool(np.all((step[1:] > step[:-1]) | new_run[1:]))
-    if runs_unique and steps_rise:
-        return None, new_run
-    return np.lexsort((step, key)), new_run
 
 
 def _decoded(table: pa.Table) -> pa.Table:

@@ -1,7 +1,10 @@
-"""`ablate`: one CLI whose subcommands are thin (parse, validate, call the package, print).
+"""The sweep commands of `ablate`: sweep, resume, stop, status, and search-steps (from
+sweeps/search/cli.py). Thin: parse, validate, call the package, print.
 
-Bad input of any kind ends with one line naming the field or file and exit status 2.
-Heavy imports (torch, ray) happen inside the commands that need them.
+`add_commands` is what the sweeps layer gives the `ablate` program (ablate.cli). Bad input
+is refused with an AblateError (SpecError here), which the CLI's edge prints as one line
+naming the field or file, with exit status 2. Heavy imports (torch, ray) happen inside the
+commands that need them.
 """
 
 from __future__ import annotations
@@ -10,44 +13,21 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ablate.sweeps import events, states
+from ablate.core import states
+from ablate.core.errors import AblateError
+from ablate.sweeps import events
 from ablate.sweeps.spec import SpecError
-
-DISTRIBUTION = "ablate-sweeps"  # on PyPI; the command and the import root are `ablate`
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit status 2, as argparse does), with
-    the nearest command or option to a mistyped one."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message}{self._suggestion(message)}\n")
-
-    def _suggestion(self, message: str) -> str:
-        from ablate.results.errors import did_you_mean
-
-        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-        if choice:
-            return did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
-        unknown = re.search(r"unrecognized arguments: (\S+)", message)
-        if unknown and unknown[1].startswith("-"):
-            parsers = [self, *(c for a in self._actions if isinstance(a, argparse._SubParsersAction)
-                               for c in a.choices.values())]
-            options = {o for p in parsers for action in p._actions for o in action.option_strings}
-            return did_you_mean(unknown[1].split("=")[0], options)
-        return ""
 
 
 def cmd_sweep(args) -> int:
     from ablate.sweeps.plan import check_data_fits, check_memory
     from ablate.sweeps.spec import MAX_TRIALS, load_spec
     from ablate.sweeps.storage import is_stored, is_uri, join, storage_root
-    from ablate.trainer.cli import parse_assignments
+    from ablate.trainer.config import parse_assignments
 
     if not 1 <= args.max_trials <= MAX_TRIALS:
         raise SpecError(f"--max-trials: must be in 1..{MAX_TRIALS:,}, got {args.max_trials}")
@@ -165,7 +145,7 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     `settings` runs once Ray is up (a new sweep prepares its data and claims its folder)."""
     from rich.text import Text
 
-    from ablate.results.errors import printable
+    from ablate.core.errors import printable
     from ablate.sweeps import tracking
     from ablate.sweeps.control import DriverWatch, driver_lock
     from ablate.sweeps.progress import RichView
@@ -177,7 +157,7 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     check_auth(args.address)
     out = sys.stdout
     view = make_view(spec, out if args.json_log else None, args.summary_every)
-    with DriverWatch(folder, out if args.json_log else None, input_errors()), \
+    with DriverWatch(folder, out if args.json_log else None), \
             contextlib.ExitStack() as held:
         resuming = is_stored(folder)
         if resuming:  # one driver a sweep: a second is refused before Ray starts
@@ -227,7 +207,7 @@ def cmd_status(args) -> int:
     rows = sweep_status(folder, list(spec.axes))
     stop = stop_request(folder)
     if args.json:
-        from ablate.results.report import jsonable
+        from ablate.core.files import jsonable
 
         print(json.dumps(jsonable({"sweep": spec.name, "trials": spec.size, "status": rows,
                                    "stop_requested": stop})))
@@ -274,7 +254,6 @@ def finish(results, folder: str, spec, json_out=None, stopped: dict | None = Non
     import tempfile
 
     from ablate.results import build_report, warning_lines, write_report
-    from ablate.results.cli import INPUT_ERRORS
     from ablate.sweeps.storage import copy_folder, is_uri, join, trial_states
 
     failed = [r for r in results if r.error is not None]
@@ -292,7 +271,7 @@ def finish(results, folder: str, spec, json_out=None, stopped: dict | None = Non
         try:
             report = build_report([local], target=spec.target, axes=list(spec.axes),
                                   baseline=spec.baseline)
-        except INPUT_ERRORS as e:
+        except AblateError as e:
             print(f"ablate: no report: {e}", file=sys.stderr)
             report, code = None, 1
     # What ended is the driver's own record: Tune counts a trial it stopped at Ctrl-C as
@@ -328,6 +307,9 @@ def finish(results, folder: str, spec, json_out=None, stopped: dict | None = Non
 
 
 def add_commands(sub) -> None:
+    """Add sweep, resume, stop, status and search-steps to `sub` (from add_subparsers)."""
+    from ablate.sweeps.search.cli import add_commands as add_search_commands
+
     p = sub.add_parser("sweep", help="run a sweep spec on local Ray or a cluster")
     p.add_argument("spec", help="the sweep spec (TOML)")
     p.add_argument("--storage", help="storage root: a path or a URI such as s3://bucket/runs "
@@ -374,6 +356,8 @@ def add_commands(sub) -> None:
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=cmd_status)
 
+    add_search_commands(sub)
+
 
 def positive_seconds(text: str) -> float:
     try:
@@ -384,47 +368,3 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
-
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version(DISTRIBUTION)
-    except PackageNotFoundError:  # run from a checkout without installing
-        return "(not installed)"
-
-
-def input_errors() -> tuple[type[BaseException], ...]:
-    from ablate.model.config import ConfigError
-    from ablate.results.cli import INPUT_ERRORS
-    from ablate.results.curves import CurveError
-    from ablate.trainer.data import DataError
-    return (ConfigError, DataError, SpecError, CurveError, *INPUT_ERRORS)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import ablate.analysis.cli
-    import ablate.results.cli
-    import ablate.sweeps.search.cli
-    import ablate.trainer.cli
-    from ablate.results.errors import run_command
-
-    parser = Parser(prog="ablate", description="Ablation sweeps for LLM speedrun research.")
-    parser.add_argument("--version", action="version", version=f"ablate {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    add_commands(sub)
-    ablate.sweeps.search.cli.add_commands(sub)
-    ablate.trainer.cli.add_commands(sub)
-    ablate.results.cli.add_commands(sub)
-    ablate.analysis.cli.add_commands(sub)
-    args = parser.parse_args(argv)
-    try:
-        return run_command(args, input_errors())
-    except KeyboardInterrupt:
-        print("ablate: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ablate.results.errors import EXPECTED, describe, printable
-from ablate.sweeps import states
+from ablate.core import states
+from ablate.core.errors import AblateError, describe, expected, printable
 from ablate.sweeps.spec import SpecError
 from ablate.sweeps.storage import (
     SPEC_FILE,
@@ -141,11 +141,12 @@ class DriverWatch:
     without running Python again is said by the watcher: a process forked on entry, before
     Ray starts (so it holds neither Ray's connections nor the driver's lock), that blocks on
     a pipe only the driver writes to and reads end-of-file when the driver is gone. A
-    refusal (`refusals`) needs no hint: it says what to do, and nothing ran."""
+    refusal (an AblateError) needs no hint: it says what to do, and nothing ran."""
 
-    def __init__(self, folder: str, json_out=None, refusals: tuple[type[BaseException], ...] = ()):
-        self.folder, self.json_out, self.refusals = folder, json_out, refusals
-        self.pipe = self.watcher = None
+    def __init__(self, folder: str, json_out=None):
+        self.folder, self.json_out = folder, json_out
+        self.pipe: int | None = None  # both made on entry
+        self.watcher: int | None = None
 
     def __enter__(self) -> DriverWatch:
         fds = (_fileno(sys.stderr), _fileno(self.json_out) if self.json_out else None)
@@ -181,25 +182,26 @@ class DriverWatch:
             os._exit(code)  # nothing of the driver's (atexit, buffers, Ray) runs here
 
     def __exit__(self, kind, error, tb) -> None:
-        """A failure of the world (EXPECTED: a full disk, a dropped connection) becomes one
-        line naming the file and the resume command; a bug keeps its traceback, after the
-        hint; Ctrl-C outside Tune's own handling gets the hint, then `interrupted`."""
+        """A failure of the world (core.errors.expected: a full disk, a dropped connection)
+        becomes one line naming the file and the resume command; a bug keeps its traceback,
+        after the hint; Ctrl-C outside Tune's own handling gets the hint, then `interrupted`."""
         try:
-            if error is None or isinstance(error, self.refusals):
+            if error is None or isinstance(error, AblateError):
                 return
             hint = ended(self.folder)
             if hint is None:
                 return
-            expected = isinstance(error, EXPECTED)
-            why = describe(error) if expected else (
-                "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}")
+            of_the_world = expected(error)
+            why = describe(error) if of_the_world else (
+                states.INTERRUPTED if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}")
             if self.json_out is not None:
                 self.json_out.write(_event(self.folder, why, hint) + "\n")
                 self.json_out.flush()
-            if expected:
+            if of_the_world:
                 raise SpecError(f"{why}; {hint}") from None
             print(printable(f"ablate: {why}; {hint}"), file=sys.stderr, flush=True)
         finally:
+            assert self.pipe is not None and self.watcher is not None  # __exit__ follows __enter__
             os.write(self.pipe, b"1")
             os.close(self.pipe)
             os.waitpid(self.watcher, 0)

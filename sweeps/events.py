@@ -9,7 +9,7 @@ from typing import IO, Any
 
 
 def emit(stream: IO[str], event: str, **fields: Any) -> None:
-    from ablate.results.report import jsonable
+    from ablate.core.files import jsonable
 
     record = {"event": event, "time": round(time.time(), 3), **fields}
     stream.write(json.dumps(jsonable(record), default=str, allow_nan=False) + "\n")

@@ -1,5 +1,5 @@
 """The driver's own record of its trials, `<sweep>/trials.json`: each trial's state (the
-words of sweeps/states.py), config (its axes and seed) and step budget, written as states
+words of core/states.py), config (its axes and seed) and step budget, written as states
 change.
 
 `ablate status` reads it, with the curves; `ablate resume` reads which trials early stopping
@@ -16,7 +16,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ablate.sweeps import states
+from ablate.core import states
+from ablate.core.fields import coordinates_of
 from ablate.sweeps.spec import step_budget
 from ablate.sweeps.storage import trial_states, write_trial_states
 
@@ -37,7 +38,7 @@ class TrialLedger(Callback):
             return
         if entry is None:
             entry = self.trials[trial.trial_id] = {
-                "config": {k: trial.config.get(k) for k in [*self.axes, "seed"]},
+                "config": coordinates_of(trial.config, self.axes),
                 "num_iterations": step_budget(trial.config)}
         entry["state"] = state
         self.dirty = True

@@ -28,9 +28,9 @@ class PlannedTrial:
     steps: int
     tokens_per_step: int
     params: int
-    micro_steps: int = 1  # per worker and step
-    micro_tokens: int = 0  # tokens of one micro-step on one worker
-    memory: MemoryEstimate | None = None  # peak per worker (per GPU on GPUs)
+    micro_steps: int  # per worker and step
+    micro_tokens: int  # tokens of one micro-step on one worker
+    memory: MemoryEstimate  # peak per worker (per GPU on GPUs)
 
     @property
     def tokens(self) -> int:

@@ -1,8 +1,8 @@
 """What a sweep is doing, live, on the driver: views fed by Tune's callback hooks.
 (`ablate status`, which reads a sweep from storage, is sweeps/status.py.)
 
-Three live views share one tally of the trials (`View`): `RichView` (a terminal: a summary
-over one bar per trial), `LineLog` (stderr is a file, a pipe, a SLURM log: one plain,
+Three live views share one tally of the trials (`View`): `RichView` (a terminal: rich.progress
+bars, the sweep's and one per trial), `LineLog` (stderr is a file, a pipe, a SLURM log: one plain,
 timestamped line per trial event and a summary line every so often) and `JsonLog` (one JSON
 object per line per event on stdout, for machines).
 """
@@ -12,15 +12,20 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 from ray.tune import Callback
 
-from ablate.sweeps import events, states
+from ablate.core import states
+from ablate.core.fields import coordinates
+from ablate.sweeps import events
 from ablate.sweeps.spec import step_budget
 
 METRICS = ("val_loss", "train_loss", "train_time_ms", "tokens_seen")  # of a trial's report
+STATE_COLOURS = {states.COMPLETED: "green", states.STOPPED: "yellow", states.RUNNING: "cyan",
+                 states.STARTING: "blue"}  # any other (failed): red
 
 
 @dataclass
@@ -49,7 +54,7 @@ class Timing:
 
 
 def describe(config: dict[str, Any], axes: list[str]) -> str:
-    return " ".join(f"{k}={config.get(k)}" for k in [*axes, "seed"])
+    return " ".join(f"{k}={config.get(k)}" for k in coordinates(axes))
 
 
 def _finished_state(trial) -> str:
@@ -124,14 +129,16 @@ class View(Callback):
         Work left: every pending trial's start-up and steps, a starting trial's remaining
         start-up and all its steps, a running trial's remaining steps; shared over as many
         trials as have run at once. None too when nothing is left."""
-        ended = [(t, self.lines[tid].step - t.first_step) for tid, t in self.timings.items()
+        # (started, first report, ended, steps trained after the first report) of each
+        ended = [(t.started, t.first_report, t.ended, self.lines[tid].step - t.first_step)
+                 for tid, t in self.timings.items()
                  if t.ended is not None and t.first_report is not None
                  and self.lines[tid].state in (states.COMPLETED, states.STOPPED)
                  and self.lines[tid].step > t.first_step]
         if not ended:
             return None
-        startup = sum(t.first_report - t.started for t, _ in ended) / len(ended)
-        per_step = sum(t.ended - t.first_report for t, _ in ended) / sum(n for _, n in ended)
+        startup = sum(first - start for start, first, _, _ in ended) / len(ended)
+        per_step = sum(end - first for _, first, end, _ in ended) / sum(n for *_, n in ended)
         now, left = self.clock(), 0.0
         for tid, line in self.lines.items():
             timing = self.timings.get(tid)
@@ -202,8 +209,9 @@ class View(Callback):
         """Counts of the states, the latest val loss, the best final one and the ETA, in one
         line; and what the sweep waits for while no trial has reported."""
         parts = [" · ".join(f"{n} {k}" for k, n in self.counts().items() if n)]
-        if self.waiting_for():
-            parts.append(self.waiting_for())
+        waiting = self.waiting_for()
+        if waiting:
+            parts.append(waiting)
         parts += self.losses()
         eta = self.eta()
         if eta is not None:
@@ -226,7 +234,7 @@ class LineLog(View):
         stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
         stream.flush()
 
-    def setup(self, **info):
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self.write(f"sweep {self.sweep}: {self.n_trials} trials, {self.total_steps} steps")
 
     def changed(self, line: TrialLine, event: str, **extra) -> None:
@@ -262,13 +270,16 @@ class LineLog(View):
 
 
 class RichView(View):
-    """A terminal view: the sweep's summary over one line per started trial (bar, step, val
-    loss, state, seed, then the rest of its config, cut to the width). When trials outnumber
-    the rows, the oldest finished ones fold into a count under the summary."""
+    """A terminal view drawn by rich.progress: the trial counts, the sweep's bar (steps,
+    elapsed, ETA, losses), then one bar per started trial (step, val loss, state, seed, then
+    the rest of its config, the one column cut to the width). When trials outnumber the rows,
+    the oldest finished ones fold into a count under the rows."""
 
     def __init__(self, axes: list[str], trials: int, total_steps: int, sweep: str = "",
                  console=None, clock=time.monotonic):
         from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Column
 
         super().__init__(axes, trials, total_steps, clock)
         self.sweep = sweep
@@ -276,7 +287,24 @@ class RichView(View):
         self.live = None
         self.last_refresh = 0.0
 
-    def setup(self, **info):
+        def rest(field: str, ratio: int = 1):  # a column given what the others leave, cut to it
+            return TextColumn(f"{{task.fields[{field}]}}", markup=False,
+                              table_column=Column(ratio=ratio, no_wrap=True, overflow="ellipsis"))
+
+        # Never started: this view's Live draws their tables, with the rows the fold keeps.
+        self.sweep_bar = Progress(BarColumn(bar_width=12), MofNCompleteColumn(), TextColumn("steps ·"),
+                                  TimeElapsedColumn(), rest("rest"), get_time=clock, expand=True)
+        self.sweep_task = self.sweep_bar.add_task("", total=max(total_steps, 1), rest="")
+        self.trial_bars = Progress(
+            TextColumn("{task.fields[short_id]}", justify="right", markup=False),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, no_wrap=True)), MofNCompleteColumn(),
+            TextColumn("{task.fields[val_loss]}", justify="right"),
+            TextColumn("[{task.fields[colour]}]{task.fields[state]}"),
+            TextColumn("seed={task.fields[seed]}", style="bold", markup=False), rest("config", 2),
+            get_time=clock, expand=True)
+        self.trial_tasks: dict[str, Any] = {}  # trial id -> its task id in trial_bars
+
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         from rich.live import Live
 
         self.live = Live(self, console=self.console, auto_refresh=False, transient=False)
@@ -306,75 +334,59 @@ class RichView(View):
             self.live.stop()
 
     def __rich_console__(self, console, options):
-        yield from self.render(options.max_width, options.max_height or console.size.height)
-
-    def render(self, width: int, height: int) -> list:
-        """The screen as lines of at most `width` cells and at most `height - 1` lines."""
+        """The screen, in at most the console's height less one line (the cursor's)."""
         from rich.text import Text
 
-        counts = self.counts()
-        done = self.done_steps()
-        head = Text(f"{self.sweep} " if self.sweep else "", style="bold")
-        head.append(" · ".join(f"{n} {k}" for k, n in counts.items() if n))
-        tail = Text()
-        tail.append_text(_bar(done / max(self.total_steps, 1), 12))
-        tail.append(f" {done}/{self.total_steps} steps · {hms(self.clock() - self.t0)}")
+        def one_line(text: str, style: str) -> Text:
+            return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+
+        finished = sum(1 for line in self.lines.values() if line.state in states.FINISHED)
+        head = one_line(f"{self.sweep} " if self.sweep else "", style="bold")
+        head.append(" · ".join([f"{finished}/{self.n_trials} trials done"] +
+                               [f"{n} {k}" for k, n in self.counts().items() if n]))
         eta = self.eta()
-        if eta is not None:
-            tail.append(f" · ETA {hms(eta)}")
-        for part in self.losses():
-            tail.append(f" · {part}")
-        out = [_cut(head, width), _cut(tail, width)]
-        if self.waiting_for():
-            out.append(_cut(Text(self.waiting_for(), style="yellow"), width))
+        rest = ([f"ETA {hms(eta)}"] if eta is not None else []) + self.losses()
+        self.sweep_bar.update(self.sweep_task, completed=self.done_steps(),
+                              rest=" ".join(f"· {part}" for part in rest))
+        out = [head, self.sweep_bar.make_tasks_table(self.sweep_bar.tasks)]
+        waiting = self.waiting_for()
+        if waiting:
+            out.append(one_line(waiting, style="yellow"))
+        shown, note = self._fold(max(options.max_height - len(out) - 2, 1))  # the note, the cursor
+        ids = [self._task(line) for line in shown]
+        tasks = {task.id: task for task in self.trial_bars.tasks}
+        out.append(self.trial_bars.make_tasks_table(tasks[i] for i in ids))
+        yield from out + ([one_line(note, style="dim")] if note else [])
 
+    def _task(self, line: TrialLine):
+        """The trial's task, brought up to date at each drawing (a restored trial enters the
+        tally without a hook)."""
+        fields: dict[str, Any] = dict(
+            completed=line.step, total=max(line.num_iterations, 1), state=line.state,
+            short_id=line.trial_id.rsplit("_", 1)[-1], val_loss=_number(line.val_loss), seed=line.seed,
+            colour=STATE_COLOURS.get(line.state, "red"),
+            config=" ".join(f"{k}={v}" for k, v in self.configs.get(line.trial_id, {}).items()))
+        if line.trial_id not in self.trial_tasks:
+            self.trial_tasks[line.trial_id] = self.trial_bars.add_task("", **fields)
+        self.trial_bars.update(self.trial_tasks[line.trial_id], **fields)
+        return self.trial_tasks[line.trial_id]
+
+    def _fold(self, rows: int) -> tuple[list[TrialLine], str | None]:
+        """The started trials that fit in `rows` (the active ones first, then the newest
+        finished), and a note counting the rest."""
         started = [line for line in self.lines.values() if line.state != states.PENDING]
-        active = [line for line in started if line.state in states.ACTIVE]
-        finished = sorted((line for line in started if line.state in states.FINISHED),
-                          key=lambda line: self._ended(line.trial_id))  # oldest first
-        rows = max(height - len(out) - 2, 1)  # a line for the fold note, one for the cursor
         if len(started) <= rows:
-            shown_lines, note = started, None
-        else:
-            keep = max(rows - len(active), 0)
-            folded = finished[:len(finished) - keep]
-            shown_lines = active[:rows] + finished[len(finished) - keep:] if keep else active[:rows]
-            by_state: dict[str, int] = {}
-            for line in folded:
-                by_state[line.state] = by_state.get(line.state, 0) + 1
-            note = f"  {len(folded)} finished trials folded: " + " · ".join(
-                f"{n} {k}" for k, n in by_state.items())
-            if len(active) > rows:
-                note += f"; {len(active) - rows} more active not shown"
-        digits = len(str(max((line.num_iterations for line in started), default=1)))
-        for line in shown_lines:
-            out.append(self._trial_text(line, width, digits))
-        if note:
-            out.append(_cut(Text(note, style="dim"), width))
-        return out
-
-    def _ended(self, trial_id: str) -> float:
-        timing = self.timings.get(trial_id)
-        return timing.ended if timing is not None and timing.ended is not None else self.t0
-
-    def _trial_text(self, line: TrialLine, width: int, digits: int):
-        """`00003 ━━━━━━━╺━━━━━   40/200 3.2145 running   seed=1 extra_embeddings=2 ...`:
-        the numbers first, at fixed widths, so only the config's tail is ever cut."""
-        from rich.text import Text
-
-        config = " ".join(f"{k}={v}" for k, v in self.configs.get(line.trial_id, {}).items())
-        fixed = 6 + 1 + (2 * digits + 1) + 1 + 7 + 1 + 9 + 1 + len(f"seed={line.seed}") + 1
-        bar_width = max(min((width - fixed) // 3, 30), 5)  # the config gets the rest
-        colour = {states.COMPLETED: "green", states.STOPPED: "yellow", states.RUNNING: "cyan",
-                  states.STARTING: "blue"}.get(line.state, "red")
-        text = Text(f"{line.trial_id.rsplit('_', 1)[-1]:>6} ")
-        text.append_text(_bar(line.step / max(line.num_iterations, 1), bar_width))
-        text.append(f" {line.step:>{digits}}/{line.num_iterations:<{digits}} ")
-        text.append(f"{_number(line.val_loss):>7} ")
-        text.append(f"{line.state:<9} ", style=colour)
-        text.append(f"seed={line.seed} ", style="bold")
-        text.append(config)
-        return _cut(text, width)
+            return started, None
+        active = [line for line in started if line.state in states.ACTIVE]
+        finished = sorted((line for line in started if line.state in states.FINISHED),  # oldest first
+                          key=lambda line: getattr(self.timings.get(line.trial_id), "ended", None) or self.t0)
+        keep = max(rows - len(active), 0)
+        folded = Counter(line.state for line in finished[:len(finished) - keep])
+        note = f"  {folded.total()} finished trials folded: " + " · ".join(
+            f"{n} {state}" for state, n in folded.items())
+        if len(active) > rows:
+            note += f"; {len(active) - rows} more active not shown"
+        return active[:rows] + finished[len(finished) - keep:], note
 
 
 class JsonLog(View):
@@ -389,7 +401,7 @@ class JsonLog(View):
     def emit(self, event: str, **fields) -> None:
         events.emit(self.stream or sys.stdout, event, sweep=self.sweep, **fields)
 
-    def setup(self, **info):
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self.emit("sweep_start", trials=self.n_trials, total_steps=self.total_steps,
                   waiting=self.waiting)
 
@@ -406,7 +418,7 @@ class JsonLog(View):
         self.emit("sweep_end", counts=self.counts(), latest=latest, best_final=best)
 
 
-def _finite(value) -> bool:
+def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
@@ -421,20 +433,6 @@ def _error_line(trial) -> str:
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _bar(fraction: float, width: int):
-    from rich.text import Text
-
-    filled = round(min(max(fraction, 0.0), 1.0) * width)
-    bar = Text("━" * filled, style="magenta")
-    bar.append("━" * (width - filled), style="grey23")
-    return bar
-
-
-def _cut(text, width: int):
-    text.truncate(width, overflow="ellipsis")
-    return text
 
 
 def hms(seconds: float) -> str:

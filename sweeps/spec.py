@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ablate.core.errors import AblateError, did_you_mean
+from ablate.core.fields import SET_BY_SWEEP
 from ablate.model.config import ConfigError
-from ablate.results.errors import did_you_mean
 from ablate.trainer.config import TrainConfig
 
 BUILTIN_DATA = "builtin"
@@ -40,7 +41,7 @@ MAX_FAILURES = 100  # restarts of one trial's workers
 MAX_STALL_S = 7 * 24 * 3600
 
 
-class SpecError(ValueError):
+class SpecError(AblateError):
     """A sweep spec that cannot run; the message names the file and the field."""
 
 
@@ -160,7 +161,7 @@ _STOPPING_KINDS = {"same_budget": {"grace_steps", "margin"},
 _TRACKING_KEYS = {"mlflow": str, "wandb": str, "wandb_project": str, "wandb_entity": str}
 MLFLOW_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # a scheme: http:, sqlite:, file:, databricks
 _RANGE_KEYS = {"start", "stop", "step"}
-_RESERVED = ("seed", "preset", "data", "out", "sweep", "trial_id", "workers")
+_RESERVED = tuple(SET_BY_SWEEP)  # core.fields: what the sweep sets itself
 
 
 def step_budget(config: dict[str, Any]) -> int:

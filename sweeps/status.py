@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablate.results.curves import STATUSES
-from ablate.results.errors import printable
-from ablate.sweeps import states
+from ablate.core import states
+from ablate.core.errors import printable
+from ablate.core.fields import coordinates_of
 from ablate.sweeps.control import driver_running
 from ablate.sweeps.spec import step_budget
 from ablate.sweeps.storage import curve_files, join, last_row, trial_states
@@ -31,7 +31,7 @@ def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
         last = _curve_fields(join(folder, "curves", f"{trial_id}.parquet")) if has_curve else {}
         last.setdefault("num_iterations", entry.get("num_iterations"))
         state, curve = entry["state"], last.get("status")
-        if state in states.ACTIVE and curve in STATUSES and curve != states.RUNNING:
+        if state in states.ACTIVE and curve in states.CURVE and curve != states.RUNNING:
             state = curve  # it ended since: completed, diverged or failed
         elif state in states.ACTIVE and orphaned:
             state = states.INTERRUPTED
@@ -41,7 +41,7 @@ def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
                                 state, last))
     for trial_id in files:  # not yet in trials.json (it lags), or a folder from before it
         last = _curve_fields(join(folder, "curves", f"{trial_id}.parquet"))
-        state = last.get("status") if last.get("status") in STATUSES else states.PENDING
+        state = last.get("status") if last.get("status") in states.CURVE else states.PENDING
         if state == states.RUNNING and orphaned:
             state = states.INTERRUPTED
         rows.append(_status_row(trial_id, last.get("config", {}), axes, state, last))
@@ -61,7 +61,7 @@ def _curve_fields(location: str) -> dict[str, Any]:
 def _status_row(trial_id: str, config: dict[str, Any], axes: list[str], state: str,
                 last: dict[str, Any]) -> dict[str, Any]:
     last.pop("config", None)
-    return dict(trial_id=trial_id, state=state, config={k: config.get(k) for k in [*axes, "seed"]},
+    return dict(trial_id=trial_id, state=state, config=coordinates_of(config, axes),
                 num_iterations=last.get("num_iterations") or step_budget(config),
                 step=last.get("step"), val_loss=last.get("val_loss"),
                 curve_status=last.get("status"))

@@ -108,7 +108,8 @@ class StopControl(Callback, Stopper):
             from ray.tune.schedulers import FIFOScheduler
             scheduler = FIFOScheduler()
         pick = scheduler.choose_trial_to_run
-        scheduler.choose_trial_to_run = lambda controller: None if self.stopping else pick(controller)
+        scheduler.choose_trial_to_run = (  # with the signature Tune declares for it
+            lambda tune_controller: None if self.stopping else pick(tune_controller))
         return scheduler
 
     # Callback: which trials hold resources now

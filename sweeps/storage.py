@@ -3,7 +3,7 @@ file://. Every read and write of a sweep's folder outside Tune's own goes throug
 
 A sweep's folder, `<storage>/<name>/`:
 
-    sweep.json              the spec and trial settings, for `ablate resume` and `ablate status`
+    sweep.json              the spec as it ran and its trial ids' prefix (`ablate resume`, `status`)
     trials.json             each trial's state and config, as the driver last saw them
     curves/<trial>.parquet  one curve per trial (the trainer writes, results reads)
     checkpoints/<trial>/    its latest and best checkpoints (sweeps/checkpoints.py)
@@ -19,11 +19,12 @@ import os
 import re
 import tempfile
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ablate.results.atomic import atomic_path
-from ablate.sweeps import states
+from ablate.core import states
+from ablate.core.files import atomic_path
 from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec, parse_spec, spec_dict
 
 SPEC_FILE = "sweep.json"
@@ -148,20 +149,28 @@ def claim(folder: str) -> None:
 
 
 def save_sweep(spec: SweepSpec, settings: dict[str, Any]) -> None:
-    text = json.dumps({"spec": spec_dict(spec), "settings": settings}, indent=2, default=str)
+    """sweep.json: the spec as the sweep runs it (its data folder as resolved for the trials)
+    and the prefix of its trial ids. Every other trial setting is derived from these and the
+    folder (load_sweep), so each fact is written once."""
+    ran = spec if spec.data == BUILTIN_DATA else replace(spec, data=str(settings["data"]))
+    text = json.dumps({"spec": spec_dict(ran), "trial_prefix": settings["trial_prefix"]},
+                      indent=2, default=str)
     write_text(join(settings["storage"], spec.name, SPEC_FILE), text)
 
 
 def load_sweep(folder: str) -> tuple[SweepSpec, dict[str, Any]]:
-    """The spec and trial settings that `ablate sweep` saved in a sweep's folder, placed where
-    the folder is now: a folder that was moved (or copied to a bucket) writes its curves and
-    checkpoints under its new location, never the one recorded in it. What the spec says
-    (resources, retries, axes, target) is taken from the spec, which was validated, never
-    from the settings beside it: an edited copy there cannot ask for a gang no node holds."""
+    """The spec that `ablate sweep` saved in a sweep's folder, and the trial settings derived
+    from it, placed where the folder is now: a folder that was moved (or copied to a bucket)
+    writes its curves and checkpoints under its new location, never the one recorded in it.
+    Resources, retries, axes and target come from the spec, which was validated. A
+    sweep.json from before its `settings` copy was dropped is read too, the copy ignored: an
+    edited copy there cannot ask for a gang no node holds."""
     path = join(folder, SPEC_FILE)
     try:
         saved = json.loads(read_text(path))
-        spec, settings = parse_spec(saved["spec"], source=path), dict(saved["settings"])
+        spec = parse_spec(saved["spec"], source=path)
+        old = saved.get("settings")
+        prefix = saved.get("trial_prefix", old.get("trial_prefix") if isinstance(old, dict) else None)
     except FileNotFoundError:
         raise SpecError(f"{folder}: not a sweep folder (no {SPEC_FILE}; "
                         "give <storage>/<sweep name> of a sweep started by `ablate sweep`)") from None
@@ -170,14 +179,16 @@ def load_sweep(folder: str) -> tuple[SweepSpec, dict[str, Any]]:
     except (OSError, RecursionError) as e:
         raise SpecError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     storage, name = parent_and_name(folder)
-    settings |= dict(storage=storage, sweep=name) | spec_settings(spec)
-    if settings.get("builtin"):
-        settings["data"] = str(builtin_folder(storage))
+    builtin = spec.data == BUILTIN_DATA
+    data = builtin_folder(storage) if builtin else Path(spec.data).resolve()
+    settings = dict(storage=storage, sweep=name, data=str(data), builtin=builtin) | spec_settings(spec)
+    if prefix is not None:
+        settings["trial_prefix"] = prefix
     return spec, settings
 
 
 def spec_settings(spec: SweepSpec) -> dict[str, Any]:
-    """The trial settings that come from the spec alone."""
+    """The trial settings that come from the spec alone (a new sweep's and a resumed one's)."""
     from dataclasses import asdict
 
     return dict(resources=asdict(spec.resources), max_failures=spec.max_failures,
@@ -222,14 +233,14 @@ PREFIX = re.compile(r"[0-9a-f]{5}")  # what new_prefix makes: nothing a path cou
 
 
 def trial_prefix(folder: str, settings: dict[str, Any]) -> str:
-    """The prefix of the sweep's trial ids (`<prefix>_<grid index>`): saved in its settings,
+    """The prefix of the sweep's trial ids (`<prefix>_<grid index>`): saved in sweep.json,
     or, for a folder from before it was saved, read off its curves' names. Curves, weights
     and checkpoints are named after the ids, so anything but a prefix new_prefix could have
     made (`../..`, an absolute path) is refused: it would write outside the folder."""
     saved = settings.get("trial_prefix")
     if saved is not None:
         if not isinstance(saved, str) or not PREFIX.fullmatch(saved):
-            raise SpecError(f"{join(folder, SPEC_FILE)}: settings.trial_prefix: {saved!r} is not a "
+            raise SpecError(f"{join(folder, SPEC_FILE)}: trial_prefix: {saved!r} is not a "
                             "trial-id prefix (5 hex digits); the folder was altered")
         return saved
     prefixes = {name.rpartition("_")[0] for name in curve_files(folder)}
@@ -272,22 +283,22 @@ def curve_tables(folder: str, columns: list[str]) -> dict:
 
 
 def last_row(location: str) -> dict[str, Any] | None:
-    """A curve's last row (with `config`: the trial's params), or None if the file is missing,
-    unreadable or empty: a trial with no readable curve has not got anywhere yet."""
+    """A stored curve's final point (results.curves.final_point, with `config`: the trial's
+    params), or None if the file is missing, unreadable or empty: a trial with no readable
+    curve has not got anywhere yet."""
     import pyarrow.parquet as pq
+
+    from ablate.results.configs import parse_params
+    from ablate.results.curves import final_point
 
     fs, path = filesystem(location)
     try:
         table = pq.read_table(path, filesystem=fs)
     except Exception:
         return None
-    if not table.num_rows:
-        return None
-    row = table.slice(table.num_rows - 1).to_pylist()[0]
-    try:
-        row["config"] = json.loads(row["params"]) if row.get("params") else {}
-    except ValueError:
-        row["config"] = {}
+    row = final_point(table)
+    if row is not None:
+        row["config"] = parse_params(row.get("params"))
     return row
 
 

@@ -24,14 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
+from ray.tune.experiment.config_parser import _create_trial_from_spec
 from ray.tune.search import Searcher, SearchGenerator
-from ray.tune.search import search_generator as tune_generator
+from ray.tune.search.variant_generator import format_vars
+from ray.tune.utils import flatten_dict, merge_dicts
 
-from ablate.results.curves import curve_path
+from ablate.results.curves import curve_path, final_loss
 from ablate.sweeps.search.searcher import StudySearcher
-from ablate.sweeps.search.study import curve_loss, final_loss
+from ablate.sweeps.search.study import curve_loss
 from ablate.sweeps.spec import Sampling, SpecError, SweepSpec
 from ablate.sweeps.storage import is_uri, join, trial_states
 
@@ -86,7 +88,8 @@ class TpeSearcher(StudySearcher):
         self.max_concurrent = max_concurrent
         self.folder = join(storage, spec.name)
         self.axes = list(spec.axes)
-        self.distributions = {n: CategoricalDistribution(v) for n, v in spec.axes.items()}
+        self.distributions: dict[str, BaseDistribution] = {
+            n: CategoricalDistribution(v) for n, v in spec.axes.items()}
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = open_study(self.folder, spec)
         self.points = load_points(self.study, spec, join(self.folder, STUDY_FILE))
@@ -130,7 +133,7 @@ class TpeSearcher(StudySearcher):
         self.live[trial_id] = (point, position)
         return trial_id, {**self.points[point].params, "seed": self.spec.seeds[position]}
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
         raise NotImplementedError("StableIdSearch asks next_trial(): it names the trials")
 
     def ask_point(self) -> None:
@@ -174,20 +177,24 @@ class StableIdSearch(SearchGenerator):
     """Tune's SearchGenerator, but the searcher names each trial (`<prefix>_<index>`), as
     `same_trial_ids` does for grids; and no searcher state is saved to the folder."""
 
+    def __init__(self, searcher: TpeSearcher):
+        super().__init__(searcher)
+        self.tpe = searcher  # Tune's `searcher` attribute is typed as any Searcher
+
     def create_trial_if_possible(self, experiment_spec: dict) -> Any:
-        suggested = self.searcher.next_trial()
-        if suggested == Searcher.FINISHED:
-            self._finished = True
-            return None
+        suggested = self.tpe.next_trial()
         if suggested is None:
+            return None
+        if isinstance(suggested, str):  # Searcher.FINISHED
+            self._finished = True
             return None
         trial_id, config = suggested
         spec = copy.deepcopy(experiment_spec)
-        spec["config"] = tune_generator.merge_dicts(spec["config"], copy.deepcopy(config))
+        spec["config"] = merge_dicts(spec["config"], copy.deepcopy(config))
         self._counter += 1
-        tag = f"{self._counter}_{tune_generator.format_vars({(k,): v for k, v in config.items()})}"
-        return tune_generator._create_trial_from_spec(
-            spec, self._parser, evaluated_params=tune_generator.flatten_dict(config),
+        tag = f"{self._counter}_{format_vars({(k,): v for k, v in config.items()})}"
+        return _create_trial_from_spec(
+            spec, self._parser, evaluated_params=flatten_dict(config),
             experiment_tag=tag, trial_id=trial_id)
 
     def has_checkpoint(self, dirpath: str) -> bool:
@@ -247,6 +254,5 @@ def trial_loss(curve: Path, result: dict | None) -> float | None:
     stopping ended it: its point stays open, and TPE does not learn from it)."""
     loss = curve_loss(curve)
     if loss is None and result:
-        loss = final_loss(result.get("status"), result.get("step"), result.get("num_iterations"),
-                          result.get("val_loss"))
+        loss = final_loss(result)  # the last report: a curve row's keys
     return loss

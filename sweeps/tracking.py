@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import netrc
 import os
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def at_step(result: dict[str, Any]) -> dict[str, Any]:
     return metrics | {TRAINING_ITERATION: result.get("step", 0)}
 
 
-def callbacks(tracking: Tracking, sweep: str, folder: str, finished: set[str] = frozenset()) -> list:
+def callbacks(tracking: Tracking, sweep: str, folder: str, finished: Set[str] = frozenset()) -> list:
     """Tune logger callbacks for a sweep: TensorBoard with the training step as x-axis (in
     place of Tune's own, which would use the report count), then MLflow and W&B if asked.
     `finished`: trials an earlier session finished (a resumed sweep replays them at once):

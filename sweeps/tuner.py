@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ablate.sweeps import states
+from ablate.core.fields import coordinates
+from ablate.results.curves import ended, final_point
 from ablate.sweeps.spec import BUILTIN_DATA, SpecError, SweepSpec
 from ablate.sweeps.storage import (
     curve_tables,
@@ -258,8 +259,7 @@ def earlier_sessions(folder: str, stopped: set[str]) -> tuple[set[str], list[tup
     finished (their curve ended, or early stopping ended them), and every validation point
     as (num_iterations, step, val_loss), for the stopper."""
     tables = curve_tables(folder, ["num_iterations", "step", "val_loss", "status"])
-    finished = {trial_id for trial_id, table in tables.items()
-                if table.num_rows and table["status"][-1].as_py() in states.FINAL_CURVE}
+    finished = {trial_id for trial_id, table in tables.items() if ended(final_point(table))}
     points = [point for table in tables.values()
               for point in zip(*(table[c].to_pylist() for c in ("num_iterations", "step", "val_loss")))]
     return finished | stopped, points
@@ -299,7 +299,7 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
         space |= {name: tune.grid_search(values) for name, values in spec.axes.items()}
         space |= {"seed": tune.grid_search(list(spec.seeds))}
     elif spec.sampling.method == "random":  # the drawn points; the domains only name the keys
-        points = [{k: t[k] for k in [*spec.axes, "seed"]} for t in spec.trials()]
+        points = [{k: t[k] for k in coordinates(spec.axes)} for t in spec.trials()]
         space |= {name: tune.choice(values) for name, values in spec.axes.items()}
         space |= {"seed": tune.choice(list(spec.seeds))}
     # tpe: the points come from the study, one at a time (sweeps/tpe.py), and set their keys

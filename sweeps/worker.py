@@ -29,8 +29,8 @@ from typing import Any
 import ray
 from ray import tune
 
-from ablate.results.curves import SWEEP_KEY, curve_path
-from ablate.sweeps import states
+from ablate.core import states
+from ablate.results.curves import SWEEP_KEY, curve_path, ended
 from ablate.sweeps.checkpoints import latest_checkpoint, trial_checkpoints
 from ablate.sweeps.gang import Gang, Point, TrialWork
 from ablate.sweeps.storage import curve_location, is_uri, last_row
@@ -272,4 +272,4 @@ def final_row(storage: str, sweep: str, trial_id: str,
     row = last_row(curve_location(storage, sweep, trial_id))
     if row is None:
         return None
-    return row if row["status"] in states.FINAL_CURVE or trial_id in stopped else None
+    return row if ended(row) or trial_id in stopped else None

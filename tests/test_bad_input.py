@@ -13,9 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ablate.cli import main, run_command
 from ablate.results.curves import SCHEMA_VERSION, VERSION_KEY, curve_path, write_curve
-from ablate.results.errors import run_command
-from ablate.sweeps.cli import main
 from ablate.trainer.data import write_shard
 
 SPEC_OK = '[sweep]\nname = "x"\n'
@@ -368,10 +367,10 @@ def test_the_embedded_ray_refuses_to_start_without_token_auth(tmp_path, capsys, 
 def test_the_one_edge_turns_what_the_world_does_into_one_line(error, line, capsys):
     def command(args):
         raise error
-    assert run_command(SimpleNamespace(func=command), ()) == 2
+    assert run_command(SimpleNamespace(func=command)) == 2
     assert capsys.readouterr().err == f"ablate: {line}\n"
 
 
 def test_a_bug_keeps_its_traceback():
     with pytest.raises(KeyError):
-        run_command(SimpleNamespace(func=lambda args: {}["missing"]), ())
+        run_command(SimpleNamespace(func=lambda args: {}["missing"]))

@@ -3,7 +3,7 @@ traceback, each now one line naming the field (exit 2), before anything is writt
 
 import pytest
 
-from ablate.sweeps.cli import main
+from ablate.cli import main
 from ablate.trainer.data import DataError, find_shards, write_shard
 
 BIG = "1" + "0" * 400
@@ -55,7 +55,7 @@ def test_item14_a_curve_nested_too_deep_is_skipped_and_named(tmp_path, capsys):
 
     import pyarrow.parquet as pq
 
-    from ablate.results.cli import main as results_main
+    from ablate.cli import main as results_main
     from ablate.results.curves import META_KEY, curve_path, write_curve
 
     def curve(trial_id, params_text, seed):
@@ -93,7 +93,7 @@ def test_item14_a_curve_nested_too_deep_is_skipped_and_named(tmp_path, capsys):
 def test_item14_a_meta_json_vocab_out_of_range_is_one_line_naming_the_file(tmp_path, data_dir, capsys, vocab):
     import shutil
 
-    from ablate.trainer.cli import main as train_main
+    from ablate.cli import main as train_main
 
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.sweeps.cli import main
+from ablate.cli import main
 from ablate.sweeps.spec import SpecError, load_spec, override
 
 ROOT = Path(__file__).parents[1]
@@ -16,7 +16,7 @@ DEMO = ROOT / "sweeps" / "presets" / "demo.toml"
 # Runs `ablate ARGS...` in a fresh interpreter, then says which heavy modules it imported.
 PROBE = """
 import sys
-from ablate.sweeps.cli import main
+from ablate.cli import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as e:

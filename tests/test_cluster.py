@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ablate.sweeps.cli import main
+from ablate.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ def test_trials_use_both_nodes_and_resume_after_the_driver_is_killed(
     spec.write_text(SPEC.format(data=data_dir))
     storage, folder = tmp_path / "runs", tmp_path / "runs" / "nodes"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(storage),
+        [sys.executable, "-m", "ablate.cli", "sweep", str(spec), "--storage", str(storage),
          "--address", cluster.address, "--json-log"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])))
@@ -127,7 +127,7 @@ def test_a_gang_larger_than_the_cluster_waits_saying_what_it_lacks(cluster, tmp_
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(data=data_dir).replace("workers = 2", "workers = 2\ncpus_per_worker = 3"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
+        [sys.executable, "-m", "ablate.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
          "--address", cluster.address, "--json-log"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])))
@@ -173,7 +173,7 @@ def test_a_worker_node_removed_mid_sweep_loses_no_trial(cluster, tmp_path, data_
     spec.write_text(NODE_SPEC.format(data=data_dir))
     folder = tmp_path / "runs" / "lost-node"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
+        [sys.executable, "-m", "ablate.cli", "sweep", str(spec), "--storage", str(tmp_path / "runs"),
          "--address", cluster.address, "--json-log"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])))

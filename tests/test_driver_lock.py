@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from ablate.sweeps.cli import main
+from ablate.cli import main
 from ablate.sweeps.control import LOCK_FILE, driver_lock
 from ablate.sweeps.spec import load_spec
 from ablate.sweeps.storage import claim, save_sweep

@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from ablate.cli import main
 from ablate.results.curves import trial_meta
-from ablate.sweeps.cli import main
 
 TESTS = Path(__file__).resolve().parent
 FAULTS = "nan:1:6,raise:2:6,kill:3:10,stop:4:10"  # k=1 diverges, k=2 raises, k=3 loses rank 1

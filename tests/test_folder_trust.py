@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ablate.sweeps.cli import main, resume_tracking
+from ablate.cli import main
+from ablate.sweeps.cli import resume_tracking
 from ablate.sweeps.spec import Tracking, load_spec
 from ablate.sweeps.storage import claim, load_sweep, save_sweep
 from ablate.sweeps.tuner import trial_settings
@@ -30,7 +31,7 @@ def test_item01_trial_prefix_cannot_escape_the_folder(tmp_path, data_dir, capsys
     before = sorted(p.name for p in folder.iterdir())
     assert main(["resume", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "sweep.json: settings.trial_prefix:" in err[0], err
+    assert len(err) == 1 and "sweep.json: trial_prefix:" in err[0], err
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
     assert not (tmp_path / "escaped").exists() and not Path("/tmp/escaped-abs_00000").exists()
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ablate.results.cli import main
+from ablate.cli import main
 from ablate.results.curves import curve_path, write_curve
 from ablate.results.load import load_curves
 from ablate.results.logs import import_logs

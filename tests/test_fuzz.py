@@ -99,22 +99,23 @@ params_dicts = st.dictionaries(st.sampled_from(["seed", "sweep", "out", "lr_head
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(params_dicts, min_size=1, max_size=8))
-def test_trials_are_one_config_exactly_when_their_non_label_fields_agree(trials):
+def test_trials_are_one_config_exactly_when_their_identity_fields_agree(trials):
     import json
 
     import pyarrow as pa
 
-    from ablate.results.configs import LABELS, group_configs
+    from ablate.core.fields import OUTSIDE_CONFIG
+    from ablate.results.configs import group_configs
 
     texts = [json.dumps(p) for p in trials]
     configs = group_configs(pa.table({"params": texts}))
     assert sorted(set(configs.index.tolist())) == list(range(len(configs)))
     for i, a in enumerate(trials):
         for j, b in enumerate(trials):
-            same = json.dumps({k: v for k, v in sorted(a.items()) if k not in LABELS}) == \
-                json.dumps({k: v for k, v in sorted(b.items()) if k not in LABELS})
+            same = json.dumps({k: v for k, v in sorted(a.items()) if k not in OUTSIDE_CONFIG}) == \
+                json.dumps({k: v for k, v in sorted(b.items()) if k not in OUTSIDE_CONFIG})
             assert (configs.index[i] == configs.index[j]) == same
-    assert not set(configs.fields) & LABELS and not set(configs.fixed) & set(configs.fields)
+    assert not set(configs.fields) & OUTSIDE_CONFIG and not set(configs.fixed) & set(configs.fields)
 
 
 @settings(max_examples=300, deadline=None)

@@ -223,7 +223,7 @@ def test_the_peak_memory_is_reset_after_the_warm_up(data_dir, monkeypatch):
 
 
 def test_a_gpu_sweep_whose_head_size_the_kernels_cannot_take_is_refused_before_it_starts(tmp_path, capsys):
-    from ablate.sweeps.cli import main
+    from ablate.cli import main
 
     spec = tmp_path / "s.toml"
     spec.write_text('[sweep]\nname = "x"\npreset = "tiny"\n[resources]\nworkers = 1\ngpus_per_worker = 1\n'

@@ -1,7 +1,7 @@
 """Item 13 of the reliability table: a CPU sweep whose trial cannot fit in this machine's
 memory is refused before anything starts, with the numbers, instead of being killed."""
 
-from ablate.sweeps.cli import main
+from ablate.cli import main
 from ablate.sweeps.plan import host_memory
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ablate.results.cli import main
+from ablate.cli import main
 from ablate.results.curves import read_curve
 from ablate.results.logs import import_logs, to_record_log
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats as sps
 
-from ablate.results.cli import main
+from ablate.cli import main
 from ablate.results.logs import import_logs
 
 SHORT = {"2025-01-10_First": [3.2771, 3.2765, 3.2780], "2025-02-20_Second": [3.2790, 3.2801]}

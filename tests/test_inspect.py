@@ -145,7 +145,7 @@ def sweep(tmp_path_factory, data_dir):
 
 
 def inspect_cli(*args) -> int:
-    from ablate.analysis.cli import main
+    from ablate.cli import main
     return main(["inspect", *map(str, args)])
 
 

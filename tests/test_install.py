@@ -54,7 +54,7 @@ def test_wheel_installs_only_ablate_and_runs_beside_lookalike_packages(tmp_path)
     assert version.stdout.startswith("ablate 0.")
     stats = run(env / "bin" / "ablate", "stats", "--target", "3", "2.9", "2.95", cwd=work)
     assert "2.9" in stats.stdout
-    located = run(env / "bin" / "python", "-c", "import ablate.sweeps.cli as c; print(c.__file__)",
+    located = run(env / "bin" / "python", "-c", "import ablate.cli as c; print(c.__file__)",
                   cwd=work)
     assert located.stdout.startswith(str(site_packages(env)))
     trainer_help = run(env / "bin" / "python", "-m", "ablate.trainer", "--help", cwd=work)

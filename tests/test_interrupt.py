@@ -37,7 +37,7 @@ lr_head = [0.008, 0.006, 0.004]
 def ablate(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
     """The CLI as a subprocess, its output piped; `env` is added to this process's."""
     env = os.environ | {"OMP_NUM_THREADS": "1"} | (env or {})
-    return subprocess.Popen([sys.executable, "-m", "ablate.sweeps.cli", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "ablate.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.sweeps.cli import main
+from ablate.cli import main
 from ablate.sweeps.plan import check_memory, plan
 from ablate.sweeps.spec import SpecError, load_spec
 from ablate.trainer.config import TrainConfig

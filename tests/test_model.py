@@ -129,7 +129,7 @@ def test_impossible_configs_are_refused_naming_the_field(overrides, field):
     ("window_final=100000", "window_final"), ("attn_pattern=LQSL", "attn_pattern"),
     ("window_final=-1", "window_final")])
 def test_the_cli_refuses_a_bad_model_field_with_one_line_and_exit_2(setting, field, capsys, tmp_path):
-    from ablate.trainer.cli import main
+    from ablate.cli import main
 
     assert main(["train", "--out", str(tmp_path / "c.parquet"), "-s", setting]) == 2
     err = capsys.readouterr().err.strip()

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from ablate.sweeps import states
+from ablate.core import states
 from ablate.sweeps.progress import JsonLog, LineLog, RichView
 from ablate.sweeps.status import print_status
 
@@ -54,28 +54,77 @@ def run_some(view, trials, clock, finished=20, running=10):
         view.on_trial_result(0, trials, t, report(4000, 3.9))
 
 
+def terminal(width=80, height=24):
+    """A terminal as rich sees one (colours, cursor moves), written to memory."""
+    return Console(file=io.StringIO(), width=width, height=height, force_terminal=True, record=True)
+
+
+def screen(view, console) -> list[str]:
+    """What the live view shows on `console`, as plain lines (the same renderable its Live
+    draws, printed once: a Live's frames are recorded run together)."""
+    console.export_text(clear=True)
+    console.print(view)
+    return console.export_text(clear=True).splitlines()
+
+
 def test_the_live_view_at_80_columns_keeps_bar_step_loss_and_seed_on_every_line():
-    clock = Clock()
+    clock, console = Clock(), terminal()
     trials = [trial(i) for i in range(60)]
     view = RichView(AXES, trials=60, total_steps=60 * 12000, sweep="embeds", clock=clock,
-                    console=Console(file=io.StringIO(), width=80, height=24))
+                    console=console)
     run_some(view, trials, clock)
     view.on_trial_start(0, trials, trials[30])  # one still starting: no report yet
-    lines = [line.plain for line in view.render(80, 24)]
+    lines = screen(view, console)
     assert len(lines) <= 23 and all(len(line) <= 80 for line in lines)
-    assert "20 completed" in lines[0] and "10 running" in lines[0] and "1 starting" in lines[0]
-    assert "29 pending" in lines[0] and "ETA" in lines[1] and "best final 3.2000" in lines[1]
+    assert "20/60 trials done" in lines[0] and "1 starting" in lines[0]
+    assert "20 completed" in lines[0] and "10 running" in lines[0] and "29 pending" in lines[0]
+    assert re.match(r"[━╸╺]{12} 280000/720000 steps · 0:47:30 · ETA \d+:\d\d:\d\d · best final 3.2000",
+                    lines[1])
     trial_lines = [line for line in lines[2:] if "folded" not in line]
     assert len(trial_lines) == 20  # 11 active, then the newest finished that fit
     for line in trial_lines:
-        assert re.search(r"━{5,}", line) and re.search(r"\d+/12000", line)
-        assert re.search(r"seed=\d+", line)
+        assert re.search(r"[━╸╺]{5,}", line) and re.search(r"\d+/12000", line)
+        assert re.search(r"seed=\d+", line) and line.endswith("…")  # the config's tail is cut
         assert re.search(r"\d\.\d{4}|starting", line)  # the val loss, or why there is none
     assert sum("starting" in line for line in trial_lines) == 1
     assert "11 finished trials folded: 11 completed" in lines[-1]
     # the same view on a taller terminal shows every started trial, nothing folded
-    tall = [line.plain for line in view.render(80, 40)]
+    tall = screen(view, terminal(height=40))
     assert len(tall) == 2 + 31 and not any("folded" in line for line in tall)
+
+
+def test_a_terminal_shows_each_trials_bar_at_its_step_and_a_log_file_no_bar():
+    def feed(view):  # trial 0 at step 12 of 40, trial 1 completed, trial 2 pending
+        trials = [trial(i, budget=40) for i in range(3)]
+        view.setup()
+        view.on_trial_start(0, trials, trials[0])
+        view.on_trial_start(0, trials, trials[1])
+        view.on_trial_result(0, trials, trials[0], report(12, 4.25, budget=40))
+        trials[1].status, trials[1].last_result = "TERMINATED", report(40, 4.0, budget=40, status="completed")
+        view.on_trial_result(0, trials, trials[1], trials[1].last_result)
+        view.on_trial_complete(0, trials, trials[1])
+        clock.now += 1
+        view.on_step_end(0, trials)  # a second on: the terminal's view is drawn again
+        view.on_experiment_end(trials)
+
+    clock, console, log = Clock(), terminal(width=100), io.StringIO()
+    view = RichView(["extra_embeddings"], trials=3, total_steps=120, sweep="s", clock=clock,
+                    console=console)
+    feed(view)
+    assert "\x1b[" in console.file.getvalue()  # drawn for a terminal: colours, cursor moves
+    lines = [line.rstrip() for line in screen(view, console)]
+    assert lines[0] == "s 1/3 trials done · 1 running · 1 completed · 1 pending"
+    assert re.match(r"━{5}╺━{6} +52/120 steps · 0:00:01 · best final 4.0000", lines[1])
+    # 12 of 40 steps: 3/10 of the bar drawn (then the rest, dimmed), on trial 0's row
+    bar = re.match(r" *00000 (━*)(╸?)(╺?━*) +12/40 4.2500 running +seed=0 extra_embeddings=0$", lines[2])
+    width = len(bar[1] + bar[2] + bar[3])
+    assert width >= 12 and abs((len(bar[1]) + len(bar[2]) / 2) / width - 0.3) < 1 / width
+    assert re.match(r" *00001 ━+ +40/40 4.0000 completed seed=1 extra_embeddings=1$", lines[3])
+    feed(LineLog(["extra_embeddings"], trials=3, total_steps=120, sweep="s", stream=log,
+                 every=0, clock=clock))
+    text = log.getvalue()  # the same events in a log file: plain lines, not one bar
+    assert "trial 8c1f0_00000 step 12/40  val 4.2500" in text and "1 completed · 1 pending" in text
+    assert not set(text) & set("━╸╺\x1b\r")
 
 
 def test_line_log_writes_timestamped_events_and_summaries_with_an_eta():

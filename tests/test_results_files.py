@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats as sps
 
-from ablate.results.cli import INPUT_ERRORS, add_commands, main
+from ablate.cli import main
+from ablate.core.errors import AblateError
+from ablate.results.cli import add_commands
 from ablate.results.curves import VERSION_KEY, CurveError, curve_path, read_curve, to_table, write_curve
 from ablate.results.errors import InputError
 from ablate.results.load import load_curves
@@ -413,7 +415,7 @@ def test_add_commands_plugs_into_another_parser(tmp_path: Path,
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["configs"][0]["loss"]["n"] == 1
     args = parser.parse_args(["report", str(tmp_path / "nope")])
-    with pytest.raises(INPUT_ERRORS, match="nope"):
+    with pytest.raises(AblateError, match="nope"):
         args.func(args)
 
 

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats as sps
 
+from ablate.cli import main
 from ablate.results import build_report, warning_lines, write_report
-from ablate.results.cli import main
 from ablate.results.curves import (
     META_KEY,
     SCHEMA,
@@ -255,7 +255,8 @@ def test_baseline_in_every_format(tmp_path: Path, capsys: pytest.CaptureFixture[
     ("lr_hed=0.008", ["--baseline", "unknown field lr_hed"]),
     ("extra_embeddings=7", ["--baseline", "no config has extra_embeddings=7"]),
     ("lambda_init=zero", ["--baseline", "matches 4 configs", "add fields"]),
-    ("seed=0", ["--baseline", "seed is a label"]),
+    ("seed=0", ["--baseline", "seed is a replicate field"]),
+    ("out=/x.parquet", ["--baseline", "out is a placement field"]),
     ("extra_embeddings", ["--baseline", "KEY=VALUE"]),
 ])
 def test_bad_baseline_is_refused_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],

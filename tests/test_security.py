@@ -66,8 +66,8 @@ def test_nothing_planted_in_a_sweep_folder_runs_on_status_or_resume(tmp_path, lo
     import json
     import pickle
 
+    from ablate.cli import main
     from ablate.results.curves import write_curve
-    from ablate.sweeps.cli import main
     from ablate.sweeps.spec import parse_spec
     from ablate.sweeps.storage import save_sweep
     from ablate.sweeps.tuner import trial_settings

@@ -45,7 +45,7 @@ def stop_at_first_result(driver: subprocess.Popen, folder, now: bool = False) ->
             if now:
                 request_stop(str(folder), now=True)
                 return event["trial_id"]
-            done = subprocess.run([sys.executable, "-m", "ablate.sweeps.cli", "stop", str(folder)],
+            done = subprocess.run([sys.executable, "-m", "ablate.cli", "stop", str(folder)],
                                   capture_output=True, text=True, timeout=60)
             assert done.returncode == 0 and "stop requested" in done.stdout, done.stderr
             return event["trial_id"]
@@ -53,7 +53,7 @@ def stop_at_first_result(driver: subprocess.Popen, folder, now: bool = False) ->
 
 
 def states(folder) -> dict[str, str]:
-    out = subprocess.run([sys.executable, "-m", "ablate.sweeps.cli", "status", str(folder), "--json"],
+    out = subprocess.run([sys.executable, "-m", "ablate.cli", "status", str(folder), "--json"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     return {r["trial_id"]: r["state"] for r in json.loads(out)["status"]}
 
@@ -90,7 +90,7 @@ def test_stop_lets_the_running_trial_finish_and_stop_now_interrupts_it(tmp_path,
 
 
 def test_status_says_a_stop_is_asked_and_a_malformed_request_is_none(tmp_path, data_dir):
-    from ablate.sweeps.cli import main
+    from ablate.cli import main
 
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(data=data_dir))
@@ -104,7 +104,7 @@ def test_status_says_a_stop_is_asked_and_a_malformed_request_is_none(tmp_path, d
     save_sweep(loaded, trial_settings(loaded, tmp_path / "runs", data_dir))
     request_stop(str(folder), now=True)
     assert stop_request(str(folder))["now"] is True
-    proc = subprocess.run([sys.executable, "-m", "ablate.sweeps.cli", "status", str(folder)],
+    proc = subprocess.run([sys.executable, "-m", "ablate.cli", "status", str(folder)],
                           capture_output=True, text=True, timeout=60)
     assert "stopping (`ablate stop` --now): running trials stop now" in proc.stdout
     (folder / "stop.json").write_text('{"now": "yes"}')

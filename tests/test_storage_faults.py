@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from ablate.cli import main
 from ablate.results.curves import CurveError, read_curve, write_curve
-from ablate.sweeps.cli import main
 
 ROW = dict(sweep="s", trial_id="t", step=0, val_loss=3.0, train_time_ms=0.0, status="running",
            params="x" * 2000)

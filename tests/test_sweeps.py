@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ablate.cli import main
 from ablate.results.curves import SCHEMA, trial_meta
-from ablate.sweeps.cli import main
 from ablate.sweeps.spec import SpecError, parse_spec
 
 # Three trials of one budget; lr_head = 0 plants a bad one (its logits stay near zero). It runs
@@ -166,7 +166,7 @@ def test_max_trials_is_a_flag(tmp_path, capsys):
 
 def test_bad_spec_exit_status_and_no_traceback_from_the_console_script(tmp_path):
     spec = write_spec(tmp_path, '[sweep]\nname = "x"\n[axes]\nextra_embeddings = [7]\n')
-    proc = subprocess.run([sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec)],
+    proc = subprocess.run([sys.executable, "-m", "ablate.cli", "sweep", str(spec)],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -14,7 +14,7 @@ HOSTILE = "x\x1b]0;pwned\x07\x1b[2J[link=http://evil]y[/link]\u202e"
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ablate.sweeps.cli", *argv], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ablate.cli", *argv], capture_output=True,
                           text=True, timeout=120, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
+from ablate.cli import main
 from ablate.sweeps import tracking
-from ablate.sweeps.cli import main
 from ablate.sweeps.spec import SpecError, Tracking, parse_spec, spec_dict
 
 SPEC = """
@@ -62,7 +62,7 @@ def swept(tmp_path_factory, data_dir):
     env.pop("WANDB_MODE", None)  # offline because the spec says so
     seen = []
     with open(log, "w") as err, open(root / "stdout.txt", "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ablate.sweeps.cli", "sweep", str(spec),
+        proc = subprocess.Popen([sys.executable, "-m", "ablate.cli", "sweep", str(spec),
                                  "--storage", str(root / "runs"), "--summary-every", "5"],
                                 stdout=out, stderr=err, cwd=root, env=env)
         try:
@@ -275,7 +275,7 @@ def test_resume_builds_the_trackers_again_and_logs_no_run_twice(swept):
 
     env = os.environ | {"OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
     env.pop("WANDB_MODE", None)  # offline because the saved spec says so
-    proc = subprocess.run([sys.executable, "-m", "ablate.sweeps.cli", "resume", str(swept.folder)],
+    proc = subprocess.run([sys.executable, "-m", "ablate.cli", "resume", str(swept.folder)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sweep tracked: 2 completed" in proc.stderr

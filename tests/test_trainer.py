@@ -85,7 +85,7 @@ def test_training_reads_the_device_only_at_checks_and_validations(data_dir, monk
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, data_dir, capsys):
-    from ablate.sweeps.cli import main
+    from ablate.cli import main
 
     common = ["train", "--data", str(data_dir), "-s", "num_iterations=8", "-s", "val_every=4",
               "-s", "checkpoint_every=4", "-s", "tokens_per_step=256", "-s", "val_tokens=1024"]

@@ -101,7 +101,7 @@ def test_record_log_export_parses_back(tmp_path, data_dir):
 
 
 def test_export_log_command_prints_the_record_format(tmp_path, data_dir, capsys):
-    from ablate.sweeps.cli import main
+    from ablate.cli import main
 
     result = train(tiny(data_dir, out=str(tmp_path / "c.parquet")))
     assert main(["export-log", str(result.curve)]) == 0
@@ -111,7 +111,7 @@ def test_export_log_command_prints_the_record_format(tmp_path, data_dir, capsys)
 
 
 def test_ablate_train_resume_continues_from_the_kept_checkpoint(tmp_path, data_dir, capsys):
-    from ablate.sweeps.cli import main
+    from ablate.cli import main
 
     args = ["train", "--data", str(data_dir), "--out", str(tmp_path / "c.parquet"),
             "-s", "num_iterations=8", "-s", "val_every=4", "-s", "checkpoint_every=4",

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import tiny
 
 from ablate.sweeps.checkpoints import latest_checkpoint
+
+from conftest import tiny
 
 EXACT = ("step", "val_loss", "train_loss", "lambdas", "tokens_seen")
 

@@ -1,7 +1,6 @@
 """`python -m ablate.trainer train ...`, e.g. `torchrun --nproc_per_node=2 -m ablate.trainer train ...`."""
 
-import sys
+from ablate.cli import main
 
-from ablate.trainer.cli import main
-
-sys.exit(main())
+raise SystemExit(main(layers=("trainer",), prog="python -m ablate.trainer",
+                      description="One training run, and token shards."))

@@ -1,36 +1,18 @@
 """`ablate train` and `ablate data`: one local training run, and making token shards.
 
-Also `python -m ablate.trainer ...` (e.g. under `torchrun --nproc_per_node=2 -m ablate.trainer train ...`).
-Heavy imports happen inside the commands so that `ablate --help` stays instant.
+`add_commands` is what the trainer gives the `ablate` program (ablate.cli), which also runs
+them alone as `python -m ablate.trainer ...` (e.g. under `torchrun --nproc_per_node=2 -m
+ablate.trainer train ...`). Bad input is refused with an AblateError (TrainConfigError,
+DataError), which the CLI's edge prints as one line. Heavy imports happen inside the
+commands so that `ablate --help` stays instant.
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import tomllib
 from pathlib import Path
-from typing import Any
 
-
-def parse_assignments(items: list[str], flag: str = "--set") -> dict[str, Any]:
-    """`key=value` pairs; values are read as TOML (1, 0.5, true, "one", [0, 1]) or else as
-    text. The one parser of every command's `-s`."""
-    from ablate.model.config import ConfigError
-
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag} {item!r}: expected key=value")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        except RecursionError:
-            raise ConfigError(f"{flag} {key.strip()}: value nested too deeply") from None
-        out[key.strip()] = value
-    return out
+from ablate.core.states import COMPLETED
 
 
 class LogReporter:
@@ -61,15 +43,17 @@ class LogReporter:
 def cmd_train(args) -> int:
     import os
 
-    from ablate.model.config import ConfigError
-    from ablate.trainer.config import TrainConfig
-    from ablate.trainer.train import CHECKPOINT_FILE, train
+    from ablate.trainer.config import TrainConfig, TrainConfigError, model_refusals, parse_assignments
 
+    rank, workers = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     values = parse_assignments(args.set or [])
     values.setdefault("preset", args.preset)
     values.setdefault("data", args.data)
     values.setdefault("out", args.out)
+    values.setdefault("workers", workers)  # an identity field (core.fields): the run's own count
     cfg = TrainConfig.from_flat(values)
+    from ablate.trainer.train import CHECKPOINT_FILE, train  # torch: once the settings are valid
+
     ckpt_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     resume = None
     if args.resume:
@@ -77,15 +61,14 @@ def cmd_train(args) -> int:
         resume = resume / "latest" if (resume / "latest").is_dir() else resume
         ckpt_dir = ckpt_dir or Path(args.resume)
         if not (resume / CHECKPOINT_FILE).is_file() and not resume.is_file():
-            raise ConfigError(f"resume: no checkpoint in {args.resume}")
+            raise TrainConfigError(f"resume: no checkpoint in {args.resume}")
     if ckpt_dir is not None and ckpt_dir.exists() and not ckpt_dir.is_dir():
-        raise ConfigError(f"checkpoint-dir: {ckpt_dir} is not a folder")
+        raise TrainConfigError(f"checkpoint-dir: {ckpt_dir} is not a folder")
     out = Path(cfg.out)
     if out.is_dir():
-        raise ConfigError(f"out: {out} is a folder; give the curve file to write")
+        raise TrainConfigError(f"out: {out} is a folder; give the curve file to write")
     if out.exists() and resume is None and not args.force:
-        raise ConfigError(f"out: {out} exists; refusing to overwrite (use --resume or --force)")
-    rank, workers = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        raise TrainConfigError(f"out: {out} exists; refusing to overwrite (use --resume or --force)")
     micro = cfg.micro_steps(workers)  # refuses a batch that does not split over the workers
     if rank == 0:
         from ablate.trainer.memory import describe, estimate_memory
@@ -94,12 +77,13 @@ def cmd_train(args) -> int:
               f"x {cfg.micro_tokens_for(workers):,} tokens; estimated peak per "
               f"{'GPU' if gpu else 'worker'}: {describe(estimate_memory(cfg, workers, gpu=gpu))}",
               flush=True)
-    result = train(cfg, LogReporter(ckpt_dir, rank), resume=resume)
+    with model_refusals():  # the model's own refusals, met while the run builds it
+        result = train(cfg, LogReporter(ckpt_dir, rank), resume=resume)
     if rank == 0:
         last = result.rows[-1]
         print(f"{result.status}: val_loss {last['val_loss']:.4f} after {last['step']} steps, "
               f"{last['train_time_ms'] / 1000:.1f} s training; curve -> {result.curve}")
-    return 0 if result.status == "completed" else 1
+    return 0 if result.status == COMPLETED else 1
 
 
 def torch_cuda() -> bool:
@@ -145,17 +129,3 @@ def add_commands(sub) -> None:
     t.add_argument("--out", required=True)
     t.set_defaults(func=cmd_data_prepare)
 
-
-def input_errors() -> tuple[type[Exception], ...]:
-    from ablate.model.config import ConfigError
-    from ablate.trainer.data import DataError
-    return (ConfigError, DataError)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ablate.results.errors import run_command
-
-    parser = argparse.ArgumentParser(prog="python -m ablate.trainer")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run_command(args, input_errors())

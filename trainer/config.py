@@ -1,20 +1,29 @@
 """One training run's configuration: the model config plus the trainer's own fields.
 
 A preset is a whole recipe: GPTConfig.PRESETS gives the model's half, RECIPES here the
-trainer's. Flat dicts (from a sweep spec, a Tune trial or the CLI) become a typed TrainConfig
-here, at the edge, so that a wrong key, type, value or a batch that does not split over the
-workers is refused with the field named. No torch here: dry runs import this module.
+trainer's. Flat dicts (from a sweep spec, a Tune trial or the CLI, whose `-s key=value`
+settings `parse_assignments` reads) become a typed TrainConfig here, at the edge, so that a
+wrong key, type, value or a batch that does not split over the workers is refused with the
+field named. No torch here: dry runs import this module.
+
+A refusal here is a TrainConfigError, an AblateError (core/errors.py) that is also the
+model's ConfigError. model/ imports nothing of ours, so its own ConfigError is a plain
+ValueError; `model_refusals` turns it into a TrainConfigError where the trainer builds a
+model config from a person's input (from_flat; the `ablate train` run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ablate.core.errors import AblateError, did_you_mean
 from ablate.model.config import ConfigError, GPTConfig, non_finite
 
 MAX_STEPS = 2**31 - 1  # a run's step budget: num_iterations is an int32 column of its curve
@@ -43,6 +52,24 @@ RECIPES: dict[str, dict[str, Any]] = {
     "medium": dict(num_iterations=5690, tokens_per_step=8 * 65536, micro_tokens=65536, val_every=125,
                    val_tokens=10_485_760, val_seq_len=262_144),
 }
+
+
+
+class TrainConfigError(AblateError, ConfigError):
+    """An impossible model or trainer setting; the message names the field. Also the
+    model's ConfigError, so `except ConfigError` catches a refusal of either half."""
+
+
+@contextlib.contextmanager
+def model_refusals() -> Iterator[None]:
+    """The model's ConfigError raised inside, as a TrainConfigError: the model's refusals
+    become AblateErrors at the door where the trainer hands it a config."""
+    try:
+        yield
+    except ConfigError as e:
+        if isinstance(e, AblateError):
+            raise
+        raise TrainConfigError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -103,7 +130,7 @@ class TrainConfig:
     def __post_init__(self):
         def need(ok: bool, name: str, why: str):
             if not ok:
-                raise ConfigError(f"{name}: {why}")
+                raise TrainConfigError(f"{name}: {why}")
 
         for f in dataclasses.fields(self):
             bad = non_finite(getattr(self, f.name))
@@ -157,12 +184,12 @@ class TrainConfig:
         T, share = self.model.seq_len, self.tokens_per_step // workers
         micro = self.micro_tokens_for(workers)
         if self.tokens_per_step % (workers * T):
-            raise ConfigError(f"tokens_per_step: {self.tokens_per_step:,} does not split into "
-                              f"streams of seq_len {T:,} tokens over {workers} workers (need a "
-                              f"multiple of {workers * T:,})")
+            raise TrainConfigError(f"tokens_per_step: {self.tokens_per_step:,} does not split into "
+                                   f"streams of seq_len {T:,} tokens over {workers} workers (need a "
+                                   f"multiple of {workers * T:,})")
         if micro % T or share % micro:
-            raise ConfigError(f"micro_tokens: {micro:,} must be a multiple of seq_len ({T:,}) that "
-                              f"divides each worker's {share:,} tokens a step")
+            raise TrainConfigError(f"micro_tokens: {micro:,} must be a multiple of seq_len ({T:,}) that "
+                                   f"divides each worker's {share:,} tokens a step")
         return share // micro
 
     def micro_tokens_for(self, workers: int) -> int:
@@ -177,9 +204,9 @@ class TrainConfig:
         """Validation streams each worker runs; refuses a set that does not split evenly."""
         per = workers * self.val_seq_len
         if self.val_tokens % per:
-            raise ConfigError(f"val_tokens: {self.val_tokens:,} does not split into streams of "
-                              f"val_seq_len {self.val_seq_len:,} tokens over {workers} workers "
-                              f"(need a multiple of {per:,})")
+            raise TrainConfigError(f"val_tokens: {self.val_tokens:,} does not split into streams of "
+                                   f"val_seq_len {self.val_seq_len:,} tokens over {workers} workers "
+                                   f"(need a multiple of {per:,})")
         return self.val_tokens // per
 
     def to_flat(self) -> dict[str, Any]:
@@ -204,28 +231,46 @@ class TrainConfig:
         train_fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "model"}
         for key in values:
             if key not in model_fields and key not in train_fields and key != "batch_size":
-                from ablate.results.errors import did_you_mean
-                raise ConfigError(f"{key}: unknown field (not a model or trainer setting)"
-                                  f"{did_you_mean(key, [*model_fields, *train_fields, 'batch_size'])}")
+                raise TrainConfigError(f"{key}: unknown field (not a model or trainer setting)"
+                                       f"{did_you_mean(key, [*model_fields, *train_fields, 'batch_size'])}")
         hints = {**typing.get_type_hints(GPTConfig), **typing.get_type_hints(cls), "batch_size": int}
         for key, value in values.items():
             values[key] = _coerce(key, value, hints[key])
         model_over = {k: v for k, v in values.items() if k in model_fields}
         train = {k: v for k, v in values.items() if k in train_fields}
         preset = train.get("preset", "tiny")
-        model = GPTConfig.preset(preset, **model_over)
+        with model_refusals():
+            model = GPTConfig.preset(preset, **model_over)
         if "batch_size" in values:
             streams, workers = values["batch_size"], train.get("workers", 1)
             if streams <= 0:
-                raise ConfigError(f"batch_size: must be a positive integer, got {streams}")
+                raise TrainConfigError(f"batch_size: must be a positive integer, got {streams}")
             if _is_int(workers) and workers > 0 and streams % workers:
-                raise ConfigError(f"batch_size: {streams} sequences do not split evenly over "
-                                  f"{workers} workers")
+                raise TrainConfigError(f"batch_size: {streams} sequences do not split evenly over "
+                                       f"{workers} workers")
             tokens = streams * model.seq_len
             if train.setdefault("tokens_per_step", tokens) != tokens:
-                raise ConfigError(f"batch_size: {streams} streams of {model.seq_len} tokens "
-                                  f"disagree with tokens_per_step {train['tokens_per_step']}")
+                raise TrainConfigError(f"batch_size: {streams} streams of {model.seq_len} tokens "
+                                       f"disagree with tokens_per_step {train['tokens_per_step']}")
         return cls(model=model, **{**RECIPES[preset], **train})
+
+
+def parse_assignments(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """`key=value` pairs; values are read as TOML (1, 0.5, true, "one", [0, 1]) or else as
+    text. The one parser of every command's `-s` (`ablate train`, `sweep`, `search-steps`)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise TrainConfigError(f"{flag} {item!r}: expected key=value")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        except RecursionError:
+            raise TrainConfigError(f"{flag} {key.strip()}: value nested too deeply") from None
+        out[key.strip()] = value
+    return out
 
 
 def check_cuda_shapes(cfg: TrainConfig) -> None:
@@ -234,8 +279,8 @@ def check_cuda_shapes(cfg: TrainConfig) -> None:
     built in blocks the kernels take (model.gpt.kernel_block)."""
     m = cfg.model
     if m.head_dim < 16 or m.head_dim & (m.head_dim - 1):
-        raise ConfigError(f"head_dim: {m.head_dim} cannot run in FlexAttention's CUDA kernels "
-                          "(a power of two from 16 is needed)")
+        raise TrainConfigError(f"head_dim: {m.head_dim} cannot run in FlexAttention's CUDA kernels "
+                               "(a power of two from 16 is needed)")
 
 
 def _is_int(v: Any) -> bool:
@@ -260,15 +305,15 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         raise errors[0]
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+            raise TrainConfigError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         if not isinstance(value, (list, tuple)) or not value:
-            raise ConfigError(f"{key}: must be a non-empty list, got {value!r}")
+            raise TrainConfigError(f"{key}: must be a non-empty list, got {value!r}")
         return tuple(_coerce(key, v, args[0]) for v in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: must be a list of {len(args)} values, got {value!r}")
+            raise TrainConfigError(f"{key}: must be a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(key, v, a) for v, a in zip(value, args))
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -284,4 +329,4 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return value
     else:
         return value
-    raise ConfigError(f"{key}: must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    raise TrainConfigError(f"{key}: must be {hint.__name__}, got {type(value).__name__} {value!r}")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ablate.core.errors import AblateError
+
 MAGIC = 20240520
 VERSION = 1
 HEADER_INTS = 256
@@ -23,7 +25,7 @@ HEADER_BYTES = HEADER_INTS * 4
 GPT2_EOT = 50256
 
 
-class DataError(ValueError):
+class DataError(AblateError):
     """A missing, corrupt or foreign data file; the message names the file."""
 
 

@@ -28,8 +28,8 @@ truncated. The extra bits start at zero: a bf16 parameter's first value is its f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, overload
 
 import torch
 import torch.distributed as dist
@@ -107,16 +107,18 @@ class Muon(torch.optim.Optimizer):
         if lr < 0 or weight_decay < 0 or not 0 <= momentum < 1 or eps < 0:
             raise ValueError(f"Muon: need lr, weight_decay, eps >= 0 and 0 <= momentum < 1, got "
                              f"lr={lr}, weight_decay={weight_decay}, momentum={momentum}, eps={eps}")
-        triples = [tuple(float(v) for v in t) for t in ns_coefficients]
-        if not triples or any(len(t) != 3 for t in triples):
+        numbers = [tuple(float(v) for v in t) for t in ns_coefficients]
+        if not numbers or any(len(t) != 3 for t in numbers):
             raise ValueError(f"ns_coefficients: need one or more (a, b, c) triples, got {ns_coefficients!r}")
+        triples = [(a, b, c) for a, b, c in numbers]
         steps = len(triples) if ns_steps is None else ns_steps
         if steps < 0:
             raise ValueError(f"ns_steps: must be >= 0, got {ns_steps}")
         self.ns_coefficients = (triples + [triples[-1]] * steps)[:steps]
-        self.ns_dtype = getattr(torch, ns_dtype, None) if isinstance(ns_dtype, str) else ns_dtype
-        if not isinstance(self.ns_dtype, torch.dtype) or not self.ns_dtype.is_floating_point:
+        dtype = getattr(torch, ns_dtype, None) if isinstance(ns_dtype, str) else ns_dtype
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"ns_dtype: must be a floating torch dtype, got {ns_dtype!r}")
+        self.ns_dtype: torch.dtype = dtype
         self.eps = eps
         self.process_group = process_group
         self._orthogonalize = torch.compile(newton_schulz, dynamic=False) if compiled else newton_schulz
@@ -132,8 +134,14 @@ class Muon(torch.optim.Optimizer):
             return dist.get_world_size(self.process_group), dist.get_rank(self.process_group)
         return 1, 0
 
+    # torch.optim.Optimizer.step's two overloads: no closure, no loss.
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ablate.model import GPT, ConfigError
-from ablate.trainer.config import TrainConfig, check_cuda_shapes
+from ablate.core import states
+from ablate.core.fields import OUTSIDE_RUN
+from ablate.model import GPT
+from ablate.trainer.config import TrainConfig, TrainConfigError, check_cuda_shapes
 from ablate.trainer.data import DataError, StreamPosition, TokenStream, data_vocab, find_shards
 from ablate.trainer.muon import Muon
 from ablate.trainer.schedule import lr_multiplier, muon_momentum
@@ -89,7 +91,7 @@ class _Run:
         self.val_steps = cfg.val_steps(self.world)
         vocab = data_vocab(cfg.data)
         if vocab is not None and vocab > cfg.model.vocab_size:
-            raise ConfigError(f"vocab_size: the data in {cfg.data} has {vocab} tokens, more than the "
+            raise TrainConfigError(f"vocab_size: the data in {cfg.data} has {vocab} tokens, more than the "
                               f"model's vocab_size {cfg.model.vocab_size}")
         self.cuda = self.device.type == "cuda"
         self.compiled = cfg.compile if cfg.compile is not None else self.cuda
@@ -124,7 +126,7 @@ class _Run:
         self.loss_sum = torch.zeros((), device=self.device)  # since the last validation, on device
         self.loss_count = 0
         self.warmup_ms = 0.0
-        self.status = "completed"
+        self.status = states.COMPLETED
         self._t0: float | None = None
         if self.cuda:  # a warm worker's earlier runs: this run's own peak
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -303,11 +305,6 @@ class _Run:
         self.restarts = list(state.get("restarts", []))
         torch.set_rng_state(state["rng"])
 
-    # Fields that place a run rather than define it: a checkpoint resumes across them (another
-    # folder, another worker count: the same math, see micro-steps).
-    PLACEMENT = frozenset({"out", "data", "sweep", "trial_id", "workers", "checkpoint_every",
-                           "save_weights", "device"})
-
     def check_same_config(self, saved: str | None) -> None:
         """Refuse to continue a checkpoint of another config: its curve would splice two runs."""
         if saved is None:  # a checkpoint from before configs were kept in it
@@ -315,10 +312,10 @@ class _Run:
         from ablate.trainer.weights import config_differences
 
         old, new = json.loads(saved), self.cfg.to_flat()
-        differ = config_differences(old, new, ignore=self.PLACEMENT)
+        differ = config_differences(old, new, ignore=OUTSIDE_RUN)
         if differ:
             shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in differ[:3])
-            raise ConfigError(f"resume: the checkpoint is of another config ({shown}"
+            raise TrainConfigError(f"resume: the checkpoint is of another config ({shown}"
                               f"{', ...' if len(differ) > 3 else ''})")
 
     def checkpoint(self) -> Path | None:
@@ -386,11 +383,12 @@ class _Run:
         if resume is not None:
             self.load_state_dict(load_checkpoint(resume))
             self.restarts.append(self.step)
-        self.status = "completed"
+        self.status = states.COMPLETED
         try:
             self.warm_up()
             if resume is None:
-                yield from self.validate("completed" if self.step == cfg.num_iterations else "running")
+                done = self.step == cfg.num_iterations
+                yield from self.validate(states.COMPLETED if done else states.RUNNING)
             self.start_clock()
             while self.step < cfg.num_iterations:
                 self.train_step(*self.batch())
@@ -401,18 +399,18 @@ class _Run:
                     loss = self.train_loss()  # a host read: every rank gets the same verdict
                     if not math.isfinite(loss):
                         self.stop_clock()
-                        self.status = "diverged"
+                        self.status = states.DIVERGED
                         yield from self.validate(self.status, val_loss=float("nan"), train_loss=loss)
                         break
                 if due:
                     self.stop_clock()
-                    yield from self.validate("completed" if last else "running", train_loss=loss)
+                    yield from self.validate(states.COMPLETED if last else states.RUNNING, train_loss=loss)
                     self.start_clock()
         except GeneratorExit:  # stopped between two points (early stopping): the curve stays as is
             raise
         except BaseException:
             if self.rows:
-                self.rows[-1] = self.rows[-1] | {"status": "failed"}
+                self.rows[-1] = self.rows[-1] | {"status": states.FAILED}
                 self.write_curve()
             raise
         finally:
@@ -423,13 +421,13 @@ class _Run:
         if val_loss is None:
             val_loss = self.evaluate()
         row = self.record(val_loss, status, train_loss)
-        if status == "completed" and self.rank == 0:  # weights first: a completed curve has them
+        if status == states.COMPLETED and self.rank == 0:  # weights first: a completed curve has them
             from ablate.trainer.weights import save_run_weights
             save_run_weights(self.cfg.out, self.model, self.cfg.to_flat())
         self.write_curve()
         ckpt = None
         if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 \
-                and status == "running":
+                and status == states.RUNNING:
             ckpt = self.checkpoint()
         try:
             yield _metrics(row), ckpt
@@ -462,7 +460,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     if not path.is_file():
-        raise ConfigError(f"resume: no checkpoint at {path}")
+        raise TrainConfigError(f"resume: no checkpoint at {path}")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -477,7 +475,7 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
     environment; a plain process runs alone."""
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cuda and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but no GPU is visible")
+        raise TrainConfigError("device: 'cuda' requested but no GPU is visible")
     if cuda:
         check_cuda_shapes(cfg)
         use_expandable_segments()

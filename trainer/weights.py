@@ -16,19 +16,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ablate.results.atomic import atomic_path
+from ablate.core.errors import AblateError
+from ablate.core.fields import PLACEMENTS
+from ablate.core.files import atomic_path
 
 FORMAT_KEY = "ablate.weights"  # metadata: the format version of the file
 CONFIG_KEY = "ablate.config"  # metadata: JSON of the trial's full config (TrainConfig.to_flat)
 FORMAT_VERSION = "1"
 SUFFIX = ".safetensors"
-# Fields that place a run without changing its weights: the curve's own path, where the
-# shards were, how often checkpoints were taken. Everything else must match the curve.
-PLACEMENT = frozenset({"out", "data", "checkpoint_every"})
 LARGE_PRESETS = frozenset({"medium"})  # ~1.2 GB per trial in bf16: kept only on request
 
 
-class WeightsError(ValueError):
+class WeightsError(AblateError):
     """A weights file that is missing, truncated, foreign or of another config; the message
     names the file."""
 
@@ -105,9 +104,10 @@ def saved_config(path: Path, meta: Mapping[str, str]) -> dict[str, Any]:
 
 
 def config_differences(saved: Mapping[str, Any], expected: Mapping[str, Any],
-                       ignore: frozenset[str] = PLACEMENT) -> list[str]:
+                       ignore: frozenset[str] = PLACEMENTS) -> list[str]:
     """The fields (besides `ignore`) on which two flat configs differ, sorted; values are
-    compared as JSON, so a tuple equals the list it was saved as."""
+    compared as JSON, so a tuple equals the list it was saved as. By default only placement
+    fields (core.fields) may differ: weights belong to one trial, its labels and seed too."""
     encode = json.JSONEncoder(sort_keys=True, default=str).encode
     return sorted(k for k in (set(saved) | set(expected)) - ignore
                   if encode(saved.get(k)) != encode(expected.get(k)))
@@ -131,8 +131,7 @@ def load_weights(path: str | os.PathLike,
     try:
         with safe_open(str(path), framework="pt") as f:
             config = saved_config(path, f.metadata() or {})
-            differ = config_differences(config, expected) if expected is not None else []
-            if differ:
+            if expected is not None and (differ := config_differences(config, expected)):
                 key = differ[0]
                 raise WeightsError(f"{path}: weights of another config ({key} = "
                                    f"{config.get(key)!r}, the curve has {expected.get(key)!r})")

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -58,7 +58,7 @@ def cmd_search_steps(args) -> int:
     from ablate.sweeps.plan import check_data_fits, check_memory
     from ablate.sweeps.search.study import check_url, default_url
     from ablate.sweeps.storage import SPEC_FILE, TUNE_FILES
-    from ablate.trainer.cli import parse_assignments
+    from ablate.trainer.config import parse_assignments
 
     settings = parse_assignments(args.set or [], flag="-s") | tracking_settings(args)
     spec = load_search_spec(args.spec, settings)
@@ -149,7 +149,7 @@ class Log:
     a pipe, a batch job's log) one plain line per event, `YYYY-MM-DD HH:MM:SS text`, never
     wrapped; with --json-log, one JSON object per event on `json_out` instead."""
 
-    def __init__(self, json_out=None):
+    def __init__(self, json_out: IO[str] | None = None):
         self.json_out = json_out
         self.console = Console(stderr=True) if sys.stderr.isatty() else None
 
@@ -164,7 +164,7 @@ class Log:
         from rich.errors import MarkupError
         from rich.text import Text
 
-        from ablate.results.errors import printable
+        from ablate.core.errors import printable
 
         try:
             text = printable(Text.from_markup(markup).plain)
@@ -176,7 +176,8 @@ class Log:
     def emit(self, event: str, **fields: Any) -> None:
         from ablate.sweeps import events
 
-        events.emit(self.json_out, event, **fields)
+        if self.json_out is not None:  # events are written only with --json-log
+            events.emit(self.json_out, event, **fields)
 
     def on_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """A probe's validation report: a line in a log file and an event, not on a terminal
@@ -282,5 +283,5 @@ def answer_line(spec: SearchSpec, search: StepSearch) -> str:
             f"answer lies in {span}; raise search.max_trials and run again to continue")
 
 
-def _num(x: float, fmt: str) -> str:
+def _num(x: float | None, fmt: str) -> str:
     return "-" if x is None or math.isnan(x) else format(x, fmt)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from optuna.distributions import IntDistribution
+from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
-from scipy import stats
 
+from ablate.results.stats import ttest_less
 from ablate.sweeps.search.spec import SearchSettings
 
 PASS, FAIL, MORE = "pass", "fail", "more seeds"
@@ -54,10 +54,8 @@ def decide(steps: int, losses: list[float], s: SearchSettings) -> Verdict:
     std = float(x.std(ddof=1)) if n > 1 else math.nan
     if n < 2:
         return Verdict(steps, n, mean, std, math.nan, math.nan, MORE)
-    with warnings.catch_warnings():  # identical losses: t = +-inf, which decides correctly
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ttest_1samp(x, s.target, alternative="less")
-    t, p = float(res.statistic), float(res.pvalue)
+    test = ttest_less(x, s.target, s.alpha)  # identical losses: t = +-inf, which decides correctly
+    t, p = float(test.t[0]), float(test.p[0])
     if n < s.seeds_per_probe:
         decision = MORE
     elif p < s.alpha:
@@ -69,7 +67,7 @@ def decide(steps: int, losses: list[float], s: SearchSettings) -> Verdict:
     return Verdict(steps, n, mean, std, t, p, decision)
 
 
-def distributions(s: SearchSettings, seed: int = 0) -> dict[str, IntDistribution]:
+def distributions(s: SearchSettings, seed: int = 0) -> dict[str, BaseDistribution]:
     """A probe's params as Optuna sees them: a step count on the grid, and a seed."""
     return {"steps": IntDistribution(s.min_steps, s.max_steps, step=s.granularity),
             "seed": IntDistribution(0, max(s.max_seeds - 1, seed))}
@@ -110,7 +108,7 @@ class StepSearch:
         self.running: dict[int, tuple[int, int]] = {}  # trial number -> (steps, seed)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             steps, seed = t.params.get("steps"), t.params.get("seed")
-            if steps in self.losses and seed is not None:
+            if steps in self.losses and seed is not None and t.value is not None:
                 self.losses[steps][seed] = t.value
         self._verdicts = {st: self._decide(st) for st, seen in self.losses.items() if seen}
         _name_metric(study, "final val loss")

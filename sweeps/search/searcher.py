@@ -17,10 +17,10 @@ from ray import tune
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from ablate.results.curves import curve_path
+from ablate.results.curves import curve_path, final_loss
 from ablate.sweeps.search.method import Probe, StepSearch, Verdict
 from ablate.sweeps.search.spec import SearchSpec
-from ablate.sweeps.search.study import curve_loss, final_loss
+from ablate.sweeps.search.study import curve_loss
 
 OnProbe = Callable[[Probe, str, "float | None", "Verdict | None"], None]
 
@@ -55,7 +55,8 @@ class StepSearcher(StudySearcher):
         self.probes: dict[str, Probe] = {}  # Tune trial id -> probe
         self.failed: list[str] = []
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray annotates suggest as Optional[Dict], but its docs and SearchGenerator take Searcher.FINISHED.
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # pyright: ignore[reportIncompatibleMethodOverride]
         if self.failed or self.search.finished:
             return Searcher.FINISHED  # after a failure, let the user look before spending more
         probe = self.search.ask(trial_id=trial_id)
@@ -74,8 +75,7 @@ class StepSearcher(StudySearcher):
         r = result or {}
         loss = curve_loss(curve_path(self.storage, self.sweep, trial_id))
         if loss is None and not error:
-            loss = final_loss(r.get("status"), r.get("step"), r.get("num_iterations"),
-                              r.get("val_loss"))
+            loss = final_loss(r)  # the last report: a curve row's keys
         if loss is None:
             self.failed.append(trial_id)
         verdict = self.search.tell(probe.number, loss)

@@ -12,7 +12,6 @@ no finished probe is run twice.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,15 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState, create_trial
 
+from ablate.core.fields import OUTSIDE_CONFIG
+from ablate.results.curves import final_loss
 from ablate.sweeps.search.method import distributions
 from ablate.sweeps.search.spec import SearchSpec
 from ablate.sweeps.spec import SpecError
-from ablate.sweeps.states import COMPLETED, DIVERGED
 from ablate.sweeps.storage import last_row
 from ablate.trainer.config import TrainConfig
 
-# Run labels and the probe's own coordinates: not part of what a search asks about.
-_NOT_QUESTION = {"data", "out", "sweep", "trial_id", "workers", "num_iterations", "seed"}
+PROBED = "num_iterations"  # what the search varies: each probe's step count
 
 
 def study_name(spec: SearchSpec) -> str:
@@ -54,13 +53,24 @@ def shown(url: str) -> str:
 
 
 def question(config: dict[str, Any]) -> dict[str, Any]:
-    """What a probe's losses depend on: its full trainer config, less labels and coordinates."""
+    """What a probe's losses depend on: its config's identity fields (core.fields) but the
+    step count the search varies."""
     plain = json.loads(json.dumps(config, default=str))
-    return {k: v for k, v in sorted(plain.items()) if k not in _NOT_QUESTION}
+    return {k: v for k, v in sorted(plain.items()) if k not in OUTSIDE_CONFIG and k != PROBED}
+
+
+def question_differences(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """The fields on which a study's saved question and this search's differ. A field the
+    saved question lacks was not asked about when the study began (an older ablate's roles,
+    or a field added since): the study is not refused for it."""
+    have = question(have)
+    return sorted(k for k in have if want.get(k) != have[k])
 
 
 def spec_question(spec: SearchSpec) -> dict[str, Any]:
-    return question(TrainConfig.from_flat(spec.probe(spec.search.min_steps, 0)).to_flat())
+    """The question of the search's probes (their curves' params hold the worker count)."""
+    probe = spec.probe(spec.search.min_steps, 0) | {"workers": spec.sweep.resources.workers}
+    return question(TrainConfig.from_flat(probe).to_flat())
 
 
 def refuse_foreign_database(url: str) -> None:
@@ -107,8 +117,7 @@ def open_study(url: str, spec: SearchSpec) -> optuna.Study:
     want, have = spec_question(spec), study.user_attrs.get("question")
     if have is None:
         study.set_user_attr("question", want)
-    elif have != want:
-        keys = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+    elif keys := question_differences(have, want):
         raise SpecError(f"{shown(url)}: study {name!r} searched another config "
                         f"({', '.join(keys)} differ); choose another sweep.name or storage")
     study.set_user_attr("search", asdict(spec.search))
@@ -121,25 +130,10 @@ def open_verdicts(url: str, spec: SearchSpec) -> optuna.Study:
                                direction="minimize", load_if_exists=True)
 
 
-def final_loss(status: str | None, step: Any, steps: Any, val_loss: Any) -> float | None:
-    """A finished run's final val loss: inf if it diverged; None if it did not finish."""
-    if status == DIVERGED:
-        return math.inf
-    if status == COMPLETED and step == steps and val_loss is not None:
-        return float(val_loss)
-    return None
-
-
 def curve_loss(path: Path) -> float | None:
     """The final loss a trial's curve shows, once it has finished."""
     row = last_row(str(path))
-    return None if row is None else row_loss(row)
-
-
-def row_loss(row: dict[str, Any]) -> float | None:
-    """The final loss of a curve's last row (see `last_row`), once the run has finished."""
-    steps = row["config"].get("num_iterations", row.get("num_iterations"))
-    return final_loss(row.get("status"), row.get("step"), steps, row.get("val_loss"))
+    return None if row is None else final_loss(row)
 
 
 def completed_probes(curves: Path, spec: SearchSpec) -> dict[str, tuple[int, int, float]]:
@@ -149,7 +143,7 @@ def completed_probes(curves: Path, spec: SearchSpec) -> dict[str, tuple[int, int
         row = last_row(str(path))
         if row is None or question(row["config"]) != want:
             continue
-        loss = row_loss(row)
+        loss = final_loss(row)
         if loss is not None:
             out[row["trial_id"]] = (row["config"]["num_iterations"], row["config"]["seed"], loss)
     return out
