@@ -1,22 +1,34 @@
 """The model's configuration: presets, validation, the attention-window schedule and the
 parameter-count formula.
 
+Each field declares its own bounds (`field(metadata=POSITIVE)`, `{"range": (0, 5)}`), and
+`check_fields` reads them, with the type hints: GPTConfig and the trainer's TrainConfig are
+checked by the same table. Rules between fields stay as plain lines in __post_init__. The
+model imports nothing of ours, so this small checker lives here (core/checks.py checks raw
+spec tables with the same metadata words).
+
 No torch here: a sweep spec is validated, and `ablate --help` answers, without importing it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
+import types
 import typing
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 MAX_EXTRA_EMBEDDINGS = 5
 MAX_VOCAB = 2**16  # token ids the shard format holds (uint16)
 LAYER_KINDS = {"L": "long window", "S": "short window", "-": "no attention"}
 WINDOW_SCHEDULES = ("cubic", "linear", "constant")
+# Field metadata read by check_fields: range = (lo, hi) inclusive (None: open), above / below
+# strict bounds, why = said after the bound.
+POSITIVE = {"range": (1, None)}
+NON_NEGATIVE = {"range": (0, None)}
 
 
 def non_finite(value) -> str | None:
@@ -34,39 +46,131 @@ class ConfigError(ValueError):
     """An impossible model config; the message names the field."""
 
 
+def check_fields(config: Any, error: type[Exception] = ConfigError) -> None:
+    """Refuse the first field of a config dataclass whose value breaks its declaration: NaN or
+    infinity anywhere (they pass `>= 0` or fail every comparison silently), then its type hint
+    (an int is no bool, a float may be an int, a Literal's choices, X | None) and its
+    metadata's bounds, in one line: `extra_embeddings: must be an integer in 0..5, got 7`.
+    Fields of other types (tuples, a nested config) get only the finiteness check."""
+    for name, kind, optional, rules in _declared(type(config)):
+        value = getattr(config, name)
+        bad = non_finite(value)
+        if bad is not None:
+            raise error(f"{name}: must be finite, got {bad}")
+        why = None if value is None and optional else _field_error(value, kind, rules)
+        if why is not None:
+            raise error(f"{name}: {why}")
+
+
+@functools.cache
+def _declared(cls: type) -> tuple[tuple[str, Any, bool, Any], ...]:
+    """(name, type, whether None is allowed, metadata) of each field of a config class,
+    read once: a grid builds thousands of configs."""
+    hints, out = typing.get_type_hints(cls), []
+    for spec in dataclasses.fields(cls):
+        hint = hints[spec.name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        arms = typing.get_args(hint) if union else (hint,)
+        kind = next(arm for arm in arms if arm is not type(None))
+        out.append((spec.name, kind, type(None) in arms, spec.metadata))
+    return tuple(out)
+
+
+def _field_error(value: Any, kind: Any, rules: Any) -> str | None:
+    if kind is int or kind is float:
+        return _number_error(value, kind, rules)
+    if typing.get_origin(kind) is Literal:
+        choices = typing.get_args(kind)
+        if isinstance(value, str) and value in choices:
+            return None
+        return f"must be {', '.join(map(repr, choices[:-1]))} or {choices[-1]!r}, got {value!r}"
+    if kind is bool or kind is str:
+        return None if isinstance(value, kind) else f"must be {_NOUNS[kind]}, got {value!r}"
+    return None  # tuples, a nested config: their own checks
+
+
+def _number_error(value: Any, kind: type, rules: Any) -> str | None:
+    lo, hi = rules.get("range", (None, None))
+    above, below = rules.get("above"), rules.get("below")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and (kind is float or isinstance(value, int)) and (lo is None or value >= lo) \
+            and (hi is None or value <= hi) and (above is None or value > above) \
+            and (below is None or value < below):
+        return None
+    why = f" ({rules['why']})" if "why" in rules else ""
+    return f"must be {_bounded_noun(kind, lo, hi, above, below)}{why}, got {value!r}"
+
+
+_NOUNS = {bool: "true or false", str: "text", int: "an integer", float: "a number"}
+
+
+def _bounded_noun(kind: type, lo: Any, hi: Any, above: Any, below: Any) -> str:
+    """'a positive integer', 'an integer in 0..5', 'a number in (0, 1]', 'a number >= 0'."""
+    noun = _NOUNS[kind]
+    if kind is int and hi is None and lo in (0, 1):
+        return "a non-negative integer" if lo == 0 else "a positive integer"
+    if kind is int and lo is not None and hi is not None:
+        return f"{noun} in {lo}..{_bound(hi)}"
+    if kind is float and above == 0 and hi is None and below is None:
+        return "a positive number"
+    low = f"[{lo}" if lo is not None else f"({above}" if above is not None else ""
+    high = f"{hi}]" if hi is not None else f"{below})" if below is not None else ""
+    if low and high:
+        return f"{noun} in {low}, {high}"
+    one_side = (f">= {lo}" if lo is not None else f"> {above}" if above is not None else
+                f"<= {hi}" if hi is not None else f"< {below}" if below is not None else "")
+    return f"{noun} {one_side}".rstrip()
+
+
+def _bound(value: int) -> str:
+    """1000; 100,000; 2^63-1 for the top of a 64-bit range."""
+    if value >= 2**31 - 1 and (value + 1).bit_count() == 1:
+        return f"2^{(value + 1).bit_length() - 1}-1"
+    return f"{value:,}" if abs(value) >= 10_000 else str(value)
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     """The GPT's shape and structure. Defaults are the medium record (34f5696 at
     extra_embeddings = 1, its parent at 0); `preset` maps it onto the CPU sizes."""
 
-    vocab_size: int = 50257  # rows of the input and value tables: the token ids data may hold
-    vocab_multiple: int = 128  # head rows: vocab_size rounded up to this (padding rows join the loss)
+    # rows of the input and value tables: the token ids data may hold (up to MAX_VOCAB)
+    vocab_size: int = field(default=50257, metadata=POSITIVE)
+    # head rows: vocab_size rounded up to this (padding rows join the loss)
+    vocab_multiple: int = field(default=128, metadata=POSITIVE)
     eot_token: int = 50256  # <|endoftext|>, first token of every document: the document mask's cue
-    n_layer: int = 16
-    n_head: int = 8
-    head_dim: int = 128
-    d_model: int = 1024
-    mlp_ratio: int = 4
-    seq_len: int = 65536  # tokens of one training stream (one micro-step on one worker)
+    n_layer: int = field(default=16, metadata=POSITIVE)
+    n_head: int = field(default=8, metadata=POSITIVE)
+    head_dim: int = field(default=128, metadata=POSITIVE)
+    d_model: int = field(default=1024, metadata=POSITIVE)
+    mlp_ratio: int = field(default=4, metadata=POSITIVE)
+    # tokens of one training stream (one micro-step on one worker)
+    seq_len: int = field(default=65536, metadata=POSITIVE)
     value_embeds: int = 5  # tables used by the first and again by the last `value_embeds` layers
     # One letter per layer: L long window, S short window, - no attention.
     attn_pattern: str = "LSSSLSS-SSSLSSSL"
     # U-net skips "src->dst": block src's output, times a learned weight, joins the stream
     # before block dst's mix.
     skips: str = "6->9,4->10,2->11"
-    attn_block: int = 128  # the window's granularity, in tokens (FlexAttention's block size)
-    window_final: int = 3456  # the long window at the end of training, in tokens
+    # the window's granularity, in tokens (FlexAttention's block size)
+    attn_block: int = field(default=128, metadata=POSITIVE)
+    # the long window at the end of training, in tokens
+    window_final: int = field(default=3456, metadata=POSITIVE)
     window_schedule: Literal["cubic", "linear", "constant"] = "cubic"
     # Progress at which the window reaches window_final: the record's 1.0 (its last step, +4%
     # at 27 blocks), earlier where a few blocks make each step a large one, so that the model
     # trains at its final window before the lr has gone.
-    window_full_at: float = 1.0
-    attn_scale: float = 0.12  # attention logit scale (q and k are RMS-normed)
-    rotary_min_freq: float = 1 / 1024  # rotary frequencies run 1 .. this over head_dim//4 pairs
-    logit_softcap: float = 15.0  # cap * z / sqrt(z^2 + cap^2); 0 disables
-    eval_chunks: int = 4  # evaluation computes the logits in this many chunks (memory)
+    window_full_at: float = field(default=1.0, metadata={"above": 0, "range": (None, 1)})
+    # attention logit scale (q and k are RMS-normed)
+    attn_scale: float = field(default=0.12, metadata={"above": 0})
+    # rotary frequencies run 1 .. this over head_dim//4 pairs
+    rotary_min_freq: float = field(default=1 / 1024, metadata={"above": 0, "range": (None, 1)})
+    # cap * z / sqrt(z^2 + cap^2); 0 disables
+    logit_softcap: float = field(default=15.0, metadata=NON_NEGATIVE)
+    # evaluation computes the logits in this many chunks (memory)
+    eval_chunks: int = field(default=4, metadata=POSITIVE)
     # The ablation axes.
-    extra_embeddings: int = 0
+    extra_embeddings: int = field(default=0, metadata={"range": (0, MAX_EXTRA_EMBEDDINGS)})
     lambda_init: Literal["zero", "one"] = "zero"
     token_lambdas: bool = False
     token_lambda_init: float = 1.0
@@ -120,40 +224,27 @@ class GPTConfig:
         return cls(**{**cls.PRESETS[name], **overrides})
 
     def __post_init__(self):
-        def need(ok: bool, field: str, why: str):
+        check_fields(self)  # each field against its type and bounds; below, the rules between fields
+
+        def need(ok: bool, name: str, why: str):
             if not ok:
-                raise ConfigError(f"{field}: {why}")
+                raise ConfigError(f"{name}: {why}")
 
-        def is_int(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        for f in dataclasses.fields(self):
-            name = non_finite(getattr(self, f.name))
-            need(name is None, f.name, f"must be finite, got {name}")
-
-        for name in ("vocab_size", "vocab_multiple", "n_layer", "n_head", "head_dim", "d_model",
-                     "seq_len", "mlp_ratio", "attn_block", "window_final", "eval_chunks"):
-            v = getattr(self, name)
-            need(is_int(v) and v > 0, name, f"must be a positive integer, got {v!r}")
         need(self.vocab_size <= MAX_VOCAB, "vocab_size",
              f"at most {MAX_VOCAB:,} (token shards store ids as uint16), got {self.vocab_size:,}")
-        need(is_int(self.eot_token) and 0 <= self.eot_token < self.vocab_size, "eot_token",
+        need(0 <= self.eot_token < self.vocab_size, "eot_token",
              f"must be a token id in 0..{self.vocab_size - 1}, got {self.eot_token!r}")
-        k = self.extra_embeddings
-        need(is_int(k) and 0 <= k <= MAX_EXTRA_EMBEDDINGS,
-             "extra_embeddings", f"must be an integer in 0..{MAX_EXTRA_EMBEDDINGS}, got {k!r}")
         need(self.n_head * self.head_dim == self.d_model, "n_head",
              f"n_head * head_dim ({self.n_head} * {self.head_dim}) must equal d_model ({self.d_model})")
         need(self.head_dim % 4 == 0, "head_dim",
              f"must be a multiple of 4 (half-truncated rotary), got {self.head_dim}")
-        need(is_int(self.value_embeds) and 0 <= self.value_embeds <= self.n_layer // 2,
+        need(0 <= self.value_embeds <= self.n_layer // 2,
              "value_embeds", f"must be in 0..n_layer//2 ({self.n_layer // 2}), got {self.value_embeds!r}")
-        need(isinstance(self.attn_pattern, str) and len(self.attn_pattern) == self.n_layer,
+        need(len(self.attn_pattern) == self.n_layer,
              "attn_pattern", f"needs one letter per layer ({self.n_layer}), got {self.attn_pattern!r}")
         for i, c in enumerate(self.attn_pattern):
             need(c in LAYER_KINDS, "attn_pattern", f"unknown layer kind {c!r} at layer {i} "
                  "(L long window, S short window, - no attention)")
-        need(isinstance(self.skips, str), "skips", f"must be text such as '6->9,4->10', got {self.skips!r}")
         _ = self.skip_pairs  # parses and checks the map
         for i in self.value_layers:
             need(self.attn_pattern[i] != "-", "attn_pattern",
@@ -162,20 +253,6 @@ class GPTConfig:
              f"{self.seq_len} is not a multiple of attn_block ({self.attn_block})")
         need(self.window_final <= self.seq_len, "window_final",
              f"{self.window_final} tokens is longer than the sequence (seq_len {self.seq_len})")
-        need(isinstance(self.window_full_at, (int, float)) and 0 < self.window_full_at <= 1,
-             "window_full_at", f"must be in (0, 1], got {self.window_full_at!r}")
-        need(self.window_schedule in WINDOW_SCHEDULES, "window_schedule",
-             f"must be one of {', '.join(WINDOW_SCHEDULES)}, got {self.window_schedule!r}")
-        for name in ("attn_scale", "rotary_min_freq"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, name,
-                 f"must be a positive number, got {v!r}")
-        need(self.rotary_min_freq <= 1, "rotary_min_freq", f"must be in (0, 1], got {self.rotary_min_freq}")
-        need(self.logit_softcap >= 0, "logit_softcap", "must be >= 0")
-        need(self.lambda_init in ("zero", "one"), "lambda_init",
-             f"must be 'zero' or 'one', got {self.lambda_init!r}")
-        need(isinstance(self.token_lambdas, bool), "token_lambdas",
-             f"must be true or false, got {self.token_lambdas!r}")
         # Zero-gradient trap: the token lambda multiplies x00, whose per-layer scalar starts at
         # 0 with lambda_init "zero". If both factors start at 0, neither ever gets a gradient.
         need(not (self.token_lambdas and self.lambda_init == "zero" and self.token_lambda_init == 0),

@@ -144,6 +144,7 @@ def run_report(args: argparse.Namespace) -> int:
     if plots is not None:
         from ablate.results.plots import draw_plots
 
+        assert args.plot is not None  # plots are planned only with --plot
         paths = draw_plots(plots, args.plot, args.dpi)
         print(f"ablate: wrote {len(paths)} plots to {args.plot}", file=sys.stderr)
     return 0

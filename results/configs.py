@@ -51,13 +51,12 @@ def trial_params(info: pa.Table, parsed: Mapping[str, dict[str, Any]] | None = N
     (`parsed`: texts already parsed, as load.Loaded.params keeps them)."""
     column = info["params"]
     if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
+        column = pc.dictionary_encode(column)  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute makes it at import
     combined = column.combine_chunks()
     known = parsed or {}
-    parsed = [known[text] if text in known else parse_params(text)
-              for text in combined.dictionary.to_pylist()]
+    each = [known[text] if text in known else parse_params(text) for text in combined.dictionary.to_pylist()]
     empty: dict[str, Any] = {}
-    return [empty if i is None else parsed[i] for i in combined.indices.to_pylist()]
+    return [empty if i is None else each[i] for i in combined.indices.to_pylist()]
 
 
 def group_configs(info: pa.Table, by: Sequence[str] | None = None,

@@ -206,7 +206,7 @@ def _distinct_texts(column: pa.ChunkedArray) -> list[str]:
     """The distinct values of a string column (read dictionary-encoded: one per trial)."""
     if pa.types.is_dictionary(column.type):
         return [t for chunk in column.chunks for t in chunk.dictionary.to_pylist()]
-    return pc.unique(column).to_pylist()
+    return pc.unique(column).to_pylist()  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute makes it at import
 
 
 class Ledgers:
@@ -291,7 +291,7 @@ def _fold_legacy(table: pa.Table) -> pa.Table:
             text = merged[combo] = json.dumps(params, sort_keys=True)
         values.append(text)
     table = table.drop_columns(SCHEMA_V1_EXTRA.names)
-    column = pc.dictionary_encode(pa.array(values, pa.string()))
+    column = pc.dictionary_encode(pa.array(values, pa.string()))  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute makes it at import
     return table.set_column(table.column_names.index("params"), "params", column)
 
 
@@ -372,8 +372,8 @@ def _try_read(path: Path, lambdas: bool, ledgers: Ledgers,
 
 def _trial_keys(table: pa.Table) -> list[tuple[Any, Any]]:
     """The (sweep, trial_id) pairs in a file: usually one sweep, so no pairing is needed."""
-    sweeps = pc.unique(table["sweep"]).to_pylist()
+    sweeps = pc.unique(table["sweep"]).to_pylist()  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute makes it at import
     if len(sweeps) == 1:
-        return [(sweeps[0], t) for t in pc.unique(table["trial_id"]).to_pylist()]
+        return [(sweeps[0], t) for t in pc.unique(table["trial_id"]).to_pylist()]  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute makes it at import
     pairs = table.select(["sweep", "trial_id"]).group_by(["sweep", "trial_id"]).aggregate([])
     return list(zip(pairs["sweep"].to_pylist(), pairs["trial_id"].to_pylist()))

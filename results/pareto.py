@@ -7,6 +7,8 @@ validation point of every curve, i.e. the best loss seen within any time budget.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 
@@ -65,6 +67,7 @@ def budget_frontier(time: np.ndarray, loss: np.ndarray, bins: int = 4096) -> np.
             earlier = np.concatenate([[np.inf], np.minimum.accumulate(best)[:-1]])
             alive = []
             for start, t, y in _finite_blocks(time, loss, indices=True):
+                start = cast(np.ndarray, start)  # indices=True: the points' indices
                 alive.append(start[y < earlier[((t - low) * scale).astype(np.int64)]])
             keep = np.concatenate(alive)
         else:

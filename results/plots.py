@@ -22,7 +22,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -418,7 +418,7 @@ def lambdas_figure(report: Report, config: int) -> Figure | None:
             ax.set_visible(False)
             continue
         for layer in range(lambdas.shape[1]):
-            ax.plot(steps, lambdas[:, layer, w], color=layers.to_rgba(layer), lw=1.2)
+            ax.plot(steps, lambdas[:, layer, w], color=layers.to_rgba(np.asarray(layer)), lw=1.2)
         _axes(ax, "residual x" if w == 0 else f"x0{w - 1}", "training step (optimizer steps)",
               "mixing weight (unitless)")
     bar = fig.colorbar(layers, ax=axes, shrink=0.9)
@@ -554,7 +554,7 @@ def _point_labels(ax: Axes, points: Sequence[tuple[float, float]], texts: Sequen
     """Each text beside its point, at the first of a few offsets where it covers no text
     placed before it: close configs would otherwise print their numbers on one another.
     Positions are reckoned in points from the axes' size before layout (close enough)."""
-    width, height = ax.figure.get_size_inches() * 72
+    width, height = cast(Figure, ax.figure).get_size_inches() * 72  # ours: a Figure, no SubFigure
     box = ax.get_position()
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     scale_x = box.width * width / ((x1 - x0) or 1.0)
@@ -564,12 +564,14 @@ def _point_labels(ax: Axes, points: Sequence[tuple[float, float]], texts: Sequen
     for (x, y), text in zip(points, texts):
         px, py = (x - x0) * scale_x, (y - y0) * scale_y
         size = 0.62 * SMALL_PT * len(text)
+        boxes = []  # (offset, the text's box there), in order of preference
         for dx, dy in offsets:
             left = px + dx if dx > 0 else px + dx - size
-            box_ = (left, py + dy, left + size, py + dy + SMALL_PT)
-            if not any(box_[0] < b[2] and b[0] < box_[2] and box_[1] < b[3] and b[1] < box_[3]
-                       for b in placed):
-                break
+            boxes.append(((dx, dy), (left, py + dy, left + size, py + dy + SMALL_PT)))
+        (dx, dy), box_ = next(
+            ((offset, b) for offset, b in boxes
+             if not any(b[0] < p[2] and p[0] < b[2] and b[1] < p[3] and p[1] < b[3] for p in placed)),
+            boxes[-1])  # none clear: the last
         placed.append(box_)
         ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
                     ha="left" if dx > 0 else "right", va="bottom", fontsize=SMALL_PT)

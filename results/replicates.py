@@ -77,7 +77,7 @@ def replicates_of(members: np.ndarray, identity: np.ndarray, config: np.ndarray,
     first[of_member[::-1]] = members[::-1]  # the earliest member of each replicate
     reps = Replicates(members=members, of_member=of_member,
                       config=config[first] if count else np.zeros(0, np.int64),
-                      seed=[seeds[t] for t in first], size=size)
+                      seed=[seeds[int(t)] for t in first], size=size)
     repeated = size[of_member] > 1
     grouped: dict[int, list[int]] = {}
     for r, t in zip(of_member[repeated], members[repeated]):

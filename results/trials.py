@@ -145,7 +145,7 @@ def _grouped_starts(table: pa.Table, step: np.ndarray) -> np.ndarray | None:
 
 def _batch_codes(column: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """(codes, dictionary) of one batch's string column; code -1 for null."""
-    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute makes it at import
     indices = encoded.indices
     if indices.null_count:
         indices = pc.fill_null(indices, -1)
@@ -156,7 +156,7 @@ def _trial_key(table: pa.Table) -> np.ndarray:
     """An integer per row, equal for the rows of one (sweep, trial_id)."""
     key = _codes(table["trial_id"])
     sweep = table["sweep"]
-    if sweep.null_count or len(pc.unique(sweep)) > 1:  # several sweeps: the pair is the key
+    if sweep.null_count or len(sweep.unique()) > 1:  # several sweeps: the pair is the key
         key = (_codes(sweep).astype(np.int64) + 1) * (int(key.max(initial=0)) + 2) + key + 1
     return key
 
@@ -165,7 +165,7 @@ def _codes(column: pa.ChunkedArray) -> np.ndarray:
     """Integer codes of a string column (-1 for null), equal for equal strings in any chunk,
     numbered in order of first appearance in the chunks' dictionaries."""
     if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
+        column = pc.dictionary_encode(column)  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute makes it at import
     indices = column.combine_chunks().indices  # concatenating unifies the dictionaries
     if indices.null_count:
         indices = pc.fill_null(indices, -1)

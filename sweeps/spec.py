@@ -2,8 +2,10 @@
 
 Validated here, at the edge: every trial of the grid is built as a TrainConfig before Ray
 starts, so an unknown key, a wrong type or an impossible value (k = 7, a zero-gradient trap)
-is refused with the field named and nothing launched. docs/sweeps.md has the annotated
-example; in short:
+is refused with the field named and nothing launched. Each section's keys are declared once,
+by the dataclasses below: their type hints and `checked(...)` rules are what the section is
+checked against (core/checks.py); parse_spec adds the rules between fields. docs/sweeps.md
+has the annotated example; in short:
 
     [sweep]           name, preset, data, storage, seeds, target, max_concurrent_trials,
                       max_failures
@@ -24,10 +26,11 @@ import itertools
 import math
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
+from ablate.core.checks import check_table, checked, table_fields, type_error, unknown_key
 from ablate.core.errors import AblateError, did_you_mean
 from ablate.core.fields import SET_BY_SWEEP
 from ablate.model.config import ConfigError
@@ -39,41 +42,68 @@ MAX_AXIS_VALUES = 10_000
 MAX_TRIALS = 100_000  # in one sweep, --yes or not
 MAX_FAILURES = 100  # restarts of one trial's workers
 MAX_STALL_S = 7 * 24 * 3600
+MLFLOW_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # a scheme: http:, sqlite:, file:, databricks
 
 
 class SpecError(AblateError):
     """A sweep spec that cannot run; the message names the file and the field."""
 
 
+def _folder_name(name: str) -> str | None:
+    if NAME.fullmatch(name):  # ($ alone would let a final newline through)
+        return None
+    return f"{name!r} must be letters, digits, '.', '_' or '-' (it names a folder under the storage root)"
+
+
+def _storage(where: str) -> str | None:
+    return None if where.strip() else "must be a path or a URI, got an empty string"
+
+
+def _filled(text: str) -> str | None:
+    return None if text.strip() else "must not be empty"
+
+
+def _mlflow(where: str) -> str | None:
+    if where == "local" or MLFLOW_URI.match(where):
+        return None
+    return ("must be 'local' (<storage>/<sweep>/mlflow.db) or a tracking URI such as http://host:5000, "
+            f"sqlite:///path/mlflow.db or file:///path/mlruns, got {where!r}")
+
+
 @dataclass(frozen=True)
 class Resources:
     """Per trial: `workers` processes, each with these CPUs and GPUs, placed as one gang."""
-    workers: int = 2
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    workers: int = checked(2, range=(1, None))
+    cpus_per_worker: float = checked(1.0, range=(0, None), unit="a number")
+    gpus_per_worker: float = checked(0.0, range=(0, None), unit="a number")
     placement: Literal["pack", "spread"] = "pack"  # gang placement: few nodes, or many
-    gpu_memory_gb: float = 80.0  # per GPU: a trial whose estimated peak exceeds it is refused
+    # per GPU: a trial whose estimated peak exceeds it is refused
+    gpu_memory_gb: float = checked(80.0, above=0, unit="a number")
 
 
 @dataclass(frozen=True)
 class EarlyStopping:
     """`same_budget` compares a trial only with trials of its own num_iterations at the same
-    step (the lr schedule depends on the budget); `asha` is Tune's ASHA on the `step` key."""
+    step (the lr schedule depends on the budget); `asha` is Tune's ASHA on the `step` key.
+    A key's `kinds` are the kinds it applies to (all of them where not said)."""
     kind: Literal["same_budget", "asha"]
-    grace_steps: int = 0  # never stop a trial before this step
-    margin: float = 0.1  # same_budget: stop when val loss > best same-budget loss + margin
-    reduction_factor: float = 4.0  # asha
-    brackets: int = 1  # asha
+    grace_steps: int = checked(0, range=(0, None))  # never stop a trial before this step
+    # stop when val loss > best same-budget loss + margin
+    margin: float = checked(0.1, range=(0, None), kinds=("same_budget",))
+    reduction_factor: float = checked(4.0, above=1, kinds=("asha",))
+    brackets: int = checked(1, range=(1, None), kinds=("asha",))
 
 
 @dataclass(frozen=True)
 class Tracking:
     """Trackers that get one run per trial besides the curves (sweeps/tracking.py): MLflow,
     W&B, or both. Unset: none."""
-    mlflow: str | None = None  # "local" (<storage>/<sweep>/mlflow.db) or a tracking URI
+    # "local" (<storage>/<sweep>/mlflow.db) or a tracking URI
+    mlflow: str | None = checked(None, check=_mlflow)
     wandb: Literal["online", "offline"] | None = None  # offline: no network, `wandb sync` later
-    wandb_project: str = "ablate"
-    wandb_entity: str | None = None  # a W&B team or user; default: the API key's user
+    wandb_project: str = checked("ablate", check=_filled)
+    # a W&B team or user; default: the API key's user
+    wandb_entity: str | None = checked(None, check=_filled)
 
 
 @dataclass(frozen=True)
@@ -84,31 +114,35 @@ class Sampling:
     one at a time by Optuna's TPE from the losses of those before ("tpe", sweeps/tpe.py; its
     sampler seeded from `seed`). Every point runs with every seed either way."""
     method: Literal["grid", "random", "tpe"] = "grid"
-    num_samples: int | None = None
-    seed: int = 0
+    num_samples: int | None = None  # 1..the grid's points (checked against the grid)
+    seed: int = checked(0, range=(0, 2**63 - 1))
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    name: str
+    """The whole spec. Its plain fields are the [sweep] table's keys; a field with a
+    `section` is a table of its own."""
+    name: str = checked(check=_folder_name, missing="every sweep needs a name")
     preset: str = "tiny"
     data: str = BUILTIN_DATA
-    storage: str = "runs"
-    seeds: tuple[int, ...] = (0,)
+    storage: str = checked("runs", check=_storage)
+    seeds: tuple[int, ...] = checked((0,), accepts=(int, list))  # a count or a list (_seeds)
     target: float | None = None
     baseline: dict[str, Any] | None = None  # the grid point the report compares the others with
-    max_concurrent_trials: int | None = None
-    max_failures: int = 1  # Ray Train restarts of a trial's workers from its last checkpoint
+    max_concurrent_trials: int | None = checked(None, range=(1, MAX_TRIALS))
+    # Ray Train restarts of a trial's workers from its last checkpoint
+    max_failures: int = checked(1, range=(0, MAX_FAILURES),
+                                why="a trial that always fails is retried that often")
     # seconds without a validation report after which a trial's workers count as stalled and
     # are restarted (a max_failures restart); None: ten times its longest gap, at least 5 min
-    stall_timeout: float | None = None
-    resources: Resources = field(default_factory=Resources)
-    fixed: dict[str, Any] = field(default_factory=dict)
-    axes: dict[str, list[Any]] = field(default_factory=dict)
-    early_stopping: EarlyStopping | None = None
-    tracking: Tracking = field(default_factory=Tracking)
-    sampling: Sampling = field(default_factory=Sampling)
-    source: str = "<spec>"
+    stall_timeout: float | None = checked(None, range=(1, MAX_STALL_S), unit="seconds", why="a week")
+    resources: Resources = field(default_factory=Resources, metadata={"section": "resources"})
+    fixed: dict[str, Any] = field(default_factory=dict, metadata={"section": "fixed"})
+    axes: dict[str, list[Any]] = field(default_factory=dict, metadata={"section": "axes"})
+    early_stopping: EarlyStopping | None = field(default=None, metadata={"section": "early_stopping"})
+    tracking: Tracking = field(default_factory=Tracking, metadata={"section": "tracking"})
+    sampling: Sampling = field(default_factory=Sampling, metadata={"section": "search"})
+    source: str = field(default="<spec>", metadata={"internal": True})  # the file it came from
 
     @property
     def grid_size(self) -> int:
@@ -146,20 +180,7 @@ class SweepSpec:
         return TrainConfig.from_flat({**trial, "workers": self.resources.workers, **labels})
 
 
-_SECTIONS = {"sweep", "resources", "fixed", "axes", "early_stopping", "tracking", "search"}
-_SEARCH_KEYS = {"method": str, "num_samples": int, "seed": int}
-_SWEEP_KEYS = {"name": str, "preset": str, "data": str, "storage": str, "seeds": (int, list),
-               "target": (int, float), "baseline": dict, "max_concurrent_trials": int,
-               "max_failures": int, "stall_timeout": (int, float)}
-_RESOURCE_KEYS = {"workers": int, "cpus_per_worker": (int, float),
-                  "gpus_per_worker": (int, float), "placement": str,
-                  "gpu_memory_gb": (int, float)}
-_STOPPING_KEYS = {"kind": str, "grace_steps": int, "margin": (int, float),
-                  "reduction_factor": (int, float), "brackets": int}
-_STOPPING_KINDS = {"same_budget": {"grace_steps", "margin"},
-                   "asha": {"grace_steps", "reduction_factor", "brackets"}}
-_TRACKING_KEYS = {"mlflow": str, "wandb": str, "wandb_project": str, "wandb_entity": str}
-MLFLOW_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # a scheme: http:, sqlite:, file:, databricks
+_SECTIONS = {"sweep", *(f.metadata["section"] for f in fields(SweepSpec) if "section" in f.metadata)}
 _RANGE_KEYS = {"start", "stop", "step"}
 _RESERVED = tuple(SET_BY_SWEEP)  # core.fields: what the sweep sets itself
 
@@ -226,11 +247,21 @@ def load_spec(path: str | Path, max_trials: int | None = None,
 
 def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = None,
                max_trials: int | None = None) -> SweepSpec:
-    """A raw TOML dict -> a SweepSpec whose every trial is valid. A grid larger than
-    `max_trials` is refused before its trials are built."""
-    def fail(where: str, why: str):
+    """A raw TOML dict -> a SweepSpec whose every trial is valid: the tables' shape, each
+    section against its dataclass, the rules between fields, then every trial built. A grid
+    larger than `max_trials` is refused before its trials are built."""
+    def fail(where: str, why: str) -> NoReturn:
         raise SpecError(f"{source}: {where}: {why}")
 
+    _check_shape(raw, fail)
+    spec = _build(raw, source, base, fail)
+    _check_size(spec, max_trials)
+    _check_trials(spec, fail)
+    return spec
+
+
+def _check_shape(raw: dict[str, Any], fail) -> None:
+    """Every value one a field can take, every section known and a table."""
     unreadable = _first_unreadable(raw)
     if unreadable is not None:
         fail(*unreadable)
@@ -240,14 +271,29 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
                           f"{did_you_mean(section, _SECTIONS)}")
         if not isinstance(raw[section], dict):
             fail(section, "must be a table ([section])")
-    sweep = typed_table(raw.get("sweep", {}), _SWEEP_KEYS, "sweep", fail)
-    res = typed_table(raw.get("resources", {}), _RESOURCE_KEYS, "resources", fail)
-    if "name" not in sweep:
-        fail("sweep.name", "missing (every sweep needs a name)")
-    if not NAME.fullmatch(sweep["name"]):  # ($ alone would let a final newline through)
-        fail("sweep.name", f"{sweep['name']!r} must be letters, digits, '.', '_' or '-' "
-             "(it names a folder under the storage root)")
-    seeds = sweep.get("seeds", 1)
+
+
+def _build(raw: dict[str, Any], source: str, base: Path | None, fail) -> SweepSpec:
+    """Each section checked against its dataclass, then the rules between its fields."""
+    sweep = check_table(raw.get("sweep", {}), SweepSpec, "sweep", fail)
+    seeds = _seeds(sweep.pop("seeds", 1), fail)
+    resources = Resources(**check_table(raw.get("resources", {}), Resources, "resources", fail))
+    if resources.cpus_per_worker == 0 and resources.gpus_per_worker == 0:
+        fail("resources", "a worker needs a CPU or a GPU (cpus_per_worker and gpus_per_worker are 0)")
+    fixed, axes = _grid(raw, fail)
+    stopping = _early_stopping(raw.get("early_stopping"), fail)
+    tracking = parse_tracking(raw.get("tracking", {}), fail)
+    sampling = _sampling(raw.get("search", {}), math.prod(len(v) for v in axes.values()), fail)
+    sweep["baseline"] = _baseline(sweep.get("baseline"), axes, fail)
+    data = sweep.get("data", BUILTIN_DATA)
+    if data != BUILTIN_DATA and base is not None and not Path(data).is_absolute():
+        sweep["data"] = str((base / data).resolve()) if (base / data).exists() else data
+    return SweepSpec(**sweep, seeds=seeds, resources=resources, fixed=fixed, axes=axes,
+                     early_stopping=stopping, tracking=tracking, sampling=sampling, source=source)
+
+
+def _seeds(seeds: int | list[Any], fail) -> tuple[int, ...]:
+    """`seeds = n` (seeds 0..n-1) or a list of distinct non-negative 64-bit integers."""
     if isinstance(seeds, int):
         if not 1 <= seeds <= MAX_AXIS_VALUES:
             fail("sweep.seeds", f"a count must be in 1..{MAX_AXIS_VALUES:,}, got {seeds}")
@@ -258,30 +304,11 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         fail("sweep.seeds", "repeats a seed")
     if len(seeds) > MAX_AXIS_VALUES or max(seeds) >= 2**63:
         fail("sweep.seeds", f"at most {MAX_AXIS_VALUES:,} seeds, each below 2^63")
-    if "storage" in sweep and not sweep["storage"].strip():
-        fail("sweep.storage", "must be a path or a URI, got an empty string")
-    if res.get("workers", 2) < 1:
-        fail("resources.workers", f"must be >= 1, got {res['workers']}")
-    for key in ("cpus_per_worker", "gpus_per_worker"):
-        if not 0 <= res.get(key, 0) < math.inf:
-            fail(f"resources.{key}", f"must be a number >= 0, got {res[key]}")
-    if res.get("cpus_per_worker", 1) == 0 and res.get("gpus_per_worker", 0) == 0:
-        fail("resources", "a worker needs a CPU or a GPU (cpus_per_worker and gpus_per_worker are 0)")
-    if not 0 < res.get("gpu_memory_gb", 80) < math.inf:
-        fail("resources.gpu_memory_gb", f"must be a number > 0, got {res['gpu_memory_gb']}")
-    if "target" in sweep and not math.isfinite(sweep["target"]):
-        fail("sweep.target", f"must be a finite number, got {sweep['target']}")
-    if res.get("placement", "pack") not in ("pack", "spread"):
-        fail("resources.placement", f"must be 'pack' or 'spread', got {res['placement']!r}")
-    if not 0 <= sweep.get("max_failures", 0) <= MAX_FAILURES:
-        fail("sweep.max_failures", f"must be in 0..{MAX_FAILURES} (a trial that always fails "
-             f"is retried that often), got {sweep['max_failures']}")
-    if not 1 <= sweep.get("stall_timeout", 1) <= MAX_STALL_S:
-        fail("sweep.stall_timeout", f"must be seconds in 1..{MAX_STALL_S:,} (a week), "
-             f"got {sweep['stall_timeout']}")
-    if not 1 <= sweep.get("max_concurrent_trials", 1) <= MAX_TRIALS:
-        fail("sweep.max_concurrent_trials", f"must be in 1..{MAX_TRIALS:,}, "
-             f"got {sweep['max_concurrent_trials']}")
+    return tuple(seeds)
+
+
+def _grid(raw: dict[str, Any], fail) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """[fixed] and [axes] (ranges expanded): no key in both, none the sweep sets itself."""
     fixed = dict(raw.get("fixed", {}))
     axes = {name: _axis_values(name, values, fail) for name, values in raw.get("axes", {}).items()}
     for name in axes:
@@ -291,64 +318,51 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", base: Path | None = 
         for table, where in ((fixed, "fixed"), (axes, "axes")):
             if reserved in table:
                 fail(f"{where}.{reserved}", "is set by the sweep itself (see [sweep] and [resources])")
-    stopping = _early_stopping(raw.get("early_stopping"), fail)
-    tracking = parse_tracking(raw.get("tracking", {}), fail)
-    sampling = _sampling(raw.get("search", {}), math.prod(len(v) for v in axes.values()), fail)
-    baseline = _baseline(sweep.get("baseline"), axes, fail)
-    data = sweep.get("data", BUILTIN_DATA)
-    if data != BUILTIN_DATA and base is not None and not Path(data).is_absolute():
-        data = str((base / data).resolve()) if (base / data).exists() else data
-    spec = SweepSpec(
-        name=sweep["name"], preset=sweep.get("preset", "tiny"), data=data,
-        storage=sweep.get("storage", "runs"), seeds=tuple(seeds),
-        target=float(sweep["target"]) if "target" in sweep else None, baseline=baseline,
-        max_concurrent_trials=sweep.get("max_concurrent_trials"),
-        max_failures=sweep.get("max_failures", 1),
-        stall_timeout=float(sweep["stall_timeout"]) if "stall_timeout" in sweep else None,
-        resources=Resources(**{k: (v if k in ("workers", "placement") else float(v))
-                               for k, v in res.items()}),
-        fixed=fixed, axes=axes, early_stopping=stopping, tracking=tracking, sampling=sampling,
-        source=source)
+    return fixed, axes
+
+
+def _check_size(spec: SweepSpec, max_trials: int | None) -> None:
     if spec.size > MAX_TRIALS:
-        raise SpecError(f"{source}: the grid has {spec.size:,} trials; one sweep runs at most "
+        raise SpecError(f"{spec.source}: the grid has {spec.size:,} trials; one sweep runs at most "
                         f"{MAX_TRIALS:,} (the driver holds every trial in memory): split it")
     if max_trials is not None and spec.size > max_trials:
-        raise SpecError(f"{source}: the grid has {spec.size:,} trials, more than --max-trials "
+        raise SpecError(f"{spec.source}: the grid has {spec.size:,} trials, more than --max-trials "
                         f"{max_trials}; pass --yes to launch them all")
-    # build every trial once (for tpe, every point it may choose): errors name the spec field
-    candidates = replace(spec, sampling=Sampling()) if sampling.method == "tpe" else spec
+
+
+def _check_trials(spec: SweepSpec, fail) -> None:
+    """Build every trial once (for tpe, every point it may choose): errors name the spec field.
+    ASHA compares trials at the same step, so it needs one step budget."""
+    candidates = replace(spec, sampling=Sampling()) if spec.sampling.method == "tpe" else spec
+    budgets = set()
     for trial in candidates.trials():
         try:
-            spec.train_config(trial)
+            budgets.add(spec.train_config(trial).num_iterations)
         except ConfigError as e:
             key, _, why = str(e).partition(": ")
+            axes, fixed = spec.axes, spec.fixed
             where = f"axes.{key}" if key in axes else f"fixed.{key}" if key in fixed else key
             fail(where, why + (f" (in trial {_describe(trial, axes)})" if axes else ""))
-    if stopping is not None and stopping.kind == "asha":
-        budgets = {spec.train_config(t).num_iterations for t in candidates.trials()}
-        if len(budgets) > 1:
-            fail("early_stopping.kind", f"'asha' compares trials at the same step, but the grid "
-                 f"has {len(budgets)} step budgets ({', '.join(map(str, sorted(budgets)))}), whose "
-                 "lr cooldowns differ; use kind = 'same_budget'")
-        longest = max(budgets)
-        if stopping.grace_steps > longest:
-            fail("early_stopping.grace_steps", f"{stopping.grace_steps} is beyond the longest "
-                 f"trial ({longest} steps)")
-    return spec
+    stopping = spec.early_stopping
+    if stopping is None or stopping.kind != "asha":
+        return
+    if len(budgets) > 1:
+        fail("early_stopping.kind", f"'asha' compares trials at the same step, but the grid "
+             f"has {len(budgets)} step budgets ({', '.join(map(str, sorted(budgets)))}), whose "
+             "lr cooldowns differ; use kind = 'same_budget'")
+    if stopping.grace_steps > max(budgets):
+        fail("early_stopping.grace_steps", f"{stopping.grace_steps} is beyond the longest "
+             f"trial ({max(budgets)} steps)")
 
 
 def _sampling(table: dict[str, Any], grid: int, fail) -> Sampling:
     """[search]: method = "grid" (default), or "random" or "tpe" with num_samples (and seed)."""
-    table = typed_table(table, _SEARCH_KEYS, "search", fail)
-    method = table.get("method", "grid")
-    if method not in ("grid", "random", "tpe"):
-        fail("search.method", f"must be 'grid', 'random' or 'tpe', got {method!r}"
-                              f"{did_you_mean(str(method), ('grid', 'random', 'tpe'))}")
-    samples = table.get("num_samples")
+    sampling = Sampling(**check_table(table, Sampling, "search", fail))
+    method, samples = sampling.method, sampling.num_samples
     if method == "grid":
         if samples is not None:
             fail("search.num_samples", "is for method = 'random' or 'tpe' (a grid runs every point)")
-        return Sampling(seed=table.get("seed", 0))
+        return sampling
     if samples is None:
         fail("search.num_samples", f"missing (method = {method!r} runs that many grid points)")
     if not 1 <= samples <= grid:
@@ -356,10 +370,7 @@ def _sampling(table: dict[str, Any], grid: int, fail) -> Sampling:
              f"repeats), got {samples:,}")
     if method == "tpe" and grid > MAX_TRIALS:  # each point TPE may choose is built when read
         fail("search.method", f"'tpe' searches a grid of at most {MAX_TRIALS:,} points, got {grid:,}")
-    seed = table.get("seed", 0)
-    if not 0 <= seed < 2**63:
-        fail("search.seed", f"must be in 0..2^63-1, got {seed}")
-    return Sampling(method, samples, seed)
+    return sampling
 
 
 def _first_unreadable(raw: Any) -> tuple[str, str] | None:
@@ -384,15 +395,14 @@ def _first_unreadable(raw: Any) -> tuple[str, str] | None:
 
 
 def typed_table(table: dict[str, Any], schema: dict[str, Any], section: str, fail) -> dict[str, Any]:
-    """Refuse keys not in `schema` and values not of its types (bools are not numbers)."""
+    """Refuse keys not in `schema` and values not of its types (a type or a tuple of types);
+    for a section declared by a dataclass, core.checks.check_table reads its fields instead."""
     for key, value in table.items():
         if key not in schema:
-            fail(f"{section}.{key}", f"unknown key (expected one of {', '.join(schema)})"
-                                     f"{did_you_mean(key, schema)}")
-        want = schema[key]
-        if isinstance(value, bool) or not isinstance(value, want):
-            names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
-            fail(f"{section}.{key}", f"must be {names}, got {type(value).__name__} {value!r}")
+            fail(f"{section}.{key}", unknown_key(key, schema))
+        why = type_error(value, schema[key])
+        if why is not None:
+            fail(f"{section}.{key}", why)
     return table
 
 
@@ -445,45 +455,31 @@ def _no_repeats(where: str, values: list[Any], fail) -> None:
         seen.append(value)
 
 
+def stopping_keys(kind: str) -> set[str]:
+    """The [early_stopping] keys that `kind` takes (each key's `kinds`; every kind by default)."""
+    return {name for name, (spec, _) in table_fields(EarlyStopping).items()
+            if kind in spec.metadata.get("kinds", (kind,))}
+
+
 def _early_stopping(table: dict[str, Any] | None, fail) -> EarlyStopping | None:
     if table is None:
         return None
-    table = typed_table(table, _STOPPING_KEYS, "early_stopping", fail)
-    kind = table.get("kind")
-    if kind not in _STOPPING_KINDS:
-        fail("early_stopping.kind", f"must be 'same_budget' or 'asha', got {kind!r}")
+    stopping = EarlyStopping(**check_table(table, EarlyStopping, "early_stopping", fail))
+    takes = stopping_keys(stopping.kind)
     for key in table:
-        if key != "kind" and key not in _STOPPING_KINDS[kind]:
-            fail(f"early_stopping.{key}", f"does not apply to kind = {kind!r} (it takes "
-                 f"{', '.join(sorted(_STOPPING_KINDS[kind]))})")
-    stopping = EarlyStopping(**{k: float(v) if k in ("margin", "reduction_factor") else v
-                                for k, v in table.items()})
-    if stopping.grace_steps < 0:
-        fail("early_stopping.grace_steps", f"must be >= 0, got {stopping.grace_steps}")
-    if not 0 <= stopping.margin < math.inf:
-        fail("early_stopping.margin", f"must be >= 0, got {stopping.margin}")
-    if not 1 < stopping.reduction_factor < math.inf:
-        fail("early_stopping.reduction_factor", f"must be > 1, got {stopping.reduction_factor}")
-    if stopping.brackets < 1:
-        fail("early_stopping.brackets", f"must be >= 1, got {stopping.brackets}")
+        if key not in takes:
+            fail(f"early_stopping.{key}", f"does not apply to kind = {stopping.kind!r} (it takes "
+                 f"{', '.join(sorted(takes - {'kind'}))})")
     return stopping
 
 
 def parse_tracking(table: dict[str, Any], fail) -> Tracking:
     """[tracking] as a Tracking (also what `ablate resume` rebuilds from its flags)."""
-    table = typed_table(table, _TRACKING_KEYS, "tracking", fail)
-    mlflow, wandb = table.get("mlflow"), table.get("wandb")
-    if mlflow is not None and mlflow != "local" and not MLFLOW_URI.match(mlflow):
-        fail("tracking.mlflow", "must be 'local' (<storage>/<sweep>/mlflow.db) or a tracking URI "
-             f"such as http://host:5000, sqlite:///path/mlflow.db or file:///path/mlruns, got {mlflow!r}")
-    if wandb is not None and wandb not in ("online", "offline"):
-        fail("tracking.wandb", f"must be 'online' or 'offline', got {wandb!r}")
+    tracking = Tracking(**check_table(table, Tracking, "tracking", fail))
     for key in ("wandb_project", "wandb_entity"):
-        if key in table and wandb is None:
+        if key in table and tracking.wandb is None:
             fail(f"tracking.{key}", "applies only with tracking.wandb = 'online' or 'offline'")
-        if key in table and not table[key].strip():
-            fail(f"tracking.{key}", "must not be empty")
-    return Tracking(**table)
+    return tracking
 
 
 def _baseline(table: dict[str, Any] | None, axes: dict[str, list[Any]], fail) -> dict | None:
@@ -506,15 +502,11 @@ def _describe(trial: dict[str, Any], axes: dict[str, Any]) -> str:
 
 def spec_dict(spec: SweepSpec) -> dict[str, Any]:
     """The spec as the TOML tables it came from (parse_spec reads it back)."""
-    sweep = {k: v for k, v in dict(
-        name=spec.name, preset=spec.preset, data=spec.data, storage=spec.storage,
-        seeds=list(spec.seeds), target=spec.target, baseline=spec.baseline,
-        max_concurrent_trials=spec.max_concurrent_trials,
-        max_failures=spec.max_failures, stall_timeout=spec.stall_timeout).items() if v is not None}
+    sweep = {k: list(v) if k == "seeds" else v
+             for k in table_fields(SweepSpec) if (v := getattr(spec, k)) is not None}
     out = dict(sweep=sweep, resources=asdict(spec.resources), fixed=spec.fixed, axes=spec.axes)
     if spec.early_stopping is not None:
-        keep = {"kind", "grace_steps", *({"margin"} if spec.early_stopping.kind == "same_budget"
-                                          else {"reduction_factor", "brackets"})}
+        keep = stopping_keys(spec.early_stopping.kind)
         out["early_stopping"] = {k: v for k, v in asdict(spec.early_stopping).items() if k in keep}
     tracking = {k: v for k, v in asdict(spec.tracking).items() if v != getattr(Tracking, k)}
     if tracking:

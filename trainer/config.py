@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import tomllib
 import types
 import typing
@@ -23,8 +24,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ablate.core.checks import checked
 from ablate.core.errors import AblateError, did_you_mean
-from ablate.model.config import ConfigError, GPTConfig, non_finite
+from ablate.model.config import ConfigError, GPTConfig, check_fields
 
 MAX_STEPS = 2**31 - 1  # a run's step budget: num_iterations is an int32 column of its curve
 
@@ -80,44 +82,54 @@ class TrainConfig:
     model: GPTConfig = field(default_factory=lambda: GPTConfig.preset("tiny"))
     preset: str = "tiny"
     data: str = "data/builtin"
-    num_iterations: int = 100  # the step budget; the lr schedule spans it (a cut run is not a shorter budget)
+    # the step budget; the lr schedule spans it (a cut run is not a shorter budget)
+    num_iterations: int = checked(100, range=(1, MAX_STEPS), why="a curve stores it as int32")
     # Batches, in tokens. A step reads `tokens_per_step` tokens, all workers together, as
     # independent streams of `model.seq_len` tokens (documents masked, positions from 0); each
     # worker reads its own share and runs it `micro_tokens` at a time, accumulating gradients,
     # so that 1, 2, 4 or 8 workers do the same math on the same tokens.
-    tokens_per_step: int = 512
-    micro_tokens: int | None = None  # tokens of one micro-step on one worker; None: its whole share
-    val_every: int = 25  # steps between validations (also at step 0 and at the last step)
-    val_tokens: int = 8192  # the fixed validation set: the first val_tokens (+1) tokens of the val shards
-    val_seq_len: int = 256  # tokens of one validation stream on one worker
-    cooldown_frac: float = 0.7  # the lr falls linearly to 0 over this final fraction of the steps
+    tokens_per_step: int = checked(512, range=(1, None))
+    # tokens of one micro-step on one worker; None: its whole share
+    micro_tokens: int | None = checked(None, range=(1, None))
+    # steps between validations (also at step 0 and at the last step)
+    val_every: int = checked(25, range=(1, None))
+    # the fixed validation set: the first val_tokens (+1) tokens of the val shards
+    val_tokens: int = checked(8192, range=(1, None))
+    val_seq_len: int = checked(256, range=(1, None))  # tokens of one validation stream on one worker
+    # the lr falls linearly to 0 over this final fraction of the steps
+    cooldown_frac: float = checked(0.7, range=(0, 1))
     # Muon, on the blocks' matrices (RECORD.md, Optimizers); lr and decay follow the schedule.
-    lr_muon: float = 0.025
-    muon_weight_decay: float = 0.01  # times each matrix's multiplier (2 on the MLP)
-    muon_momentum: float = 0.95
-    muon_momentum_start: float = 0.85  # momentum rises linearly from this ...
-    muon_momentum_warmup: int = 300  # ... to muon_momentum over these first steps
+    lr_muon: float = checked(0.025, range=(0, None))
+    # times each matrix's multiplier (2 on the MLP)
+    muon_weight_decay: float = checked(0.01, range=(0, None))
+    muon_momentum: float = checked(0.95, range=(0, None), below=1)
+    # momentum rises linearly from this ...
+    muon_momentum_start: float = checked(0.85, range=(0, None), below=1)
+    muon_momentum_warmup: int = checked(300, range=(0, None))  # ... to muon_momentum over these first steps
     muon_ns_coefficients: tuple[tuple[float, float, float], ...] = RECORD_NS_COEFFICIENTS
-    muon_ns_steps: int | None = None  # None: one iteration per triple
+    muon_ns_steps: int | None = checked(None, range=(0, None))  # None: one iteration per triple
     muon_ns_dtype: Literal["bfloat16", "float32"] = "bfloat16"
     # Adam, on input and value tables, the head and the scalars (no weight decay).
-    lr_embed: float = 0.3
-    lr_head: float = 1 / 320
-    lr_scalar: float = 0.015
-    adam_betas: tuple[float, float] = (0.8, 0.95)
-    adam_eps: float = 1e-10
-    seed: int = 0
+    lr_embed: float = checked(0.3, range=(0, None))
+    lr_head: float = checked(1 / 320, range=(0, None))
+    lr_scalar: float = checked(0.015, range=(0, None))
+    adam_betas: tuple[float, float] = (0.8, 0.95)  # each in [0, 1)
+    adam_eps: float = checked(1e-10, above=0)
+    seed: int = checked(0, range=(0, 2**63 - 1), why="torch's seed range")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool | None = None  # None: on for CUDA, off on CPU (no steady-state gain there)
     # "bf16": tables and block matrices stored in bf16 (Muon keeps them fp32-exact), so the
     # activations run in bf16, as the record does on GPUs; "auto": bf16 on CUDA, fp32 on CPU.
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile_tuning: bool = True  # inductor's coordinate-descent tuning (the medium track allows it)
-    warmup_steps: int | None = None  # untimed steps on random tokens, then undone; None: 10 if compiled
+    # untimed steps on random tokens, then undone; None: 10 if compiled
+    warmup_steps: int | None = checked(None, range=(0, 1000),
+                                       why="untimed compile warm-up; the record runs 10")
     # Steps between reads of the divergence flag (a host sync); None: every step on CPU, where
     # a read costs nothing, every 25 steps on CUDA. Validation points always read it.
-    nan_check_every: int | None = None
-    checkpoint_every: int = 0  # steps; 0 = never (must be a multiple of val_every)
+    nan_check_every: int | None = checked(None, range=(1, None))
+    # steps; 0 = never (must be a multiple of val_every)
+    checkpoint_every: int = checked(0, range=(0, None))
     # Keep the final weights next to the curve (trainer/weights.py); None: for every preset
     # but medium, whose weights are ~1.2 GB.
     save_weights: bool | None = None
@@ -125,54 +137,22 @@ class TrainConfig:
     out: str = ""
     sweep: str = "local"
     trial_id: str = "run"
-    workers: int = 1
+    workers: int = checked(1, range=(1, None))
 
     def __post_init__(self):
-        def need(ok: bool, name: str, why: str):
+        check_fields(self, TrainConfigError)  # each field against its type and bounds (metadata)
+
+        def need(ok: bool, name: str, why: str):  # the rules between fields
             if not ok:
                 raise TrainConfigError(f"{name}: {why}")
 
-        for f in dataclasses.fields(self):
-            bad = non_finite(getattr(self, f.name))
-            need(bad is None, f.name, f"must be finite, got {bad}")
-        need(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed",
-             f"must be an integer in 0..2^63-1 (torch's seed range), got {self.seed!r}")
-        for name in ("num_iterations", "tokens_per_step", "val_every", "val_tokens", "val_seq_len",
-                     "muon_momentum_warmup"):
-            v = getattr(self, name)
-            need(_is_int(v) and (v > 0 or name == "muon_momentum_warmup" and v == 0), name,
-                 f"must be a positive integer, got {v!r}")
-        need(self.num_iterations <= MAX_STEPS, "num_iterations",
-             f"must be at most {MAX_STEPS:,} (a curve stores it as int32), got {self.num_iterations:,}")
-        need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every",
-             f"must be a non-negative integer, got {self.checkpoint_every!r}")
         need(self.checkpoint_every % self.val_every == 0, "checkpoint_every",
              f"must be a multiple of val_every ({self.val_every}): checkpoints are taken at "
              "validation points")
-        need(0 <= self.cooldown_frac <= 1, "cooldown_frac", f"must be in [0, 1], got {self.cooldown_frac}")
-        for name in ("lr_muon", "lr_embed", "lr_head", "lr_scalar", "muon_weight_decay"):
-            need(getattr(self, name) >= 0, name, "must be >= 0")
-        for name in ("muon_momentum", "muon_momentum_start"):
-            need(0 <= getattr(self, name) < 1, name, f"must be in [0, 1), got {getattr(self, name)}")
         need(all(0 <= b < 1 for b in self.adam_betas), "adam_betas",
              f"must be in [0, 1), got {self.adam_betas}")
-        need(self.adam_eps > 0, "adam_eps", f"must be > 0, got {self.adam_eps}")
         need(len(self.muon_ns_coefficients) > 0, "muon_ns_coefficients",
              "needs at least one (a, b, c) triple")
-        need(self.muon_ns_steps is None or (_is_int(self.muon_ns_steps) and self.muon_ns_steps >= 0),
-             "muon_ns_steps", f"must be a non-negative integer, got {self.muon_ns_steps!r}")
-        need(self.device in ("auto", "cpu", "cuda"), "device",
-             f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        need(self.precision in ("auto", "bf16", "fp32"), "precision",
-             f"must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
-        need(_is_int(self.workers) and self.workers >= 1, "workers", "must be a positive integer")
-        need(self.warmup_steps is None or (_is_int(self.warmup_steps) and 0 <= self.warmup_steps <= 1000),
-             "warmup_steps", f"must be an integer in 0..1000 (untimed compile warm-up; the record "
-             f"runs 10), got {self.warmup_steps!r}")
-        need(self.micro_tokens is None or (_is_int(self.micro_tokens) and self.micro_tokens > 0),
-             "micro_tokens", f"must be a positive integer, got {self.micro_tokens!r}")
-        need(self.nan_check_every is None or (_is_int(self.nan_check_every) and self.nan_check_every > 0),
-             "nan_check_every", f"must be a positive integer, got {self.nan_check_every!r}")
         need(self.val_seq_len % self.model.attn_block == 0, "val_seq_len",
              f"{self.val_seq_len} is not a multiple of attn_block ({self.model.attn_block})")
         self.micro_steps(self.workers)
@@ -233,7 +213,7 @@ class TrainConfig:
             if key not in model_fields and key not in train_fields and key != "batch_size":
                 raise TrainConfigError(f"{key}: unknown field (not a model or trainer setting)"
                                        f"{did_you_mean(key, [*model_fields, *train_fields, 'batch_size'])}")
-        hints = {**typing.get_type_hints(GPTConfig), **typing.get_type_hints(cls), "batch_size": int}
+        hints = _flat_hints(cls)
         for key, value in values.items():
             values[key] = _coerce(key, value, hints[key])
         model_over = {k: v for k, v in values.items() if k in model_fields}
@@ -272,7 +252,6 @@ def parse_assignments(items: list[str], flag: str = "--set") -> dict[str, Any]:
         out[key.strip()] = value
     return out
 
-
 def check_cuda_shapes(cfg: TrainConfig) -> None:
     """Refuse a head size that FlexAttention's CUDA kernels cannot take (their tiles need a
     power of two from 16), before anything runs on a GPU. Any attn_block works: the mask is
@@ -281,6 +260,12 @@ def check_cuda_shapes(cfg: TrainConfig) -> None:
     if m.head_dim < 16 or m.head_dim & (m.head_dim - 1):
         raise TrainConfigError(f"head_dim: {m.head_dim} cannot run in FlexAttention's CUDA kernels "
                                "(a power of two from 16 is needed)")
+
+
+@functools.cache
+def _flat_hints(cls: type) -> dict[str, Any]:
+    """The type hint of every key a flat config may hold (read once: a grid builds thousands)."""
+    return {**typing.get_type_hints(GPTConfig), **typing.get_type_hints(cls), "batch_size": int}
 
 
 def _is_int(v: Any) -> bool:
