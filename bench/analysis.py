@@ -214,7 +214,7 @@ def bootstrap(config: np.ndarray, time_s: np.ndarray, loss: np.ndarray, resample
 def polars_analysis(folder: Path, resamples: int,
                     timings: dict[str, tuple[float, float]]) -> dict:
     """The same numbers with polars (its own threads; the bootstrap's draws in numpy)."""
-    import polars as pl
+    import polars as pl  # pyright: ignore[reportMissingImports]  # the bench extra; skipped without it
 
     trial = ["sweep", "trial_id"]
     with timed(timings, "load"):
@@ -265,7 +265,7 @@ def polars_analysis(folder: Path, resamples: int,
 def duckdb_analysis(folder: Path, resamples: int,
                     timings: dict[str, tuple[float, float]]) -> dict:
     """The same numbers in DuckDB's SQL (its own threads; the bootstrap's draws in numpy)."""
-    import duckdb
+    import duckdb  # pyright: ignore[reportMissingImports]  # the bench extra; skipped without it
 
     con = duckdb.connect()
     axes = ", ".join(AXES)
