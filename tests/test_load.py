@@ -4,12 +4,15 @@ the report's numbers are the same either way."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from ablate.results.arrays import positions, values
 from ablate.results.curves import curve_path, to_table, write_curve
 from ablate.results.load import CHECKED, load_curves
 from ablate.results.report import analyse, build_report
@@ -121,3 +124,29 @@ def test_a_report_of_rows_out_of_order_is_the_report_of_them_in_order(tmp_path: 
     mixed = analyse(shuffled, target=4.0, axes=["extra_embeddings"])
     assert ordered.configs[0].to_target is not None and ordered.configs[0].loss["n"] == 3
     assert json.dumps(ordered.to_dict()) == json.dumps(mixed.to_dict())
+
+
+def test_a_report_imports_no_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas (where installed: Ray Tune installs it) at its first to_numpy
+    or pa.array: a second of wall time for nothing a report needs."""
+    code = ("import sys; from ablate.results.report import build_report; "
+            f"build_report([{str(storage(tmp_path))!r}], resamples=10); "
+            "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("array", [
+    pa.array([3, 1, 2], pa.int64()), pa.array([3, 1, 2], pa.uint8()), pa.array([1.5, -2.0], pa.float32()),
+    pa.array([0, 5, 7, 9], pa.int32()).slice(1, 2),  # an offset into the buffer
+    pa.array([1.0, None, 3.0]), pa.array([4, None], pa.int16()),  # nulls: float64 with NaN
+    pa.array([], pa.float64()), pa.array([None, None], pa.int64())])
+def test_values_are_what_to_numpy_gives(array: pa.Array) -> None:
+    got, want = values(array), array.to_numpy(zero_copy_only=False)
+    assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+    assert positions(np.array([2, 0])).to_pylist() == [2, 0]
+
+
+def test_values_refuses_other_types() -> None:
+    with pytest.raises(TypeError, match="not an integer or floating array: string"):
+        values(pa.array(["a"]))
