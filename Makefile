@@ -42,7 +42,7 @@ test: relink
 # ruff, then basedpyright over the package folders ([tool.basedpyright] in pyproject.toml).
 lint: relink
 	$(BIN)/ruff check .
-	$(BIN)/basedpyright
+	$(BIN)/basedpyright -p pyproject.toml
 
 bench: relink
 	$(BIN)/python bench/throughput.py

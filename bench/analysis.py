@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,9 @@ from ablate.results.curves import META_KEY, SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from ablate.results.load import load_curves
 from ablate.results.report import Report, analyse
 from ablate.results.trials import COLUMNS
+
+if TYPE_CHECKING:  # imported where used: pandas is optional (the bench extra)
+    import pandas as pd
 
 TARGET = 3.28
 ALPHA = 0.05
@@ -141,51 +144,60 @@ def pandas_analysis(folder: Path, resamples: int,
         agg = ["count", "mean", "median", "std", "min", "max"]
         loss = done.groupby(by)["val_loss"].agg(agg)
         times = done.groupby(by)["time_s"].agg(agg)
-
-        def ttest(x: pd.Series) -> pd.Series:
-            r = sps.ttest_1samp(x.to_numpy(), TARGET, alternative="less")
-            # scipy makes TtestResult's fields when it runs: the checker cannot see them
-            return pd.Series({"t": r.statistic, "p": r.pvalue,  # pyright: ignore[reportAttributeAccessIssue]
-                              "upper": r.confidence_interval(1 - ALPHA).high})
-        tests = done.groupby(by)["val_loss"].apply(ttest).unstack()
-
+        tests = done.groupby(by)["val_loss"].apply(_pandas_ttest).unstack()
     with timed(timings, "time to target"):
-        def crossing(g: pd.DataFrame) -> float:
-            g = g.sort_values("step")
-            below = np.flatnonzero(g["val_loss"].to_numpy() <= TARGET)
-            if len(below) == 0:
-                return np.nan
-            i = below[0]
-            t, y = g["time_s"].to_numpy(), g["val_loss"].to_numpy()
-            if i == 0 or not np.isfinite(y[i - 1]):
-                return float(t[i])
-            return float(t[i] - (TARGET - y[i]) * (t[i] - t[i - 1]) / (y[i - 1] - y[i]))
         ttt = cast("pd.Series", df.groupby(["sweep", "trial_id"])[["step", "time_s", "val_loss"]]
-                   .apply(crossing))  # one float per trial
+                   .apply(_pandas_crossing))  # one float per trial
         done_ttt = done.join(ttt.rename("ttt"), on=["sweep", "trial_id"])
         reached = done_ttt.groupby(by)["ttt"].agg(["count", "mean"])
-
     with timed(timings, "frontiers + bootstrap"):
         front = frontier(times["mean"].to_numpy(), loss["mean"].to_numpy())
         points = df.loc[np.isfinite(df["val_loss"])].sort_values(["time_s", "val_loss"])
         before = points["val_loss"].cummin().shift(fill_value=np.inf)
         budget = points[points["val_loss"] < before][["time_s", "val_loss"]]
-
-        # The same draws as results/: seed 0, trials ordered by config then by appearance.
-        done = done.assign(config=done.groupby(by, sort=True).ngroup())
-        done = done.sort_values(["config", "trial_id"])
-        counts = done.groupby("config").size()
-        base = (counts.cumsum() - counts).to_numpy()[done["config"].to_numpy()]
-        size = counts.to_numpy()[done["config"].to_numpy()]
-        rng = np.random.default_rng(0)
-        wins = np.zeros(len(counts))
-        for _ in range(resamples):
-            pick = base + (rng.random(len(done)) * size).astype(np.int64)
-            means = done.iloc[pick].groupby("config")[["time_s", "val_loss"]].mean()
-            wins += frontier(means["time_s"].to_numpy(), means["val_loss"].to_numpy())
+        p_nd = _pandas_bootstrap(done, by, resamples)
     return {"keys": list(loss.index), "loss": loss.to_numpy(float), "time": times.to_numpy(float),
             "ttest": tests.to_numpy(float), "reached": reached.to_numpy(float),
-            "pareto": front, "p_nd": wins / resamples, "budget": budget.to_numpy()}
+            "pareto": front, "p_nd": p_nd, "budget": budget.to_numpy()}
+
+
+def _pandas_ttest(x: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    r = sps.ttest_1samp(x.to_numpy(), TARGET, alternative="less")
+    # scipy makes TtestResult's fields when it runs: the checker cannot see them
+    return pd.Series({"t": r.statistic, "p": r.pvalue,  # pyright: ignore[reportAttributeAccessIssue]
+                      "upper": r.confidence_interval(1 - ALPHA).high})
+
+
+def _pandas_crossing(g: pd.DataFrame) -> float:
+    """A trial's time to target, interpolated as results/ does."""
+    g = g.sort_values("step")
+    below = np.flatnonzero(g["val_loss"].to_numpy() <= TARGET)
+    if len(below) == 0:
+        return np.nan
+    i = below[0]
+    t, y = g["time_s"].to_numpy(), g["val_loss"].to_numpy()
+    if i == 0 or not np.isfinite(y[i - 1]):
+        return float(t[i])
+    return float(t[i] - (TARGET - y[i]) * (t[i] - t[i - 1]) / (y[i - 1] - y[i]))
+
+
+def _pandas_bootstrap(done: pd.DataFrame, by: list[str], resamples: int) -> np.ndarray:
+    """P(non-dominated) with the same draws as results/: seed 0, trials ordered by config
+    then by appearance."""
+    done = done.assign(config=done.groupby(by, sort=True).ngroup())
+    done = done.sort_values(["config", "trial_id"])
+    counts = done.groupby("config").size()
+    base = (counts.cumsum() - counts).to_numpy()[done["config"].to_numpy()]
+    size = counts.to_numpy()[done["config"].to_numpy()]
+    rng = np.random.default_rng(0)
+    wins = np.zeros(len(counts))
+    for _ in range(resamples):
+        pick = base + (rng.random(len(done)) * size).astype(np.int64)
+        means = done.iloc[pick].groupby("config")[["time_s", "val_loss"]].mean()
+        wins += frontier(means["time_s"].to_numpy(), means["val_loss"].to_numpy())
+    return wins / resamples
 
 
 # --- the same numbers with polars and with DuckDB, over the same Parquet files -----------
@@ -214,7 +226,7 @@ def bootstrap(config: np.ndarray, time_s: np.ndarray, loss: np.ndarray, resample
 def polars_analysis(folder: Path, resamples: int,
                     timings: dict[str, tuple[float, float]]) -> dict:
     """The same numbers with polars (its own threads; the bootstrap's draws in numpy)."""
-    import polars as pl
+    import polars as pl  # pyright: ignore[reportMissingImports]  # the bench extra; skipped without it
 
     trial = ["sweep", "trial_id"]
     with timed(timings, "load"):
@@ -265,7 +277,7 @@ def polars_analysis(folder: Path, resamples: int,
 def duckdb_analysis(folder: Path, resamples: int,
                     timings: dict[str, tuple[float, float]]) -> dict:
     """The same numbers in DuckDB's SQL (its own threads; the bootstrap's draws in numpy)."""
-    import duckdb
+    import duckdb  # pyright: ignore[reportMissingImports]  # the bench extra; skipped without it
 
     con = duckdb.connect()
     axes = ", ".join(AXES)
@@ -391,8 +403,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="trials per config")
     parser.add_argument("--files", type=int, default=100, help="curve files to spread over")
     parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--skip", nargs="*", choices=("duckdb", "polars", "pandas"),
-                        help="leave these out (pandas takes ~30 s at full size)")
+    parser.add_argument("--skip", nargs="*", choices=("duckdb", "polars", "pandas"), default=[],
+                        help="leave these out (pandas takes ~70 s at full size)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -404,36 +416,49 @@ def main() -> None:
         os.sync()  # both sides then read from the page cache, none pays for write-back
         for path in Path(tmp).rglob("*.parquet"):
             path.read_bytes()
+        report, ours = time_ours(Path(tmp), args.resamples)
+        sides = [("results/ (numpy + pyarrow)", ours),
+                 *time_theirs(report, Path(tmp) / "bench" / "curves", args.resamples, args.skip)]
+    print_timings(sides)
 
-        ours: dict[str, tuple[float, float]] = {}
-        with timed(ours, "load"):
-            loaded = load_curves([tmp], columns=COLUMNS)  # as `report` without --plot
-        assert not loaded.problems, loaded.problems
-        with timed(ours, "report (configs, stats, t-test, time to target, frontiers, "
-                         "bootstrap)"):
-            report = analyse(loaded, alpha=ALPHA, resamples=args.resamples)
-        assert report.target == TARGET and report.axes == tuple(AXES)  # from the metadata
-        del loaded
-        sides = [("results/ (numpy + pyarrow)", ours)]
-        folder = Path(tmp) / "bench" / "curves"
-        for title, module, run in (("DuckDB (SQL)", "duckdb", duckdb_analysis),
-                                   ("polars (expressions)", "polars", polars_analysis),
-                                   ("pandas (groupby/apply)", "pandas", pandas_analysis)):
-            if args.skip and module in args.skip:
-                print(f"{title}: skipped (--skip)")
-                continue
-            try:
-                __import__(module)
-            except ImportError:
-                print(f"{title}: skipped ({module} is not installed: pip install -e '.[bench]')")
-                continue
-            theirs: dict[str, tuple[float, float]] = {}
-            ref = run(folder, args.resamples, theirs)
-            worst = compare(report, ref)
-            print(f"{title}: {len(report.configs)} configs, {len(report.budget)} budget-frontier "
-                  f"points; same numbers (largest relative difference {worst:.1e})")
-            sides.append((title, theirs))
 
+def time_ours(folder: Path, resamples: int) -> tuple[Report, dict[str, tuple[float, float]]]:
+    """results/' report of the sweep under `folder`, load and analysis timed apart."""
+    ours: dict[str, tuple[float, float]] = {}
+    with timed(ours, "load"):
+        loaded = load_curves([folder], columns=COLUMNS)  # as `report` without --plot
+    assert not loaded.problems, loaded.problems
+    with timed(ours, "report (configs, stats, t-test, time to target, frontiers, bootstrap)"):
+        report = analyse(loaded, alpha=ALPHA, resamples=resamples)
+    assert report.target == TARGET and report.axes == tuple(AXES)  # from the metadata
+    return report, ours
+
+
+def time_theirs(report: Report, folder: Path, resamples: int,
+                skip: list[str]) -> list[tuple[str, dict[str, tuple[float, float]]]]:
+    """The other engines' timings, each checked to give the report's numbers."""
+    sides = []
+    for title, module, run in (("DuckDB (SQL)", "duckdb", duckdb_analysis),
+                               ("polars (expressions)", "polars", polars_analysis),
+                               ("pandas (groupby/apply)", "pandas", pandas_analysis)):
+        if module in skip:
+            print(f"{title}: skipped (--skip)")
+            continue
+        try:
+            __import__(module)
+        except ImportError:
+            print(f"{title}: skipped ({module} is not installed: pip install -e '.[bench]')")
+            continue
+        theirs: dict[str, tuple[float, float]] = {}
+        ref = run(folder, resamples, theirs)
+        worst = compare(report, ref)
+        print(f"{title}: {len(report.configs)} configs, {len(report.budget)} budget-frontier "
+              f"points; same numbers (largest relative difference {worst:.1e})")
+        sides.append((title, theirs))
+    return sides
+
+
+def print_timings(sides: list[tuple[str, dict[str, tuple[float, float]]]]) -> None:
     width = max(len(name) for _, timings in sides for name in timings)
     for title, timings in sides:
         print(f"\n{title:<{width + 2}} {'wall':>8} {'CPU':>8}")

@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, field, fields
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeGuard, cast
 
 from ablate.core.errors import did_you_mean
 
@@ -125,9 +125,9 @@ def bound_phrase(rules: Mapping[str, Any]) -> str:
     high = f"<= {number(hi)}" if hi is not None else f"< {number(below)}" if below is not None else ""
     if lo is not None and hi is not None:
         text = f"in {number(lo)}..{number(hi)}"
-    elif low and high:  # an interval with an open end
-        left = f"[{number(lo)}" if lo is not None else f"({number(above)}"
-        right = f"{number(hi)}]" if hi is not None else f"{number(below)})"
+    elif low and high:  # an interval with an open end (lo or above, hi or below: each end is set)
+        left = f"[{number(lo)}" if lo is not None else f"({number(cast(float, above))}"
+        right = f"{number(hi)}]" if hi is not None else f"{number(cast(float, below))})"
         text = f"in {left}, {right}"
     else:
         text = low or high
@@ -164,7 +164,7 @@ def _arms(hint: Any) -> tuple[Any, ...]:
     return (hint,)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from ablate.core import states
 from ablate.core.errors import AblateError
 from ablate.core.files import atomic_path
+from ablate.results.arrays import values
 
 SCHEMA_VERSION = 2
 VERSION_KEY = b"ablate.schema_version"
@@ -177,8 +178,8 @@ def _in_range(chunk: pa.Array) -> bool:
         return False
     if len(chunk) == 0:
         return True
-    values = chunk.to_numpy()
-    return bool(values.min() >= 0 and values.max() < math.inf)
+    numbers = values(chunk)
+    return bool(numbers.min() >= 0 and numbers.max() < math.inf)
 
 
 def schema_version(schema: pa.Schema, path: str | os.PathLike) -> int:

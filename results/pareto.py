@@ -25,18 +25,23 @@ def nondominated(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     x, y = np.where(valid, x, np.inf), np.where(valid, y, np.inf)
     order = np.argsort(x, axis=-1)  # the (x, y) order when no two x are equal, the usual case
     sx = np.take_along_axis(x, order, -1)
-    if (sx[..., 1:] == sx[..., :-1]).any():  # ties: y breaks them, then the index
+    ties = bool((sx[..., 1:] == sx[..., :-1]).any())
+    if ties:  # y breaks them, then the index
         order = np.lexsort((y, x), axis=-1)
         sx = np.take_along_axis(x, order, -1)
     sy = np.take_along_axis(y, order, -1)
     running = np.minimum.accumulate(sy, axis=-1)
     before = np.concatenate([np.full_like(sy[..., :1], np.inf), running[..., :-1]], axis=-1)
-    # Where the smallest earlier y was first seen: the earliest such point has the least x.
-    index = np.broadcast_to(np.arange(sy.shape[-1]), sy.shape)
-    first_at = np.maximum.accumulate(np.where(sy < before, index, 0), axis=-1)
-    first_at = np.concatenate([np.zeros_like(first_at[..., :1]), first_at[..., :-1]], axis=-1)
-    x_first = np.take_along_axis(sx, first_at, -1)
-    dominated = (before < sy) | ((before == sy) & (x_first < sx))
+    if ties:
+        # Where the smallest earlier y was first seen: the earliest such point has the least x.
+        index = np.broadcast_to(np.arange(sy.shape[-1]), sy.shape)
+        first_at = np.maximum.accumulate(np.where(sy < before, index, 0), axis=-1)
+        first_at = np.concatenate([np.zeros_like(first_at[..., :1]), first_at[..., :-1]], axis=-1)
+        x_first = np.take_along_axis(sx, first_at, -1)
+        dominated = (before < sy) | ((before == sy) & (x_first < sx))
+    else:  # every earlier point has a smaller x: one with an equal y dominates too
+        dominated = before <= sy
+        dominated[..., :1] = False  # the first point's `before` is no point's
     out = np.empty_like(valid)
     np.put_along_axis(out, order, ~dominated, -1)
     return out & valid
@@ -55,10 +60,7 @@ def budget_frontier(time: np.ndarray, loss: np.ndarray, bins: int = 4096) -> np.
     if n <= 4 * bins:
         keep = np.flatnonzero(np.isfinite(time) & np.isfinite(loss))
     else:
-        low, high = np.inf, -np.inf
-        for _, t, _ in _finite_blocks(time, loss):
-            if len(t):
-                low, high = min(low, t.min()), max(high, t.max())
+        low, high = _time_range(time, loss)
         if high > low:
             scale = (bins - 1) / (high - low)
             best = np.full(bins, np.inf)
@@ -79,6 +81,20 @@ def budget_frontier(time: np.ndarray, loss: np.ndarray, bins: int = 4096) -> np.
     return keep[order[ls < before]]
 
 
+def _time_range(time: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
+    """(least, greatest) time of the finite points. When every time is finite, the whole
+    array's: two passes without temporaries (a point whose loss is NaN then widens the bins'
+    range, which changes no result)."""
+    low, high = float(time.min()), float(time.max())
+    if np.isfinite(low) and np.isfinite(high):
+        return low, high
+    low, high = np.inf, -np.inf
+    for _, t, _ in _finite_blocks(time, loss):
+        if len(t):
+            low, high = min(low, float(t.min())), max(high, float(t.max()))
+    return low, high
+
+
 _BLOCK = 1 << 16  # points a block: its temporaries stay in the CPU's cache
 
 
@@ -87,11 +103,10 @@ def _finite_blocks(time: np.ndarray, loss: np.ndarray, indices: bool = False):
     points, block by block."""
     for start in range(0, len(time), _BLOCK):
         t, y = time[start:start + _BLOCK], loss[start:start + _BLOCK]
-        finite = np.isfinite(t) & np.isfinite(y)
-        if finite.all():
+        if np.isfinite(t.sum() + y.sum()):  # all finite, the usual block: a sum is one pass
             yield (start + np.arange(len(t)) if indices else start), t, y
         else:
-            where = np.flatnonzero(finite)
+            where = np.flatnonzero(np.isfinite(t) & np.isfinite(y))
             yield (start + where if indices else start), t[where], y[where]
 
 
@@ -115,9 +130,12 @@ def p_nondominated(time: np.ndarray, loss: np.ndarray, groups: np.ndarray, n_gro
     starts, base, size = first[present], first[g], counts[g]
     rng = np.random.default_rng(seed)
     wins = np.zeros(int(present.sum()))
-    block = max(1, 2_000_000 // max(1, len(g)))
+    block = max(1, 500_000 // max(1, len(g)))  # draws a block: its arrays stay in the cache
     for done in range(0, resamples, block):
-        pick = base + (rng.random((min(block, resamples - done), len(g))) * size).astype(np.int64)
+        draws = rng.random((min(block, resamples - done), len(g)))
+        draws *= size
+        pick = draws.astype(np.int64)
+        pick += base
         mean_t = np.add.reduceat(t[pick], starts, axis=1) / counts[present]
         mean_l = np.add.reduceat(y[pick], starts, axis=1) / counts[present]
         wins += nondominated(mean_t, mean_l).sum(axis=0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from ablate.results.configs import Configs, config_label, group_configs, trial_p
 from ablate.results.errors import InputError
 from ablate.results.load import Loaded, load_curves
 from ablate.results.pareto import budget_frontier, nondominated, p_nondominated
-from ablate.results.replicates import Replicates, replicates_of
+from ablate.results.replicates import Duplicate, Replicates, replicates_of
 from ablate.results.stats import mean_ci, summarize, ttest_less
 from ablate.results.target import time_to_target
 from ablate.results.trials import COLUMNS, Trials, trials_from
@@ -143,43 +144,68 @@ def analyse(source: Loaded | pa.Table, *, target: float | None = None,
     target = recorded.target if target is None else target
 
     trials = trials_from(loaded.table)
-    groups = group_configs(trials.info, by, axes, trial_params(trials.info, loaded.params))
-    n = len(groups)
-    members = np.flatnonzero(trials.outcome == COMPLETED)
-    reps, duplicates = replicates_of(members, groups.identity, groups.index, trials.seeds())
-    loss = reps.mean(trials.final_loss[members])
-    time = reps.mean(trials.final_time_s[members])
-    g = reps.config
-    loss_sum, time_sum = summarize(loss, g, n), summarize(time, g, n)
+    # The passes over every curve point are numpy's, which lets go of the GIL: they run on
+    # a second core while the configs are grouped (Python), then the bootstrap does.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        budget = pool.submit(budget_frontier, trials.time_s, trials.val_loss)
+        hits = None if target is None else pool.submit(
+            time_to_target, trials.offsets, trials.time_s, trials.val_loss, target)
+        groups = group_configs(trials.info, by, axes, trial_params(trials.info, loaded.params))
+        members = np.flatnonzero(trials.outcome == COMPLETED)
+        reps, duplicates = replicates_of(members, groups.identity, groups.index, trials.seeds())
+        finals = Finals(reps, loss=reps.mean(trials.final_loss[members]),
+                        time=reps.mean(trials.final_time_s[members]))
+        p_nd = pool.submit(p_nondominated, finals.time, finals.loss, reps.config, len(groups),
+                           resamples=resamples, seed=seed)
+        base = _baseline(groups, baseline, recorded, warnings)
+        ttt = None if hits is None else reps.nanmean(hits.result()[members])
+        configs = _config_results(groups, trials, finals, alpha, target, ttt, base, p_nd)
+        points = _budget(trials, groups, budget.result())
+    dup_dicts = _duplicate_dicts(duplicates, trials, loaded)
+    warnings += [_duplicate_warning(d, groups) for d in dup_dicts]
+    return Report(fields=groups.fields, fixed=groups.fixed, by=groups.by, axes=axes,
+                  target=target, alpha=alpha, resamples=resamples, configs=configs,
+                  budget=points, trials=trials, groups=groups, replicates=reps,
+                  table=loaded.table, baseline=base, duplicates=dup_dicts, warnings=warnings,
+                  skipped=[str(p) for p in loaded.problems])
+
+
+@dataclass(frozen=True)
+class Finals:
+    """Each replicate's final loss and training time (s): the mean over its trials."""
+
+    replicates: Replicates
+    loss: np.ndarray
+    time: np.ndarray
+
+
+def _config_results(groups: Configs, trials: Trials, finals: Finals, alpha: float,
+                    target: float | None, ttt: np.ndarray | None, base: int | None,
+                    p_nd: Future[np.ndarray]) -> list[ConfigResult]:
+    """Each config's statistics over its replicates (`ttt`: each replicate's time to target,
+    NaN if never; `p_nd`: the bootstrap, under way)."""
+    n, g = len(groups), finals.replicates.config
+    loss_sum, time_sum = summarize(finals.loss, g, n), summarize(finals.time, g, n)
     loss_ci, time_ci = mean_ci(loss_sum, alpha), mean_ci(time_sum, alpha)
     frontier = nondominated(time_sum.mean, loss_sum.mean)
-    p_nd = p_nondominated(time, loss, g, n, resamples=resamples, seed=seed)
-    p_nd[loss_sum.n < 2] = np.nan  # one replicate: resampling it shows nothing
     counts = {o: np.bincount(groups.index[trials.outcome == o], minlength=n) for o in OUTCOMES}
-    ttest = reached = ttt_sum = None
-    if target is not None:
-        ttest = ttest_less(loss, target, alpha, g, n)
-        ttt = reps.nanmean(time_to_target(trials.offsets, trials.time_s, trials.val_loss,
-                                          target)[members])
+    ttest = None if target is None else ttest_less(finals.loss, target, alpha, g, n)
+    reached = ttt_sum = None
+    if ttt is not None:
         hit = ~np.isnan(ttt)
         reached = np.bincount(g[hit], minlength=n)
         ttt_sum = summarize(ttt[hit], g[hit], n)
-
-    base = _baseline(groups, baseline, recorded, warnings)
-    comparison = None if base is None else compare(reps, loss, time, n, base, alpha)
-    pairs = list(zip(trials.info["sweep"].to_pylist(), trials.info["trial_id"].to_pylist()))
-    names = [f"{s}/{t}" for s, t in pairs]
-    files = [str(loaded.trial_files.get(pair, name)) for pair, name in zip(pairs, names)]
-    dup_dicts = [d.to_dict(names, files) for d in duplicates]
-    warnings += [_duplicate_warning(d, groups) for d in dup_dicts]
-
-    configs = [
+    comparison = None if base is None else compare(finals.replicates, finals.loss, finals.time,
+                                                   n, base, alpha)
+    share = p_nd.result()  # of the bootstrap's resamples in which a config is non-dominated
+    share[loss_sum.n < 2] = np.nan  # one replicate: resampling it shows nothing
+    return [
         ConfigResult(
             key=groups.key_dict(i), config=dict(groups.keys[i]),
             counts={o: int(counts[o][i]) for o in OUTCOMES},
             loss=loss_sum.at(i), time=time_sum.at(i),
             loss_ci=float(loss_ci[i]), time_ci=float(time_ci[i]),
-            pareto=bool(frontier[i]), p_nondominated=float(p_nd[i]),
+            pareto=bool(frontier[i]), p_nondominated=float(share[i]),
             ttest=None if ttest is None else ttest.at(i),
             to_target=None if ttt_sum is None or reached is None else
             {"reached": int(reached[i]), "of": int(loss_sum.n[i]), **ttt_sum.at(i)},
@@ -187,11 +213,17 @@ def analyse(source: Loaded | pa.Table, *, target: float | None = None,
         )
         for i in range(n)
     ]
-    return Report(fields=groups.fields, fixed=groups.fixed, by=groups.by, axes=axes,
-                  target=target, alpha=alpha, resamples=resamples, configs=configs,
-                  budget=_budget(trials, groups), trials=trials, groups=groups,
-                  replicates=reps, table=loaded.table, baseline=base, duplicates=dup_dicts,
-                  warnings=warnings, skipped=[str(p) for p in loaded.problems])
+
+
+def _duplicate_dicts(duplicates: Sequence[Duplicate], trials: Trials,
+                     loaded: Loaded) -> list[dict[str, Any]]:
+    """The duplicates as the report shows them: each trial by name and file."""
+    if not duplicates:  # the usual case: no name made for every trial
+        return []
+    pairs = list(zip(trials.info["sweep"].to_pylist(), trials.info["trial_id"].to_pylist()))
+    names = [f"{s}/{t}" for s, t in pairs]
+    files = [str(loaded.trial_files.get(pair, name)) for pair, name in zip(pairs, names)]
+    return [d.to_dict(names, files) for d in duplicates]
 
 
 @dataclass(frozen=True)
@@ -253,8 +285,8 @@ def _duplicate_warning(duplicate: dict[str, Any], groups: Configs) -> str:
             f"{duplicate['seed']} in {len(files)} trials; counted as one replicate, their mean")
 
 
-def _budget(trials: Trials, groups: Configs) -> list[BudgetPoint]:
-    points = budget_frontier(trials.time_s, trials.val_loss)
+def _budget(trials: Trials, groups: Configs, points: np.ndarray) -> list[BudgetPoint]:
+    """The budget frontier's points (indices into the curve points), told by trial."""
     trial_of = np.searchsorted(trials.offsets, points, side="right") - 1
     sweeps = trials.info["sweep"].to_pylist()
     ids = trials.info["trial_id"].to_pylist()

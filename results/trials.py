@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ablate.core.states import outcome
+from ablate.results.arrays import positions, values
 from ablate.results.configs import trial_params
 
 # The loaded columns trials_from reads (a report without plots loads only these)
@@ -98,13 +99,13 @@ def _flat(column: pa.ChunkedArray, dtype: type, divisor: float | None = None) ->
     out = np.empty(len(column), dtype)
     start = 0
     for chunk in column.chunks:
-        values = chunk.to_numpy(zero_copy_only=False)
-        part = out[start:start + len(values)]
+        numbers = values(chunk)
+        part = out[start:start + len(numbers)]
         if divisor is None:
-            part[:] = values
+            part[:] = numbers
         else:
-            np.divide(values, divisor, out=part)
-        start += len(values)
+            np.divide(numbers, divisor, out=part)
+        start += len(numbers)
     return out
 
 
@@ -128,9 +129,7 @@ def _grouped_starts(table: pa.Table, step: np.ndarray) -> np.ndarray | None:
         if not np.all((segment[1:] > segment[:-1]) | new[1:]):
             return None
         local = np.flatnonzero(new)
-        values = [dictionary.take(pa.array(indices[local], mask=indices[local] < 0)).to_pylist()
-                  for indices, dictionary in codes]
-        run_keys = list(zip(*values))
+        run_keys = list(zip(*(_labels(indices[local], dictionary) for indices, dictionary in codes)))
         if keys and run_keys[0] == keys[-1]:  # the previous batch's last trial goes on
             if step[offset] <= step[offset - 1]:
                 return None
@@ -149,7 +148,16 @@ def _batch_codes(column: pa.Array) -> tuple[np.ndarray, pa.Array]:
     indices = encoded.indices
     if indices.null_count:
         indices = pc.fill_null(indices, -1)
-    return indices.to_numpy(), encoded.dictionary
+    return values(indices), encoded.dictionary
+
+
+def _labels(codes: np.ndarray, dictionary: pa.Array) -> list[object]:
+    """The strings at `codes` of a dictionary (None at -1: a null)."""
+    labels: list[object] = [None] * len(codes)
+    known = np.flatnonzero(codes >= 0)
+    for i, label in zip(known.tolist(), dictionary.take(positions(codes[known])).to_pylist()):
+        labels[i] = label
+    return labels
 
 
 def _trial_key(table: pa.Table) -> np.ndarray:
@@ -169,7 +177,7 @@ def _codes(column: pa.ChunkedArray) -> np.ndarray:
     indices = column.combine_chunks().indices  # concatenating unifies the dictionaries
     if indices.null_count:
         indices = pc.fill_null(indices, -1)
-    return indices.to_numpy()
+    return values(indices)
 
 
 def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
@@ -181,13 +189,13 @@ def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
     for batch in table.to_batches():
         lo, hi = np.searchsorted(wanted, [start, start + batch.num_rows])
         if hi > lo:
-            parts.append(batch.take(pa.array(wanted[lo:hi] - start)))
+            parts.append(batch.take(positions(wanted[lo:hi] - start)))
         start += batch.num_rows
     taken = pa.Table.from_batches(parts, table.schema)
     if np.any(order[1:] < order[:-1]):  # rows were not ascending: put them back in order
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
-        taken = taken.take(pa.array(back))
+        taken = taken.take(positions(back))
     return taken
 
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from ablate.core.checks import check_table, checked, table_fields, type_error, unknown_key
+from ablate.core.checks import Fail, check_table, checked, table_fields, type_error, unknown_key
 from ablate.core.errors import AblateError, did_you_mean
 from ablate.core.fields import SET_BY_SWEEP
 from ablate.model.config import ConfigError
@@ -117,6 +117,13 @@ class Sampling:
     num_samples: int | None = None  # 1..the grid's points (checked against the grid)
     seed: int = checked(0, range=(0, 2**63 - 1))
 
+    @property
+    def samples(self) -> int:
+        """num_samples of a "random" or "tpe" sampling, which reading the spec makes sure of."""
+        if self.num_samples is None:
+            raise ValueError(f"search.num_samples: none for method = {self.method!r}")
+        return self.num_samples
+
 
 @dataclass(frozen=True)
 class SweepSpec:
@@ -160,7 +167,7 @@ class SweepSpec:
             return [dict(zip(names, values)) for values in itertools.product(*(self.axes[n] for n in names))]
         import random
 
-        drawn = random.Random(self.sampling.seed).sample(range(self.grid_size), self.sampling.num_samples)
+        drawn = random.Random(self.sampling.seed).sample(range(self.grid_size), self.sampling.samples)
         points = []
         for index in drawn:  # the index's digits, one per axis, the last axis fastest
             point = {}
@@ -355,7 +362,7 @@ def _check_trials(spec: SweepSpec, fail) -> None:
              f"trial ({max(budgets)} steps)")
 
 
-def _sampling(table: dict[str, Any], grid: int, fail) -> Sampling:
+def _sampling(table: dict[str, Any], grid: int, fail: Fail) -> Sampling:
     """[search]: method = "grid" (default), or "random" or "tpe" with num_samples (and seed)."""
     sampling = Sampling(**check_table(table, Sampling, "search", fail))
     method, samples = sampling.method, sampling.num_samples

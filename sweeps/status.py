@@ -41,7 +41,8 @@ def sweep_status(folder: str, axes: list[str]) -> list[dict[str, Any]]:
                                 state, last))
     for trial_id in files:  # not yet in trials.json (it lags), or a folder from before it
         last = _curve_fields(join(folder, "curves", f"{trial_id}.parquet"))
-        state = last.get("status") if last.get("status") in states.CURVE else states.PENDING
+        status = last.get("status")
+        state = status if status in states.CURVE else states.PENDING
         if state == states.RUNNING and orphaned:
             state = states.INTERRUPTED
         rows.append(_status_row(trial_id, last.get("config", {}), axes, state, last))

@@ -93,7 +93,7 @@ class TpeSearcher(StudySearcher):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = open_study(self.folder, spec)
         self.points = load_points(self.study, spec, join(self.folder, STUDY_FILE))
-        startup = max(1, min(10, spec.sampling.num_samples // 3))
+        startup = max(1, min(10, spec.sampling.samples // 3))
         self.study.sampler = optuna.samplers.TPESampler(
             n_startup_trials=startup, constant_liar=True,
             seed=(spec.sampling.seed + len(self.study.trials)) % 2**32)  # a resume draws anew
@@ -122,7 +122,7 @@ class TpeSearcher(StudySearcher):
 
     def next_trial(self) -> tuple[str, dict[str, Any]] | str | None:
         """The next trial to start, None while the concurrency cap is reached, or FINISHED."""
-        if not self.todo and len(self.points) >= self.spec.sampling.num_samples:
+        if not self.todo and len(self.points) >= self.spec.sampling.samples:
             return Searcher.FINISHED
         if len(self.live) >= self.max_concurrent:
             return None
@@ -240,7 +240,7 @@ def load_points(study: optuna.Study, spec: SweepSpec, where: str = STUDY_FILE) -
             raise SpecError(f"{where}: trial {t.number} is not a point of this sweep's axes "
                             "(the file does not belong to this sweep)")
         points[order] = Point(t.number, params, t.state)
-    if sorted(points) != list(range(len(points))) or len(points) > spec.sampling.num_samples:
+    if sorted(points) != list(range(len(points))) or len(points) > spec.sampling.samples:
         raise SpecError(f"{where}: the study's points are not 0..n-1 of at most "
                         f"search.num_samples = {spec.sampling.num_samples}")
     if len({tuple(p.params.values()) for p in points.values()}) < len(points):

@@ -178,3 +178,61 @@ def test_time_to_target_keeps_curves_apart() -> None:
     assert result[1] == 0.0  # not interpolated with the previous curve's last point
     assert result[2] == 20.0
     assert result[3] == pytest.approx(2.5, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_frontier_without_ties_in_time_equals_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.permutation(30).astype(float)  # no two times alike: the frontier's quicker path
+    y = rng.integers(0, 5, 30).astype(float)  # equal losses: the quicker one dominates
+    y[rng.random(30) < 0.2] = np.inf
+    assert np.array_equal(nondominated(x, y), brute_nondominated(x, y))
+    batched = nondominated(np.stack([x, x[::-1]]), np.stack([y, y]))
+    assert np.array_equal(batched[1], brute_nondominated(x[::-1], y))
+
+
+def test_budget_frontier_block_by_block_equals_one_sort() -> None:
+    rng = np.random.default_rng(7)
+    n = 3 * (1 << 16) + 5  # several blocks of the coarse pass
+    time = np.round(rng.random(n) * 1e4, 1)
+    loss = np.round(3 + 5 * rng.random(n) / (1 + time / 100), 3)
+    loss[n // 2] = np.nan  # one block with a point to leave out, the others all finite
+
+    def one_sort(time: np.ndarray, loss: np.ndarray) -> list[tuple[float, float]]:
+        keep = np.flatnonzero(np.isfinite(time) & np.isfinite(loss))
+        order = keep[np.lexsort((loss[keep], time[keep]))]
+        best, out = np.inf, []
+        for i in order:
+            if loss[i] < best:
+                best = loss[i]
+                out.append((time[i], loss[i]))
+        return out
+
+    for bad_time in (None, np.inf, np.nan):  # every time finite: the range in one pass
+        if bad_time is not None:
+            time[10] = bad_time
+        picked = budget_frontier(time, loss)
+        assert list(zip(time[picked], loss[picked])) == one_sort(time, loss)
+
+
+def test_time_to_target_equals_a_loop_over_each_curve() -> None:
+    rng = np.random.default_rng(11)
+    lengths = rng.integers(0, 7, 400)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    loss = rng.choice([1.0, 2.0, 2.5, 3.0, np.nan], offsets[-1])
+    time = np.cumsum(rng.random(offsets[-1]))
+    for target in (0.5, 2.0, 2.5, 3.0):
+        expected = []
+        for start, end in zip(offsets[:-1], offsets[1:]):
+            hits = [i for i in range(start, end) if loss[i] <= target]
+            if not hits:
+                expected.append(np.nan)
+                continue
+            i = hits[0]
+            if i == start or not np.isfinite(loss[i - 1]):
+                expected.append(time[i])
+            else:
+                expected.append(time[i] - (target - loss[i]) * (time[i] - time[i - 1])
+                                / (loss[i - 1] - loss[i]))
+        assert np.array_equal(time_to_target(offsets, time, loss, target), expected,
+                              equal_nan=True)
