@@ -77,6 +77,7 @@ def torchrun(configs, args, data: Path, out: Path, env) -> tuple[float, list[flo
         wall = run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.workers}",
                     "-m", "ablate.trainer", "train", "--data", str(data), "--out", str(curve), *sets],
                    env, ROOT)
+        assert wall is not None  # no timeout: a failed run exits the bench
         total += wall
         fixed.append(wall - train_seconds(curve))
     return total, fixed
@@ -109,7 +110,7 @@ def sweep(args, data: Path, out: Path, env, trials: int) -> tuple[float | None, 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--long", type=int, default=24, help="trials of the second sweep (0: none)")
     p.add_argument("--seeds", type=int, default=2)

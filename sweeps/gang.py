@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from ablate.sweeps import rendezvous
 from ablate.trainer.config import TrainConfig
+
+if TYPE_CHECKING:
+    from ablate.trainer.train import Points  # torch: imported by the workers only
 
 PG_TIMEOUT_S = 1800  # the process group's collective timeout, as Ray Train's default
 
@@ -67,7 +69,7 @@ class GangWorker:
 
     def __init__(self) -> None:
         self.rank = -1
-        self.run: Iterator[tuple[dict[str, Any], Path | None]] | None = None
+        self.run: Points | None = None
         self.work: TrialWork | None = None
         self.shapes: tuple | None = None
 
@@ -180,8 +182,9 @@ class Gang:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         group = group or ray.util.get_current_placement_group()
-        actor = ray.remote(GangWorker)
-        self.workers = [
+        assert group is not None, "a gang is made inside a trial (its placement group) or given one"
+        actor: Any = ray.remote(GangWorker)  # typed as Ray makes it: a class whose methods are remote
+        self.workers: list[Any] = [
             actor.options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=0,
                           scheduling_strategy=PlacementGroupSchedulingStrategy(
                               group, placement_group_bundle_index=rank + 1)).remote()

@@ -38,8 +38,9 @@ def join(backend: str, address: str, port: int, world_rank: int, world_size: int
     if backend == "nccl" and not any(v in os.environ for v in nccl_errors):
         os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] = "1"  # as Ray sets it: a timeout fails, not hangs
     rank0 = world_rank == 0
-    store = dist.TCPStore(address, port, world_size, is_master=rank0, timeout=timeout,
-                          master_listen_fd=_listener.fileno() if rank0 else None)
+    listener = _listener.fileno() if rank0 and _listener is not None else None
+    store = dist.TCPStore(address, port, world_size, is_master=rank0, timeout=timeout,  # pyright: ignore[reportPrivateImportUsage]  # torch's, not in its exports
+                          master_listen_fd=listener)
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = address, str(port)
     dist.init_process_group(backend=backend, store=store, rank=world_rank, world_size=world_size,
                             timeout=timeout)

@@ -68,8 +68,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     env = {k: os.environ.get(k, v) for k, v in ({} if address else EMBEDDED_ENV).items()}
     os.environ.update(env)  # the local raylet and its workers inherit these
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress view replaces Tune's
-    kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=False,
-                  configure_logging=True, logging_level="ERROR")
+    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": env}, log_to_driver=False,
+                                  configure_logging=True, logging_level="ERROR")
     if ray.is_initialized():
         yield
         return
@@ -147,7 +147,7 @@ def join_environment() -> None:
         return
     for key, value in JOIN_ENV.items():
         os.environ.setdefault(key, value)
-    from ray._raylet import Config
+    from ray._raylet import Config  # pyright: ignore[reportAttributeAccessIssue]  # compiled: no stubs
 
     Config.initialize("")
 
@@ -299,7 +299,7 @@ def build_tuner(spec: SweepSpec, settings: dict[str, Any], callbacks: list | Non
         space |= {name: tune.grid_search(values) for name, values in spec.axes.items()}
         space |= {"seed": tune.grid_search(list(spec.seeds))}
     elif spec.sampling.method == "random":  # the drawn points; the domains only name the keys
-        points = [{k: t[k] for k in coordinates(spec.axes)} for t in spec.trials()]
+        points = [{k: t[k] for k in coordinates(list(spec.axes))} for t in spec.trials()]
         space |= {name: tune.choice(values) for name, values in spec.axes.items()}
         space |= {"seed": tune.choice(list(spec.seeds))}
     # tpe: the points come from the study, one at a time (sweeps/tpe.py), and set their keys

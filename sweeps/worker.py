@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import ray.exceptions
 from ray import tune
 
 from ablate.core import states
@@ -221,7 +222,8 @@ class Trial(tune.Trainable):
     `reset_config`) before it retires a trial, so an early-stopped trial leaves its workers
     free at once."""
 
-    def setup(self, config: dict[str, Any], settings: TrialSettings):
+    def setup(self, config: dict[str, Any], settings: TrialSettings | None = None):
+        assert settings is not None, "Trial needs tune.with_parameters(Trial, settings=...)"
         self.settings = settings
         self.slot = Slot(settings)
         self.run = TrialRun(self.slot, config, settings, self.trial_id)

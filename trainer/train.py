@@ -23,7 +23,7 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +41,8 @@ from ablate.trainer.muon import Muon
 from ablate.trainer.schedule import lr_multiplier, muon_momentum
 
 CHECKPOINT_FILE = "state.pt"
+# A run's validation points as it yields them: metrics, and a checkpoint folder when one is due.
+Points = Generator[tuple[dict[str, Any], Path | None]]
 
 
 class Reporter(Protocol):
@@ -186,6 +188,7 @@ class _Run:
         for opt in self.optimizers:
             opt.step()
         self.model.zero_grad(set_to_none=True)
+        assert total is not None  # at least one micro-step
         self.loss_sum += total / len(x)
         self.loss_count += 1
 
@@ -198,6 +201,7 @@ class _Run:
         if self.cuda:
             works = [dist.all_reduce(g, op=dist.ReduceOp.AVG, async_op=True) for g in grads]
             for work in works:
+                assert work is not None  # async_op=True returns a Work
                 work.wait()
             return
         # gloo: no AVG, and a call per tensor costs more than the sums; one flat buffer
@@ -205,7 +209,8 @@ class _Run:
         dist.all_reduce(flat)
         flat /= self.world
         parts = flat.split([g.numel() for g in grads])
-        torch._foreach_copy_(grads, [part.view_as(g) for part, g in zip(parts, grads)])
+        views = [part.view_as(g) for part, g in zip(parts, grads)]
+        torch._foreach_copy_(grads, views)  # pyright: ignore[reportPrivateImportUsage]  # torch's, not in its exports
 
     def train_loss(self) -> float:
         """Mean training loss since the last validation, over steps and ranks (a host read)."""
@@ -245,6 +250,7 @@ class _Run:
 
     def stop_clock(self) -> None:
         self._barrier()
+        assert self._t0 is not None, "stop_clock before start_clock"
         self.clock_ms += (time.perf_counter() - self._t0) * 1000
 
     # --- the curve, checkpoints ---------------------------------------------------------
@@ -374,7 +380,7 @@ class _Run:
         return Result(self.status, self.rows,
                       Path(self.cfg.out) if self.cfg.out and self.rank == 0 else None, self.warmup_ms)
 
-    def points(self, resume: Path | None) -> Iterator[tuple[dict[str, Any], Path | None]]:
+    def points(self, resume: Path | None) -> Points:
         """Train, yielding each validation point's metrics and (rank 0, when one is due) a
         checkpoint folder that lives until the next point is asked for. Every rank yields at
         the same points, so a warm worker group can stop a run between two of them (closing
@@ -390,6 +396,7 @@ class _Run:
                 done = self.step == cfg.num_iterations
                 yield from self.validate(states.COMPLETED if done else states.RUNNING)
             self.start_clock()
+            loss = math.nan  # read below whenever a validation is due
             while self.step < cfg.num_iterations:
                 self.train_step(*self.batch())
                 self.step += 1
@@ -417,7 +424,7 @@ class _Run:
             self.close()
 
     def validate(self, status: str, val_loss: float | None = None,
-                 train_loss: float | None = None) -> Iterator[tuple[dict[str, Any], Path | None]]:
+                 train_loss: float | None = None) -> Points:
         if val_loss is None:
             val_loss = self.evaluate()
         row = self.record(val_loss, status, train_loss)
@@ -449,7 +456,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: str | Path
 
 
 def training_points(cfg: TrainConfig, resume: str | Path | None = None,
-                    curve_meta: dict[str, Any] | None = None) -> Iterator[tuple[dict[str, Any], Path | None]]:
+                    curve_meta: dict[str, Any] | None = None) -> Points:
     """A run as a generator of its validation points (see _Run.points): for a caller that
     drives the run point by point and may stop it between two, as a warm worker does."""
     return _Run(cfg, None, curve_meta).points(Path(resume) if resume is not None else None)
