@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("model", "trainer", "sweeps", "results", "analysis")  # the folders `ablate.*` maps
+
+
+def layers() -> list[str]:
+    """The folders `ablate.*` maps, as pyproject.toml's package-dir declares them."""
+    import tomllib
+
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    return [folder for name, folder in mapping.items() if name.count(".") == 1]
 
 
 def importable_checkout() -> str | None:
@@ -48,7 +55,7 @@ def importable_checkout() -> str | None:
         return None
     shim = Path(tempfile.mkdtemp(prefix="ablate-checkout-"))
     (shim / "ablate").mkdir()
-    for name in LAYERS:
+    for name in layers():
         (shim / "ablate" / name).symlink_to(ROOT / name, target_is_directory=True)
     sys.path.insert(0, str(shim))
     return str(shim)
@@ -64,7 +71,7 @@ from timing import timed_steps  # noqa: E402
 from ablate.trainer.config import TrainConfig  # noqa: E402
 from ablate.trainer.data import GPT2_EOT, write_shard  # noqa: E402
 from ablate.trainer.memory import MIB, estimate_memory  # noqa: E402
-from ablate.trainer.train import _Run  # noqa: E402
+from ablate.trainer.train import Run  # noqa: E402
 
 # (label, first step, last step, the record's ms per step there), k = 1, 5690 steps
 PHASES = (("early", 100, 1000, 237.0), ("middle", 2000, 3000, 248.0), ("late", 5000, 5690, 258.5))
@@ -114,7 +121,7 @@ def speed(k: int, args, data: Path) -> dict:
             "medium", extra_embeddings=k, data=str(data), tokens_per_step=STREAM, micro_tokens=STREAM,
             val_tokens=STREAM, val_seq_len=STREAM, device="cuda", compile=True,
             compile_tuning=args.tuning, warmup_steps=args.warmup)
-    run = _Run(cfg, None)
+    run = Run(cfg, None)
     t0 = time.perf_counter()
     run.warm_up()  # compiles the training and evaluation graphs and Muon's, then restores
     out: dict[str, Any] = dict(k=k, params=run.model.num_params(),

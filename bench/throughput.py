@@ -36,7 +36,7 @@ from timing import timed_steps  # noqa: E402  (bench/, the script's own folder)
 from ablate.model import GPT, GPTConfig, flops_per_token, param_count  # noqa: E402
 from ablate.trainer.config import TrainConfig  # noqa: E402
 from ablate.trainer.data import builtin_documents, prepare  # noqa: E402
-from ablate.trainer.train import _Run  # noqa: E402
+from ablate.trainer.train import Run  # noqa: E402
 
 
 def extra_flops_per_token(cfg) -> float:
@@ -45,7 +45,7 @@ def extra_flops_per_token(cfg) -> float:
     return 3 * cfg.extra_embeddings * (4 * cfg.d_model + 2 * cfg.n_layer * cfg.d_model)
 
 
-def measure(runs: dict[int, _Run], steps: int, rounds: int) -> dict[int, float]:
+def measure(runs: dict[int, Run], steps: int, rounds: int) -> dict[int, float]:
     """Interleave the k values round by round and keep each one's best round, so a load
     spike on a shared machine hits every k alike instead of skewing one ratio."""
     best = {k: float("inf") for k in runs}
@@ -124,7 +124,7 @@ def main() -> None:
     configs = {k: TrainConfig.from_flat(dict(
         preset=args.preset, extra_embeddings=k, batch_size=args.batch_size, num_iterations=10**6,
         data=str(data))) for k in range(6)}
-    runs = {k: _Run(cfg, None) for k, cfg in configs.items()}
+    runs = {k: Run(cfg, None) for k, cfg in configs.items()}
     for run in runs.values():
         run.step = round(args.progress * run.cfg.num_iterations)
     for run in runs.values():

@@ -99,7 +99,7 @@ class RecordHistory:
 
 
 @dataclass
-class _Run:
+class Run:
     track: str
     record: str
     variant: str
@@ -126,7 +126,7 @@ def build_history(paths: Sequence[str], by: Sequence[str] = ("record",),
             return variant == baseline_name
         return "baseline" in variant.lower()
 
-    groups: dict[tuple[Any, ...], list[_Run]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
     for run in runs:
         if not with_variant and is_baseline(run.variant):
             continue
@@ -141,7 +141,7 @@ def build_history(paths: Sequence[str], by: Sequence[str] = ("record",),
                          notes)
 
 
-def _runs(paths: Sequence[str], by: Sequence[str]) -> tuple[list[_Run], int]:
+def _runs(paths: Sequence[str], by: Sequence[str]) -> tuple[list[Run], int]:
     loaded = load_curves(paths, lambdas=False)
     if loaded.table.num_rows == 0:
         raise InputError(f"{', '.join(map(str, paths))}: no readable curve files")
@@ -162,7 +162,7 @@ def _runs(paths: Sequence[str], by: Sequence[str]) -> tuple[list[_Run], int]:
             known = sorted(k for k in p if k not in ("copies",))
             raise InputError(f"--by: unknown field {missing[0]} (the record logs have: "
                              f"{', '.join(known)})")
-        runs.append(_Run(track=p.get("track") or "", record=str(p["record"]),
+        runs.append(Run(track=p.get("track") or "", record=str(p["record"]),
                          variant=str(p.get("variant") or ""), date=str(p.get("date") or ""),
                          loss=float(loss[i]),
                          time_s=float(time_s[i]) if p.get("timed", True) else None,
@@ -185,7 +185,7 @@ def _baseline_variant(choice: BaselineChoice | None) -> str | None:
     return fields["variant"]
 
 
-def _row(key: tuple[Any, ...], members: list[_Run], alpha: float,
+def _row(key: tuple[Any, ...], members: list[Run], alpha: float,
          target: float | None) -> RecordRow:
     track, record, variant, extra = key
     losses = np.array([m.loss for m in members])
@@ -205,10 +205,10 @@ def _row(key: tuple[Any, ...], members: list[_Run], alpha: float,
                      extra=dict(extra))
 
 
-def _history(runs: list[_Run], is_baseline: Any) -> list[HistoryStep]:
+def _history(runs: list[Run], is_baseline: Any) -> list[HistoryStep]:
     """Per track, each dated record (baselines left out) in date order, with the change of
     the track's measure from the record before it."""
-    per_record: dict[tuple[str, str], list[_Run]] = defaultdict(list)
+    per_record: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:
         if run.date and not is_baseline(run.variant):
             per_record[(run.track, run.record)].append(run)
@@ -232,10 +232,10 @@ def _history(runs: list[_Run], is_baseline: Any) -> list[HistoryStep]:
     return steps
 
 
-def _versus(runs: list[_Run], is_baseline: Any, alpha: float,
+def _versus(runs: list[Run], is_baseline: Any, alpha: float,
             notes: list[str]) -> list[VersusBaseline]:
     """Each non-baseline subfolder of a record against its baseline subfolder (_matching)."""
-    by_record: dict[tuple[str, str], dict[str, list[_Run]]] = defaultdict(lambda: defaultdict(list))
+    by_record: dict[tuple[str, str], dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         by_record[(run.track, run.record)][run.variant].append(run)
     out = []
@@ -254,7 +254,7 @@ def _versus(runs: list[_Run], is_baseline: Any, alpha: float,
     return out
 
 
-def _matching(variants: dict[str, list[_Run]], variant: str, bases: list[str]) -> list[str]:
+def _matching(variants: dict[str, list[Run]], variant: str, bases: list[str]) -> list[str]:
     """The baseline on the same hardware (unknown hardware matches any): the one with the same
     last steps if exactly one has them, else the only one; none when that is ambiguous (a PR
     on 8 GPUs is no match for a baseline on 1)."""
@@ -270,8 +270,8 @@ def _matching(variants: dict[str, list[_Run]], variant: str, bases: list[str]) -
     return candidates if len(candidates) == 1 else []
 
 
-def _compare(track: str, record: str, variant: str, base: str, runs: list[_Run],
-             base_runs: list[_Run], alpha: float) -> VersusBaseline:
+def _compare(track: str, record: str, variant: str, base: str, runs: list[Run],
+             base_runs: list[Run], alpha: float) -> VersusBaseline:
     groups = np.array([0] * len(runs) + [1] * len(base_runs))
     loss = welch(np.array([m.loss for m in runs + base_runs]), groups, 2, 1, alpha)
     time_delta = time_p = None

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from conftest import tiny
-    from ablate.trainer.train import _Run
+    from ablate.trainer.train import Run
 
     class KeepStep8:
         def report(self, metrics, checkpoint):
@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
 
     cfg = tiny({data!r}, out={out!r}, tokens_per_step=256, micro_tokens=128, extra_embeddings=1,
                val_tokens=1024, checkpoint_every=4)
-    run = _Run(cfg, KeepStep8())
+    run = Run(cfg, KeepStep8())
     run._own_group = False  # keep the group to save every rank's weights
     result = run.run(None)
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -81,7 +81,7 @@ def test_two_workers_equal_one_worker_with_two_micro_steps(runs):
 def test_a_checkpoint_of_two_workers_resumes_on_one(runs, data_dir):
     """Muon's state lives on the rank that owns each matrix; the checkpoint merges the ranks'
     states, so a 2-worker run resumed on 1 worker ends as the 1-worker run does, bit for bit."""
-    from ablate.trainer.train import _Run
+    from ablate.trainer.train import Run
 
     from conftest import tiny
 
@@ -89,7 +89,7 @@ def test_a_checkpoint_of_two_workers_resumes_on_one(runs, data_dir):
     torch.set_num_threads(1)
     cfg = tiny(data_dir, tokens_per_step=256, micro_tokens=128, extra_embeddings=1,
                val_tokens=1024, checkpoint_every=4)
-    resumed = _Run(cfg, None)
+    resumed = Run(cfg, None)
     resumed.run(folder / "w2.parquet.step8")
     for name, w in alone["weights"].items():
         assert torch.equal(w, resumed.model.state_dict()[name]), name

@@ -16,7 +16,7 @@ from torch.nn.attention.flex_attention import flex_attention
 from ablate.model import GPT, GPTConfig
 from ablate.model.gpt import attend, block_masks, dense_masks
 from ablate.trainer.config import TrainConfig
-from ablate.trainer.train import _Run, load_checkpoint
+from ablate.trainer.train import Run, load_checkpoint
 
 pytestmark = pytest.mark.gpu
 
@@ -66,7 +66,7 @@ def test_the_compiled_model_trains_on_cuda_as_one_graph(preset, data_dir):
     cfg = TrainConfig.recipe(preset, data=str(data_dir), device="cuda", num_iterations=30,
                              val_every=10, val_tokens=4096, warmup_steps=2)
     torch._dynamo.reset()
-    run = _Run(cfg, None)
+    run = Run(cfg, None)
     run.net = torch.compile(run.model, dynamic=False, fullgraph=True)
     result = run.run(None)
     losses = [r["val_loss"] for r in result.rows]
@@ -90,14 +90,14 @@ def test_a_bf16_run_on_cuda_resumed_from_its_checkpoint_equals_the_uninterrupted
                                   num_iterations=12, val_every=4, checkpoint_every=4, val_tokens=1024,
                                   extra_embeddings=1)
 
-    whole = _Run(cfg(), None)
+    whole = Run(cfg(), None)
     whole.run(None)
     keep = KeepAt(8)
     with pytest.raises(RuntimeError, match="worker lost"):
-        _Run(cfg(), keep).run(None)
+        Run(cfg(), keep).run(None)
     folder = tempfile.mkdtemp()
     torch.save(keep.state, os.path.join(folder, "state.pt"))
-    resumed = _Run(cfg(), None)
+    resumed = Run(cfg(), None)
     resumed.run(folder)
     assert [r["val_loss"] for r in whole.rows] == [r["val_loss"] for r in resumed.rows]
     for name, w in whole.model.state_dict().items():

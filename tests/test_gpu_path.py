@@ -16,7 +16,7 @@ import torch
 from ablate.model import ConfigError
 from ablate.trainer.config import RECORD_NS_COEFFICIENTS, TrainConfig, check_cuda_shapes
 from ablate.trainer.muon import Muon, _fp32_master, newton_schulz
-from ablate.trainer.train import _Run, load_checkpoint, use_expandable_segments
+from ablate.trainer.train import Run, load_checkpoint, use_expandable_segments
 
 from conftest import tiny
 
@@ -41,7 +41,7 @@ def bf16(data_dir, **overrides):
 
 
 def test_the_bf16_loop_stores_tables_and_matrices_in_bf16_and_keeps_their_fp32_masters(data_dir):
-    run = _Run(bf16(data_dir), None)
+    run = Run(bf16(data_dir), None)
     result = run.run(None)
     groups = {g["name"]: g["params"] for g in run.model.param_groups()}
     assert {p.dtype for name in ("attn", "mlp", "tables") for p in groups[name]} == {torch.bfloat16}
@@ -59,15 +59,15 @@ def test_the_bf16_loop_stores_tables_and_matrices_in_bf16_and_keeps_their_fp32_m
 
 
 def test_a_bf16_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(tmp_path, data_dir):
-    whole = _Run(bf16(data_dir, out=str(tmp_path / "a.parquet")), None)
+    whole = Run(bf16(data_dir, out=str(tmp_path / "a.parquet")), None)
     whole.run(None)
     crash = KeepAt(8, crash=True)
     with pytest.raises(RuntimeError, match="worker lost"):
-        _Run(bf16(data_dir, out=str(tmp_path / "b.parquet")), crash).run(None)
+        Run(bf16(data_dir, out=str(tmp_path / "b.parquet")), crash).run(None)
     lows = [s["low_bits"] for s in crash.state["optimizers"][1]["state"].values()]
     assert lows and all(b.dtype == torch.int16 for b in lows)
     torch.save(crash.state, tmp_path / "state.pt")
-    resumed = _Run(bf16(data_dir, out=str(tmp_path / "b.parquet")), None)
+    resumed = Run(bf16(data_dir, out=str(tmp_path / "b.parquet")), None)
     resumed.run(tmp_path / "state.pt")
     a, b = (pq.read_table(tmp_path / f"{x}.parquet").to_pylist() for x in "ab")
     assert [{k: r[k] for k in EXACT} for r in a] == [{k: r[k] for k in EXACT} for r in b]
@@ -118,8 +118,8 @@ def test_the_compiled_train_step_is_one_graph_and_trains_as_eager_does(data_dir)
     import torch._dynamo
 
     cfg = tiny(data_dir, num_iterations=8, val_every=4, precision="bf16")
-    eager = _Run(cfg, None)
-    compiled = _Run(cfg, None)
+    eager = Run(cfg, None)
+    compiled = Run(cfg, None)
     torch._dynamo.reset()
     compiled.net = torch.compile(compiled.model, dynamic=False, fullgraph=True)
     for _ in range(cfg.num_iterations):
@@ -136,7 +136,7 @@ def test_the_compiled_train_step_is_one_graph_and_trains_as_eager_does(data_dir)
 
 
 def test_the_trainer_uses_fused_adam_and_fused_adam_steps_as_the_plain_one(data_dir):
-    run = _Run(tiny(data_dir), None)
+    run = Run(tiny(data_dir), None)
     assert run.optimizers[0].defaults["fused"] is True
     for dtype in (torch.float32, torch.bfloat16):
         torch.manual_seed(0)
@@ -161,10 +161,10 @@ BROADCAST = textwrap.dedent("""
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from conftest import tiny
-    from ablate.trainer.train import _Run
+    from ablate.trainer.train import Run
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    run = _Run(tiny({data!r}, workers=2, seed=rank), None)  # each rank its own init
+    run = Run(tiny({data!r}, workers=2, seed=rank), None)  # each rank its own init
     torch.save(run.model.state_dict(), {folder!r} + f"/init{{rank}}.pt")
     dist.barrier()
     dist.destroy_process_group()
@@ -179,8 +179,8 @@ def test_every_rank_starts_from_rank_0s_weights(tmp_path, data_dir):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script)],
                    check=True, capture_output=True, timeout=240, env=env)
-    alone = _Run(tiny(data_dir, seed=0), None).model.state_dict()
-    other = _Run(tiny(data_dir, seed=1), None).model.state_dict()
+    alone = Run(tiny(data_dir, seed=0), None).model.state_dict()
+    other = Run(tiny(data_dir, seed=1), None).model.state_dict()
     assert any(not torch.equal(alone[k], other[k]) for k in alone)  # the seeds do differ
     for rank in (0, 1):
         weights = torch.load(tmp_path / f"init{rank}.pt", weights_only=True)
@@ -212,7 +212,7 @@ def test_the_peak_memory_is_reset_after_the_warm_up(data_dir, monkeypatch):
     """On CUDA the curve's peak memory is the run's, not the compile's: the reset comes after
     the warm-up's steps and before the clock starts."""
     calls = []
-    run = _Run(tiny(data_dir, warmup_steps=2, num_iterations=4), None)
+    run = Run(tiny(data_dir, warmup_steps=2, num_iterations=4), None)
     run.cuda = True  # the CUDA-only branches of the warm-up, on CPU tensors
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append("reset"))

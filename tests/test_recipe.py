@@ -8,7 +8,7 @@ from ablate.model import GPT, ConfigError
 from ablate.trainer.config import RECORD_NS_COEFFICIENTS, TrainConfig
 from ablate.trainer.muon import Muon
 from ablate.trainer.schedule import lr_multiplier, muon_momentum
-from ablate.trainer.train import _Run, build_optimizers
+from ablate.trainer.train import Run, build_optimizers
 
 from conftest import tiny
 
@@ -75,7 +75,7 @@ def test_every_optimizer_setting_reaches_the_optimizers():
 
 
 def test_each_step_takes_the_schedules_lr_and_momentum(data_dir):
-    run = _Run(tiny(data_dir, num_iterations=300), None)
+    run = Run(tiny(data_dir, num_iterations=300), None)
     adam, muon = run.optimizers
     for step in (0, 150, 299):
         run.step = step
@@ -94,7 +94,7 @@ def test_a_rank_reads_only_its_slice_of_each_step(data_dir):
     """Rank 1 of 2 reads the second half of each step's tokens (+1 target), as rows of seq_len."""
     from ablate.trainer.data import TokenStream, find_shards
 
-    run = _Run(tiny(data_dir, batch_size=8), None)  # 512 tokens a step
+    run = Run(tiny(data_dir, batch_size=8), None)  # 512 tokens a step
     run.rank, run.world, run.micro_steps, run.rows_per_micro = 1, 2, 2, 2
     whole = TokenStream(find_shards(data_dir, "train"))
     for _ in range(3):

@@ -114,12 +114,12 @@ def test_resume_refuses_links_out_where_it_writes_and_leaves_tracker_links_be(tm
     from ablate.sweeps.storage import check_links_stay_inside
 
     folder = tmp_path / "s"
-    (folder / "train" / "t_0").mkdir(parents=True)
+    (folder / "checkpoints" / "t_0").mkdir(parents=True)
     (folder / "wandb" / "run" / "logs").mkdir(parents=True)
     (folder / "wandb" / "run" / "logs" / "debug.log").symlink_to(tmp_path / "elsewhere.log")
     (folder / "curves").mkdir()
-    (folder / "curves" / "t_1.parquet").symlink_to(folder / "train")  # inside: fine
+    (folder / "curves" / "t_1.parquet").symlink_to(folder / "checkpoints")  # inside: fine
     check_links_stay_inside(str(folder))  # W&B's own links in its runs are its business
-    (folder / "train" / "t_0" / "checkpoint_000001").symlink_to(tmp_path)
-    with pytest.raises(SpecError, match="checkpoint_000001: a link that leads out"):
+    (folder / "checkpoints" / "t_0" / "step_000000004").symlink_to(tmp_path)
+    with pytest.raises(SpecError, match="step_000000004: a link that leads out"):
         check_links_stay_inside(str(folder))

@@ -40,9 +40,9 @@ DDP_SCRIPT = textwrap.dedent("""
     import sys, torch, torch.distributed as dist
     sys.path.insert(0, {tests!r})
     from conftest import tiny
-    from ablate.trainer.train import _Run
+    from ablate.trainer.train import Run
     cfg = tiny({data!r}, out={out!r}, workers=2, extra_embeddings=1)
-    run = _Run(cfg, None)
+    run = Run(cfg, None)
     run._own_group = False  # keep the group to compare weights after the run
     run.run(None)
     torch.save(run.model.state_dict(), {folder!r} + f"/rank{{dist.get_rank()}}.pt")
@@ -71,15 +71,15 @@ def test_two_gloo_workers_end_with_identical_weights(tmp_path, data_dir):
 def test_training_reads_the_device_only_at_checks_and_validations(data_dir, monkeypatch):
     """No per-step host sync: the loss is read back every nan_check_every steps and at
     validation points, nowhere else."""
-    from ablate.trainer.train import _Run
+    from ablate.trainer.train import Run
 
-    reads, read = [], _Run.train_loss
+    reads, read = [], Run.train_loss
 
     def counted(self):
         reads.append(self.step)
         return read(self)
 
-    monkeypatch.setattr(_Run, "train_loss", counted)
+    monkeypatch.setattr(Run, "train_loss", counted)
     train(tiny(data_dir, num_iterations=12, val_every=6, nan_check_every=4))
     assert reads == [4, 6, 8, 12]
 

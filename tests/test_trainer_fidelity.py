@@ -8,7 +8,7 @@ import torch
 import ablate.model.gpt
 from ablate.results.curves import trial_meta
 from ablate.results.logs import parse_log, to_record_log
-from ablate.trainer.train import _Run, load_checkpoint, train
+from ablate.trainer.train import Run, load_checkpoint, train
 
 from conftest import tiny
 
@@ -29,7 +29,7 @@ class Keep:
 
 
 def run_weights(cfg, reporter=None, resume=None):
-    run = _Run(cfg, reporter)
+    run = Run(cfg, reporter)
     result = run.run(resume)
     return result, {k: v.clone() for k, v in run.model.state_dict().items()}
 
@@ -43,7 +43,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, data_dir):
     cut = tiny(data_dir, checkpoint_every=4, extra_embeddings=1, token_lambdas=True,
                out=str(tmp_path / "b.parquet"))
     with pytest.raises(RuntimeError, match="worker lost"):
-        _Run(cut, crash).run(None)
+        Run(cut, crash).run(None)
     assert pq.read_table(tmp_path / "b.parquet")["status"].to_pylist()[-1] == "failed"
 
     torch.save(crash.checkpoints[8], tmp_path / "state.pt")
@@ -129,7 +129,7 @@ def test_warm_up_is_undone_and_leaves_the_data_where_it_was(tmp_path, data_dir):
     """RECORD.md: untimed warm-up steps on random tokens, then weights and optimizer state
     restored and the data position untouched: the run equals one without warm-up."""
     cold, cold_weights = run_weights(tiny(data_dir, out=str(tmp_path / "a.parquet")))
-    warm_run = _Run(tiny(data_dir, warmup_steps=3, out=str(tmp_path / "b.parquet")), None)
+    warm_run = Run(tiny(data_dir, warmup_steps=3, out=str(tmp_path / "b.parquet")), None)
     warm = warm_run.run(None)
     assert warm.warmup_ms > 0 and cold.warmup_ms == 0
     assert [{k: r[k] for k in EXACT} for r in warm.rows] == [{k: r[k] for k in EXACT} for r in cold.rows]

@@ -80,7 +80,7 @@ def build_optimizers(model: GPT, cfg: TrainConfig, fused: bool,
     return opts
 
 
-class _Run:
+class Run:
     """The state of one run: model, optimizers, data, clock and curve."""
 
     def __init__(self, cfg: TrainConfig, reporter: Reporter | None,
@@ -452,14 +452,14 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: str | Path
           curve_meta: dict[str, Any] | None = None) -> Result:
     """Run one training; `resume` is a checkpoint folder (or file) to continue from;
     `curve_meta` goes into the curve file's metadata (a sweep's axes and target)."""
-    return _Run(cfg, reporter, curve_meta).run(Path(resume) if resume is not None else None)
+    return Run(cfg, reporter, curve_meta).run(Path(resume) if resume is not None else None)
 
 
 def training_points(cfg: TrainConfig, resume: str | Path | None = None,
                     curve_meta: dict[str, Any] | None = None) -> Points:
-    """A run as a generator of its validation points (see _Run.points): for a caller that
+    """A run as a generator of its validation points (see Run.points): for a caller that
     drives the run point by point and may stop it between two, as a warm worker does."""
-    return _Run(cfg, None, curve_meta).points(Path(resume) if resume is not None else None)
+    return Run(cfg, None, curve_meta).points(Path(resume) if resume is not None else None)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
