@@ -342,8 +342,8 @@ class Run:
         if n == 0:
             return
         t0 = time.perf_counter()
-        saved = copy.deepcopy(dict(model=self.model.state_dict(),
-                                   optimizers=[o.state_dict() for o in self.optimizers]))
+        saved_model = copy.deepcopy(self.model.state_dict())
+        saved_optimizers = copy.deepcopy([o.state_dict() for o in self.optimizers])
         g = torch.Generator().manual_seed(self.cfg.seed)
         vocab, T = self.cfg.model.vocab_size, self.cfg.model.seq_len
         for _ in range(n):
@@ -356,8 +356,8 @@ class Run:
                               dtype=torch.int32).to(self.device)
             self.net(x, x.long(), window=self.window())
         self.model.train()
-        self.model.load_state_dict(saved["model"])
-        for opt, s in zip(self.optimizers, saved["optimizers"]):
+        self.model.load_state_dict(saved_model)
+        for opt, s in zip(self.optimizers, saved_optimizers):
             opt.load_state_dict(s)
         self.loss_sum.zero_()
         self.loss_count = 0
