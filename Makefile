@@ -36,8 +36,12 @@ relink: $(STAMP)
 demo: relink
 	$(BIN)/ablate sweep sweeps/presets/demo.toml --storage runs/demo-$$(date +%Y%m%d-%H%M%S)
 
+# Two pytest processes, a test file each at a time (a file's Ray and fixtures stay in one):
+# each has its own embedded Ray in its own temp folder (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: relink
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # ruff, then basedpyright over the package folders ([tool.basedpyright] in pyproject.toml).
 lint: relink

@@ -6,8 +6,9 @@ then a longer sweep (24 trials by default) to show the warm workers' cost spread
     .venv/bin/python bench/sweep_overhead.py --trials 6 --long 24
 
 Prints: each run's wall time, the sweep-to-torchrun ratio, and each trial's fixed cost (its
-wall time, from Tune starting it to its last report, minus its training time), for the first
-trial of each concurrency slot (it starts the slot's worker group) and for the ones after.
+wall time minus its training time): for the first trial of each concurrency slot counted from
+the sweep's start (Tune's start-up and the slot's worker group are its), for the later ones
+from Tune starting the trial to its last report.
 Figures only: nothing is asserted.
 """
 
@@ -83,30 +84,40 @@ def torchrun(configs, args, data: Path, out: Path, env) -> tuple[float, list[flo
     return total, fixed
 
 
+def grid(trials: int, seeds: int) -> tuple[int, int]:
+    """(extra-embedding counts, seeds) for `trials` trials: at most 6 counts (0..5), the rest
+    in seeds."""
+    tables = min(6, max(1, trials // seeds))
+    return tables, max(1, trials // tables)
+
+
 def sweep(args, data: Path, out: Path, env, trials: int) -> tuple[float | None, list[float], list[float]]:
     """Wall seconds of a sweep of `trials` trials, and the fixed costs of its first trials (one
-    per slot: it starts the worker group) and of the others, from its --json-log events."""
+    per slot, counted from the sweep's start: Tune's start-up and the slot's worker group are
+    theirs) and of the others (Tune starting the trial to its end), from its --json-log."""
     import json
 
     spec = out / f"spec-{trials}.toml"
-    seeds = min(args.seeds, trials)
+    tables, seeds = grid(trials, args.seeds)
     spec.write_text(SPEC.format(data=data, seeds=seeds, workers=args.workers, steps=args.steps,
-                                val_every=args.val_every, embeddings=list(range(trials // seeds))))
+                                val_every=args.val_every, embeddings=list(range(tables))))
     storage, log = out / f"sweep-{trials}", out / f"events-{trials}.jsonl"
     wall = run([sys.executable, "-m", "ablate.cli", "sweep", str(spec), "--storage", str(storage),
                 "--json-log"], env, ROOT, timeout=args.timeout, stdout=log)
     if wall is None:
         return None, [], []
-    started, ended = {}, {}
+    started, ended, begun = {}, {}, None
     for line in log.read_text().splitlines():
         event = json.loads(line)
-        if event["event"] in ("trial_start", "trial_end"):
+        if event["event"] == "sweep_start":
+            begun = event["time"]
+        elif event["event"] in ("trial_start", "trial_end"):
             (started if event["event"] == "trial_start" else ended)[event["trial_id"]] = event["time"]
-    order = sorted(started, key=started.__getitem__)
-    fixed = [ended[t] - started[t] - train_seconds(storage / "overhead" / "curves" / f"{t}.parquet")
-             for t in order if t in ended]
-    slots = args.slots
-    return wall, fixed[:slots], fixed[slots:]
+    order = [t for t in sorted(started, key=started.__getitem__) if t in ended]
+    train = {t: train_seconds(storage / "overhead" / "curves" / f"{t}.parquet") for t in order}
+    first = [ended[t] - (begun or started[t]) - train[t] for t in order[:args.slots]]
+    later = [ended[t] - started[t] - train[t] for t in order[args.slots:]]
+    return wall, first, later
 
 
 def main() -> None:
@@ -121,9 +132,10 @@ def main() -> None:
     args = p.parse_args()
     args.slots = max(1, (os.cpu_count() or 1) // args.workers)  # trials at once (1 CPU a worker)
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    tables, seeds = grid(args.trials, args.seeds)
     configs = [dict(extra_embeddings=k, seed=s, num_iterations=args.steps, val_every=args.val_every,
                     batch_size=8, val_tokens=2048)
-               for k, s in itertools.product(range(args.trials // args.seeds), range(args.seeds))]
+               for k, s in itertools.product(range(tables), range(seeds))]
     with tempfile.TemporaryDirectory(prefix="ablate-bench-") as tmp:
         out = Path(tmp)
         env.setdefault("RAY_TMPDIR", str(out / "ray"))  # private: no other Ray attaches

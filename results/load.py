@@ -32,7 +32,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyarrow._parquet import ParquetReader  # ParquetFile's reader; it alone takes a pool
+
+try:  # ParquetFile's own reader: it alone takes a memory pool (private: a later pyarrow may move it)
+    from pyarrow._parquet import ParquetReader
+except ImportError:  # pragma: no cover - then ParquetFile decodes, into Arrow's default pool
+    ParquetReader = None
 
 from ablate.results.configs import parse_params
 from ablate.results.curves import (
@@ -166,6 +170,8 @@ def _decode(path: Path, footer: pq.ParquetFile, names: list[str]) -> pa.Table:
     """The named columns of a curve file, in that order, decoded on this thread into
     READ_POOL (files are read in parallel already: Arrow's own threads on top of those
     cost several times the decoding on a busy machine)."""
+    if ParquetReader is None:
+        return footer.read(columns=names, use_threads=False)
     paths = footer.reader.column_paths  # a nested column (lambdas) is several leaves
     leaves = [i for name in names for i, leaf in enumerate(paths) if leaf[0] == name]
     reader = ParquetReader(memory_pool=READ_POOL)

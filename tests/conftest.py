@@ -1,7 +1,7 @@
 """Shared fixtures: the built-in corpus as shards (made once), and one local Ray per session.
 
-Tests never run two Ray instances at once (Train V2's placement-group cleaner breaks), and
-Ray's files go to a private temp folder so that no other Ray on the machine attaches.
+Each pytest process (`make test` runs two, pytest-xdist) starts its own Ray, one at a time,
+with its files in a private temp folder, so that no other Ray on the machine attaches.
 """
 
 from __future__ import annotations
