@@ -179,6 +179,7 @@ def concurrency(spec: SweepSpec, address: str | None) -> str:
 
 def print_plan(p: Plan, console) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     spec, res = p.spec, p.spec.resources
     table = Table(title=f"{spec.name}: {len(p.trials)} trials ({spec.source})")
@@ -204,7 +205,9 @@ def print_plan(p: Plan, console) -> None:
             ("data", spec.data),
             ("tracking", _trackers(spec)),
             ("output", p.folder)):
-        console.print(f"[bold]{label:>9}[/]  {value}")
+        # a path is never broken across lines (it is copied from here), nor read as markup
+        console.print(Text.assemble((f"{label:>9}", "bold"), "  ", str(value)),
+                      soft_wrap=label in ("data", "output"))
 
 
 def _points(spec: SweepSpec) -> str:

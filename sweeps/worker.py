@@ -44,6 +44,7 @@ STALL_STARTUP_S = 30 * 60  # before its first report: imports, data, compilation
 STALL_FLOOR_S = 5 * 60
 STALL_GAPS = 10  # times the longest gap between two of its reports so far
 STOP_TIMEOUT_S = 60  # for workers to leave a trial stopped early; else the gang is replaced
+FAILURE_GRACE_S = 10  # for rank 0 to mark its curve failed once another rank has failed
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,12 @@ class TrialRun:
                 raise TrialStalled(f"no report for {silent:.0f} s (stall limit)")
             ready, pending = ray.wait(pending, num_returns=1, timeout=min(left, 5.0))
             for ref in ready:
-                points[ref] = ray.get(ref)
+                try:
+                    points[ref] = ray.get(ref)
+                except ray.exceptions.RayError:
+                    if refs[0] in pending:  # rank 0 writes the failure into the curve: let it
+                        ray.wait([refs[0]], timeout=FAILURE_GRACE_S)
+                    raise
         point = points[refs[0]]
         if point is None:
             raise RuntimeError("the run ended without reporting its last validation point")

@@ -46,10 +46,16 @@ def head(tmp_path_factory):
     env = os.environ | {"RAY_TMPDIR": str(tmp_path_factory.mktemp("ray")), "OMP_NUM_THREADS": "1"}
     env.pop("RAY_AUTH_MODE", None)
     port, dashboard = free_port(), free_port()
-    subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus=2", f"--port={port}",
-                    "--node-ip-address=127.0.0.1", "--include-dashboard=true",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-                    "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+    # every port Ray would otherwise take at a fixed default: another Ray may run beside it
+    # (the other pytest process)
+    others = [f"--{name}={free_port()}" for name in (
+        "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+        "runtime-env-agent-port", "metrics-export-port")]
+    started = subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus=2", f"--port={port}",
+                              "--node-ip-address=127.0.0.1", "--include-dashboard=true",
+                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *others,
+                              "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
     try:
         yield env, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
     finally:
