@@ -6,6 +6,7 @@ tokens as uint16 from byte 1024: the format of the FineWeb GPT-2 shards users al
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -74,9 +75,27 @@ def shard_length(path: str | os.PathLike) -> int:
 
 
 def read_shard(path: str | os.PathLike) -> np.ndarray:
-    """A shard's tokens, memory-mapped (shards are often 100M tokens)."""
+    """A shard's tokens, memory-mapped (shards are often 100M tokens): once per process while
+    the file stays the same, so a warm worker's next trial maps nothing again."""
+    info = os.stat(path)
+    return _mapped(os.path.realpath(path), info.st_mtime_ns, info.st_size)
+
+
+def largest_token(path: str | os.PathLike) -> int:
+    """The largest token id in a shard (a full read of it: once per process and file)."""
+    info = os.stat(path)
+    return _largest(os.path.realpath(path), info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _mapped(path: str, mtime_ns: int, size: int) -> np.ndarray:
     n = shard_length(path)
     return np.memmap(path, dtype=np.uint16, mode="r", offset=HEADER_BYTES, shape=(n,))
+
+
+@functools.lru_cache(maxsize=256)
+def _largest(path: str, mtime_ns: int, size: int) -> int:
+    return int(_mapped(path, mtime_ns, size).max())
 
 
 def find_shards(data_dir: str | os.PathLike, split: str) -> list[Path]:
@@ -132,7 +151,7 @@ class TokenStream:
         if self._cache is None or self._cache[0] != shard:
             tokens = read_shard(self.files[shard])
             if self.vocab_size is not None and shard not in self._checked:
-                top = int(tokens.max())
+                top = largest_token(self.files[shard])
                 if top >= self.vocab_size:
                     raise DataError(f"{self.files[shard]}: holds token id {top}, beyond the "
                                     f"model's vocab_size {self.vocab_size}")

@@ -425,22 +425,28 @@ class Run:
 
     def validate(self, status: str, val_loss: float | None = None,
                  train_loss: float | None = None) -> Points:
-        if val_loss is None:
-            val_loss = self.evaluate()
-        row = self.record(val_loss, status, train_loss)
-        if status == states.COMPLETED and self.rank == 0:  # weights first: a completed curve has them
-            from ablate.trainer.weights import save_run_weights
-            save_run_weights(self.cfg.out, self.model, self.cfg.to_flat())
-        self.write_curve()
-        ckpt = None
-        if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 \
-                and status == states.RUNNING:
-            ckpt = self.checkpoint()
+        """One validation point: measured and recorded, written where readers find it, then
+        handed on with a checkpoint when one is due (removed once the point is passed)."""
+        row = self.record(self.evaluate() if val_loss is None else val_loss, status, train_loss)
+        self.publish(status)
+        ckpt = self.checkpoint() if self.checkpoint_due(status) else None
         try:
             yield _metrics(row), ckpt
         finally:
             if ckpt is not None:
                 shutil.rmtree(ckpt, ignore_errors=True)
+
+    def publish(self, status: str) -> None:
+        """Rank 0 writes the curve, and at the end the weights, first: a curve that says
+        completed has its weights beside it."""
+        if status == states.COMPLETED and self.rank == 0:
+            from ablate.trainer.weights import save_run_weights
+            save_run_weights(self.cfg.out, self.model, self.cfg.to_flat())
+        self.write_curve()
+
+    def checkpoint_due(self, status: str) -> bool:
+        every = self.cfg.checkpoint_every
+        return bool(every) and self.step % every == 0 and status == states.RUNNING
 
     def close(self) -> None:
         if self._own_group and dist.is_initialized():
