@@ -5,9 +5,11 @@ same sweep runs as a `ray job submit` job (docs/sweeps.md, "On a cluster")."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -43,7 +45,8 @@ def head(tmp_path_factory):
     import ray
 
     ray.shutdown()  # no other Ray in this process meanwhile
-    env = os.environ | {"RAY_TMPDIR": str(tmp_path_factory.mktemp("ray")), "OMP_NUM_THREADS": "1"}
+    short = tempfile.mkdtemp(prefix="r")  # Ray's socket paths must stay under 108 bytes
+    env = os.environ | {"RAY_TMPDIR": short, "OMP_NUM_THREADS": "1"}
     env.pop("RAY_AUTH_MODE", None)
     port, dashboard = free_port(), free_port()
     # every port Ray would otherwise take at a fixed default: another Ray may run beside it
@@ -59,7 +62,10 @@ def head(tmp_path_factory):
     try:
         yield env, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        # this head's processes only (`ray stop` ends every Ray of the user's: the other
+        # pytest process's too); each names the private folder in its arguments
+        subprocess.run(["pkill", "-9", "-f", short], capture_output=True, timeout=60)
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def completed(folder: Path) -> list[str]:

@@ -108,7 +108,8 @@ def test_progress_lines_reach_a_log_file_as_the_trials_run(swept):
         end = [t for _, t in mine if "completed" in t]
         assert len(end) == 1 and f"val {rows[-1]['val_loss']:.4f}" in end[0]
     summaries = [t for _, t in lines if t.startswith("sweep tracked: ") and "trials," not in t]
-    assert any("2 starting" in t for t in summaries) and len(summaries) >= 3  # every 5 s
+    # every 5 s, from the start (trials starting: warm workers make that a few seconds)
+    assert any(re.search(r"\b[12] starting", t) for t in summaries) and len(summaries) >= 2
     assert summaries[-1].startswith("sweep tracked: 2 completed · best ")
     assert "Pareto" in swept.out or "val loss" in swept.out  # the report, on stdout
 
