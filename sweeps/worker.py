@@ -134,7 +134,6 @@ class TrialRun:
     def __init__(self, slot: Slot, config: dict[str, Any], settings: TrialSettings, trial_id: str):
         self.slot, self.settings = slot, settings
         self.final = final_row(settings.storage, settings.sweep, trial_id, settings.stopped)
-        self.last: dict[str, Any] | None = None
         self.restarts_left, self.stalled = settings.max_failures, None
         self.heard, self.reported, self.longest_gap = time.monotonic(), False, None
         self.running = False
@@ -159,7 +158,6 @@ class TrialRun:
             report = point.metrics | {"node_id": point.node_id}
             if self.stalled:
                 report, self.stalled = report | {"stalled": self.stalled}, None
-        self.last = report
         done = report["status"] != states.RUNNING
         self.running = self.running and not done
         return report | {"done": done}
