@@ -137,7 +137,7 @@ class SweepSpec:
     target: float | None = None
     baseline: dict[str, Any] | None = None  # the grid point the report compares the others with
     max_concurrent_trials: int | None = checked(None, range=(1, MAX_TRIALS))
-    # Ray Train restarts of a trial's workers from its last checkpoint
+    # restarts of a trial's gang of workers from its last checkpoint
     max_failures: int = checked(1, range=(0, MAX_FAILURES),
                                 why="a trial that always fails is retried that often")
     # seconds without a validation report after which a trial's workers count as stalled and

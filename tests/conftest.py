@@ -15,8 +15,18 @@ os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ablate-ray-"))
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
+# The files that run whole sweeps (a minute or more each): started first, so that the two
+# pytest processes of `make test` end together rather than one waiting on the other's last.
+LONGEST_FIRST = ("test_stop.py", "test_faults.py", "test_interrupt.py", "test_cluster.py",
+                 "test_tracking.py", "test_search_run.py", "test_tpe.py", "test_random_search.py",
+                 "test_abnormal_end.py", "test_plain_cluster.py", "test_warm.py", "test_search_cli.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` need a CUDA device: skipped, with the reason, where none is visible."""
+    """The longest files first (in a fixed order, the same in every pytest process); tests
+    marked `gpu` need a CUDA device: skipped, with the reason, where none is visible."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu:
         return

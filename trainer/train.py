@@ -1,4 +1,4 @@
-"""One training run, the same code single-process, under torchrun, and in a Ray Train worker.
+"""One training run, the same code single-process, under torchrun, and on a sweep's warm workers.
 
 The loop is the record's (RECORD.md): our Muon on the blocks' matrices and Adam on tables,
 head and scalars; the lr flat then falling to 0 over the final 70% of the steps; Muon's
@@ -46,7 +46,8 @@ Points = Generator[tuple[dict[str, Any], Path | None]]
 
 
 class Reporter(Protocol):
-    """Where validation metrics and checkpoints go (a log, Ray Train, a test)."""
+    """Where validation metrics and checkpoints go (a log, a test); a sweep's workers take the
+    points from `training_points` instead."""
 
     def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None: ...
 
@@ -484,7 +485,7 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
-    """Join the process group that Ray Train or torchrun prepared, or make one from torchrun's
+    """Join the process group that a sweep's gang or torchrun prepared, or make one from torchrun's
     environment; a plain process runs alone."""
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cuda and not torch.cuda.is_available():
