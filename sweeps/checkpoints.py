@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ablate.sweeps.storage import exists, filesystem, is_uri, join, read_text, upload
+from ablate.sweeps.storage import exists, filesystem, is_uri, join, read_text, upload, write_text
 
 POINT_FILE = "point.json"
 STATE_FILE = "state.pt"  # the trainer's (trainer/train.py CHECKPOINT_FILE)
@@ -39,10 +39,7 @@ def keep_checkpoint(local: Path, folder: str, metrics: dict[str, Any]) -> str:
     point = json.dumps({"step": step, "val_loss": metrics.get("val_loss")})
     if is_uri(folder):
         upload(local / STATE_FILE, join(folder, name, STATE_FILE))
-        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
-            f.write(point)
-            f.flush()
-            upload(f.name, join(folder, name, POINT_FILE))
+        write_text(join(folder, name, POINT_FILE), point)  # after the state: a complete point
     else:
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
