@@ -36,12 +36,14 @@ relink: $(STAMP)
 demo: relink
 	$(BIN)/ablate sweep sweeps/presets/demo.toml --storage runs/demo-$$(date +%Y%m%d-%H%M%S)
 
-# Two pytest processes, a test file each at a time (a file's Ray and fixtures stay in one):
-# each has its own embedded Ray in its own temp folder (tests/conftest.py).
+# Two pytest processes, a test file each at a time (a file's fixtures stay in one), the
+# longest files first in conftest's order (which xdist would otherwise re-sort by test
+# count); each has its own embedded Ray in its own temp folder (tests/conftest.py). The
+# slowest 20 tests are listed at the end.
 TEST_WORKERS ?= 2
 
 test: relink
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 # ruff, then basedpyright over the package folders ([tool.basedpyright] in pyproject.toml).
 lint: relink

@@ -84,8 +84,12 @@ def tracking_settings(args) -> dict[str, str]:
 
 
 def run_sweep(spec, storage: str, folder: str, args) -> int:
+    from ablate.sweeps.spec import BUILTIN_DATA
     from ablate.sweeps.storage import claim, resolve_data, save_sweep
     from ablate.sweeps.tuner import trial_settings
+
+    if spec.data != BUILTIN_DATA:  # the user's shards, only read: refused before Ray starts
+        resolve_data(spec, storage)
 
     def start() -> dict:
         settings = trial_settings(spec, storage, resolve_data(spec, storage))
@@ -151,10 +155,11 @@ def fit(spec, folder: str, args, settings: Callable[[], dict]) -> int:
     from ablate.sweeps.progress import RichView
     from ablate.sweeps.stoppers import StopControl
     from ablate.sweeps.storage import is_stored
-    from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, ray_session
+    from ablate.sweeps.tuner import build_tuner, check_auth, check_fits, check_fits_machine, ray_session
 
     tracking.check(spec.tracking, folder)
     check_auth(args.address)
+    check_fits_machine(spec, args.address)
     out = sys.stdout
     view = make_view(spec, out if args.json_log else None, args.summary_every)
     with DriverWatch(folder, out if args.json_log else None), \

@@ -18,7 +18,7 @@ import re
 import signal
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,14 +70,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress view replaces Tune's
     kwargs: dict[str, Any] = dict(runtime_env={"env_vars": env}, log_to_driver=False,
                                   configure_logging=True, logging_level="ERROR")
-    if ray.is_initialized():
+    check_auth(address)
+    if address:
+        check_reachable(address)
+    if ray.is_initialized():  # this process's Ray already (a caller's own session)
         yield
         return
-    check_auth(address)
     main_thread = threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGTERM)
     if address:
-        check_reachable(address)
         try:
             with warnings.catch_warnings():  # Ray Client warns, then raises: one line will do
                 warnings.simplefilter("ignore", UserWarning)
@@ -190,15 +191,23 @@ def trial_resources() -> dict[str, float]:
     return {TRIAL_SLOT: 1} if ray.cluster_resources().get(TRIAL_SLOT) else {"memory": DRIVER_MEMORY}
 
 
-def check_fits(spec: SweepSpec, embedded: bool) -> str | None:
+def check_fits(spec: SweepSpec, embedded: bool, known: Mapping[str, float] | None = None) -> str | None:
     """Refuse a trial whose gang can never be placed: more CPUs or GPUs than the whole
     embedded Ray has. A cluster may grow (an autoscaler, nodes joining by hand), so there
     the sweep waits: returned is what it waits for (more in all, or a node large enough for
-    one worker), for the views to say; None if it fits. `ablate resume` checks the same."""
-    import ray
-
-    res, total = spec.resources, ray.cluster_resources()
+    one worker), for the views to say; None if it fits. `ablate resume` checks the same.
+    `known`: the resources known before Ray starts (the embedded Ray gets this machine's CPUs,
+    `os.cpu_count()`), checked alone so that a gang too large is refused in a moment; without
+    it, the running Ray's."""
+    res = spec.resources
+    if known is None:
+        import ray
+        total = ray.cluster_resources()
+    else:
+        total = known
     for kind, per_worker in (("CPU", res.cpus_per_worker), ("GPU", res.gpus_per_worker)):
+        if kind not in total and known is not None:
+            continue
         need, have = res.workers * per_worker, total.get(kind, 0)
         if need <= have:
             continue
@@ -210,6 +219,9 @@ def check_fits(spec: SweepSpec, embedded: bool) -> str | None:
         return (f"waiting for resources: a trial needs {need:g} {kind}s ({res.workers} workers "
                 f"x {per_worker:g}), the cluster has {have:g}; trials start when nodes join "
                 "(Ctrl-C stops; `ablate resume` goes on later)")
+    if known is not None:
+        return None
+    import ray
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if nodes and not any(n.get("CPU", 0) >= res.cpus_per_worker and n.get("GPU", 0) >= res.gpus_per_worker
                          for n in nodes):  # the totals suffice, but one worker fits on no node
@@ -219,6 +231,13 @@ def check_fits(spec: SweepSpec, embedded: bool) -> str | None:
                 f"{largest.get('CPU', 0):g} and {largest.get('GPU', 0):g}; trials start when "
                 "such a node joins (Ctrl-C stops; `ablate resume` goes on later)")
     return None
+
+
+def check_fits_machine(spec: SweepSpec, address: str | None) -> None:
+    """Before the embedded Ray starts: a gang larger than this machine's CPUs, which is what
+    that Ray gets, is refused at once (its GPUs are Ray's to find once it runs)."""
+    if not address:
+        check_fits(spec, embedded=True, known={"CPU": float(os.cpu_count() or 1)})
 
 
 def concurrent_trials(spec: SweepSpec) -> int:

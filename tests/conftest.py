@@ -1,25 +1,35 @@
 """Shared fixtures: the built-in corpus as shards (made once), and one local Ray per session.
 
 Each pytest process (`make test` runs two, pytest-xdist) starts its own Ray, one at a time,
-with its files in a private temp folder, so that no other Ray on the machine attaches.
+with its files in a private temp folder, so that no other Ray on the machine attaches. Tests
+share it (in-process sweeps, and `ablate` drivers through `--address`) unless what they test is
+a Ray's own start or end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ablate-ray-"))
+# One torch thread in each pytest process (set before torch is first imported): `make test`
+# runs two on two cores beside Ray's workers, and torch's default of a thread a core makes
+# them spin against each other (a tiny training 3x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
-# The files that run whole sweeps (a minute or more each): started first, so that the two
-# pytest processes of `make test` end together rather than one waiting on the other's last.
-LONGEST_FIRST = ("test_stop.py", "test_faults.py", "test_interrupt.py", "test_cluster.py",
-                 "test_tracking.py", "test_search_run.py", "test_tpe.py", "test_random_search.py",
-                 "test_abnormal_end.py", "test_plain_cluster.py", "test_warm.py", "test_search_cli.py")
+# The files that run whole sweeps (half a minute to three minutes each, measured under
+# `make test`): started first, longest first, so that the two pytest processes end together
+# rather than one waiting on the other's last (`make test` keeps this order: xdist's
+# --no-loadscope-reorder).
+LONGEST_FIRST = ("test_cluster.py", "test_faults.py", "test_plain_cluster.py", "test_interrupt.py",
+                 "test_stop.py", "test_search_run.py", "test_abnormal_end.py", "test_tpe.py",
+                 "test_tracking.py", "test_random_search.py", "test_warm.py", "test_gpu_path.py",
+                 "test_sweeps.py", "test_search_cli.py", "test_accumulation.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,13 +56,51 @@ def data_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """An embedded local Ray (2 CPUs) shared by a module's tests, shut down after them so
-    that a module starting its own cluster never finds a second Ray running."""
+_shared_ray: contextlib.ExitStack | None = None
+
+
+def shared_ray() -> str:
+    """This pytest process's embedded local Ray (2 CPUs), started by the first test that asks
+    and kept for every later one (a Ray start and end cost 5-10 s of CPU); its GCS address,
+    which `ablate ... --address` drivers join so that they start no Ray of their own."""
+    global _shared_ray
+    import ray
+
     from ablate.sweeps.tuner import ray_session
-    with ray_session(num_cpus=2):
-        yield
+    if _shared_ray is None or not ray.is_initialized():
+        end_shared_ray()
+        _shared_ray = contextlib.ExitStack()
+        _shared_ray.enter_context(ray_session(num_cpus=2))
+    return ray.get_runtime_context().gcs_address
+
+
+def end_shared_ray() -> None:
+    """For a test that starts a Ray of its own (a cluster, a fault hook, the embedded Ray under
+    test): no other may run in this process meanwhile."""
+    global _shared_ray
+    import ray
+
+    if _shared_ray is not None:
+        _shared_ray.close()
+        _shared_ray = None
+    ray.shutdown()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _shared_ray is not None:
+        end_shared_ray()
+
+
+@pytest.fixture
+def local_ray() -> str:
+    """The shared local Ray (`shared_ray`): a sweep run in this process uses it."""
+    return shared_ray()
+
+
+@pytest.fixture
+def own_ray():
+    """No Ray runs in this process: the test's sweep starts (and ends) its own embedded one."""
+    end_shared_ray()
 
 
 def tiny(data_dir, **overrides):

@@ -37,10 +37,10 @@ val_tokens = 1024
 """
 
 
-def start(tmp_path, data_dir, storage, name: str, **env) -> subprocess.Popen:
+def start(tmp_path, data_dir, storage, name: str, *args: str, **env) -> subprocess.Popen:
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(name=name, data=data_dir))
-    driver = ablate("sweep", str(spec), "--storage", str(storage), "--json-log",
+    driver = ablate("sweep", str(spec), "--storage", str(storage), "--json-log", *args,
                     env=env)
     for line in driver.stdout:  # once the trial trains
         if json.loads(line)["event"] == "result":
@@ -79,9 +79,9 @@ def test_item10_a_folder_cut_off_while_starting_is_removed_so_the_command_runs_a
 
 
 def test_item11_a_full_disk_names_the_file_and_resume_and_no_trial_stays_running(
-        tmp_path, data_dir, small_disk):  # noqa: F811
+        tmp_path, data_dir, small_disk, local_ray):  # noqa: F811
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
-    driver = start(tmp_path, data_dir, small_disk, "full")
+    driver = start(tmp_path, data_dir, small_disk, "full", "--address", local_ray)  # the shared Ray
     fill(small_disk)
     out, err = driver.communicate(timeout=180)
     folder = small_disk / "full"

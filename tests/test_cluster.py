@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ablate.cli import main
+
+from conftest import end_shared_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,28 +42,42 @@ num_iterations = [8, 24, 12]
 """
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def own_ports() -> dict[str, int]:
+    """Every port a node would otherwise take at a fixed default (the dashboard agent's 52365
+    among them): another Ray may start beside it (the other pytest process's)."""
+    return {name: free_port() for name in ("dashboard_agent_listen_port", "runtime_env_agent_port",
+                                           "metrics_agent_port", "metrics_export_port")}
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """Head (2 CPUs, the trial slots) + one worker node (2 CPUs). No other Ray may run in
-    this process meanwhile: the session's local Ray, if up, is stopped and started again."""
+    this process meanwhile: the shared local Ray, if up, is ended."""
     import ray
     from ray.cluster_utils import Cluster
 
-    from ablate.sweeps.tuner import TRIAL_SLOT, ray_session
+    from ablate.sweeps.tuner import TRIAL_SLOT, join_environment
 
-    was_up = ray.is_initialized()
-    ray.shutdown()
+    end_shared_ray()
+    # token authentication, as `ray start` has it and as a driver joining with --address
+    # expects (RAY_AUTH_MODE=token, unless the environment says otherwise)
+    join_environment()
     c = Cluster(initialize_head=True, head_node_args=dict(
-        num_cpus=2, resources={TRIAL_SLOT: 100}, include_dashboard=True))
+        num_cpus=2, resources={TRIAL_SLOT: 100}, include_dashboard=True, dashboard_port=free_port(),
+        **own_ports()))
     try:
-        c.add_node(num_cpus=2)
+        c.add_node(num_cpus=2, **own_ports())
         c.wait_for_nodes()
         yield c
     finally:
         ray.shutdown()
         c.shutdown()
-        if was_up:  # as conftest's local_ray had it; its own teardown shuts it down
-            ray_session(num_cpus=2).__enter__()
 
 
 def read_events(proc: subprocess.Popen, log: list[dict], until) -> None:
@@ -153,7 +170,7 @@ max_failures = 3
 workers = 2
 
 [fixed]
-num_iterations = 120
+num_iterations = 64
 val_every = 8
 checkpoint_every = 8
 batch_size = 4
@@ -199,7 +216,7 @@ def test_a_worker_node_removed_mid_sweep_loses_no_trial(cluster, tmp_path, data_
     assert len(curves) == 2  # every trial completed, none lost
     for c in curves:
         rows = pq.read_table(c).to_pylist()
-        assert [r["step"] for r in rows] == list(range(0, 121, 8))  # continuous, no repeats
+        assert [r["step"] for r in rows] == list(range(0, 65, 8))  # continuous, no repeats
         assert rows[-1]["status"] == "completed"
     from ablate.results.curves import trial_meta
     assert trial_meta(folder / "curves" / f"{victim}.parquet")["restarts"]  # resumed, not rerun

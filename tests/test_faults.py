@@ -14,6 +14,8 @@ import pytest
 from ablate.cli import main
 from ablate.results.curves import trial_meta
 
+from conftest import end_shared_ray
+
 TESTS = Path(__file__).resolve().parent
 FAULTS = "nan:1:6,raise:2:6,kill:3:10,stop:4:10"  # k=1 diverges, k=2 raises, k=3 loses rank 1
 # once, k=4 has rank 1 stopped once
@@ -46,6 +48,7 @@ def faulty_ray(tmp_path_factory):
 
     from ablate.sweeps.tuner import TRIAL_SLOT
 
+    end_shared_ray()  # this one's workers differ
     marks = tmp_path_factory.mktemp("marks")
     env = dict(ABLATE_TEST_FAULTS=FAULTS, ABLATE_TEST_FAULT_DIR=str(marks),
                PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))

@@ -41,7 +41,8 @@ def ablate(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Po
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir):
+def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir, local_ray):
+    """Ctrl-C to a driver of the embedded Ray; the resume joins the shared one."""
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(data=data_dir))
     first = ablate("sweep", str(spec), "--storage", str(tmp_path / "runs"), "--json-log")
@@ -73,7 +74,7 @@ def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir
     moved.parent.mkdir()
     (tmp_path / "runs" / "ctrl-c").rename(moved)
     finished = (moved / "curves" / f"{done}.parquet").stat().st_mtime_ns
-    second = ablate("resume", str(moved), "--json-log")
+    second = ablate("resume", str(moved), "--json-log", "--address", local_ray)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-2000:]
     assert not (tmp_path / "runs" / "ctrl-c").exists()  # nothing went back to the old place
@@ -122,12 +123,12 @@ target = 3.0
 """
 
 
-def test_ctrl_c_stops_a_step_search_saying_so(tmp_path, data_dir):
+def test_ctrl_c_stops_a_step_search_saying_so(tmp_path, data_dir, local_ray):
     """Ctrl-C in a step search: exit 130 and `interrupted`, not exit 0 and a caption asking
     for a larger budget that was never spent."""
     spec = tmp_path / "search.toml"
     spec.write_text(SEARCH.format(data=data_dir))
-    proc = ablate("search-steps", str(spec), "--storage", str(tmp_path / "runs"))
+    proc = ablate("search-steps", str(spec), "--storage", str(tmp_path / "runs"), "--address", local_ray)
     for line in proc.stderr:
         if " start " in f" {line.strip()} ":  # the first probe was asked (a timestamped line)
             proc.send_signal(signal.SIGINT)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import end_shared_ray
+
 BIN = Path(sys.executable).parent
 SPEC = """
 [sweep]
@@ -42,9 +44,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
     """A head node of 2 CPUs with its dashboard (for job submission), stopped after."""
-    import ray
-
-    ray.shutdown()  # no other Ray in this process meanwhile
+    end_shared_ray()  # no other Ray in this process meanwhile
     short = tempfile.mkdtemp(prefix="r")  # Ray's socket paths must stay under 108 bytes
     env = os.environ | {"RAY_TMPDIR": short, "OMP_NUM_THREADS": "1"}
     env.pop("RAY_AUTH_MODE", None)

@@ -80,13 +80,15 @@ seed = 11
 
 
 
-def test_a_random_sweep_interrupted_and_resumed_runs_each_drawn_point_once(tmp_path, data_dir):
+def test_a_random_sweep_interrupted_and_resumed_runs_each_drawn_point_once(tmp_path, data_dir,
+                                                                         local_ray):
     from ablate.sweeps.spec import load_spec
 
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(SPEC.format(data=data_dir))
     drawn = sorted((p["lr_head"], p["extra_embeddings"]) for p in load_spec(spec_file).points())
-    first = ablate("sweep", str(spec_file), "--storage", str(tmp_path / "runs"), "--json-log")
+    first = ablate("sweep", str(spec_file), "--storage", str(tmp_path / "runs"), "--json-log",
+                   "--address", local_ray)  # the shared Ray: no Ray start of its own
     for line in first.stdout:
         if json.loads(line)["event"] == "trial_end":
             first.send_signal(signal.SIGINT)
@@ -94,7 +96,7 @@ def test_a_random_sweep_interrupted_and_resumed_runs_each_drawn_point_once(tmp_p
     first.communicate(timeout=300)
     assert first.returncode == 130
     folder = tmp_path / "runs" / "sampled"
-    second = ablate("resume", str(folder), "--json-log")
+    second = ablate("resume", str(folder), "--json-log", "--address", local_ray)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-2000:]
     curves = sorted((folder / "curves").glob("*.parquet"))

@@ -113,10 +113,10 @@ def test_a_log_that_is_no_terminal_gets_plain_timestamped_unwrapped_lines(capsys
     assert lines[1].endswith("/runs/[/]x")
 
 
-def test_search_with_a_json_log_puts_only_events_on_stdout(spec_file, tmp_path):
+def test_search_with_a_json_log_puts_only_events_on_stdout(spec_file, tmp_path, local_ray):
     root = tmp_path / "runs"
     run = ablate("search-steps", str(spec_file), "--storage", str(root), "--json-log",
-                 "-s", "search.max_trials=2")
+                 "-s", "search.max_trials=2", "--address", local_ray)
     out, err = run.communicate(timeout=600)
     assert run.returncode == 0, err[-2000:]
     events = [json.loads(line) for line in out.splitlines()]  # nothing else on stdout

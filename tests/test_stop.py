@@ -11,7 +11,9 @@ import sys
 import pyarrow.parquet as pq
 from test_interrupt import ablate  # the CLI as a subprocess, output piped
 
+from ablate.cli import main
 from ablate.sweeps.control import request_stop, stop_request
+from ablate.sweeps.status import sweep_status
 
 SPEC = """
 [sweep]
@@ -23,9 +25,9 @@ max_concurrent_trials = 1
 workers = 1
 
 [fixed]
-num_iterations = 200
-val_every = 20
-checkpoint_every = 20
+num_iterations = 80
+val_every = 10
+checkpoint_every = 10
 batch_size = 2
 val_tokens = 1024
 
@@ -35,36 +37,33 @@ lr_head = [0.008, 0.006, 0.004]
 
 
 
-def stop_at_first_result(driver: subprocess.Popen, folder, now: bool = False) -> str:
-    """Ask for a stop once a trial reports that is still training (a resumed sweep replays
-    its finished trials' last points first): through the command, or `now` straight through
-    its file, so that the trial is still running when the driver reads it; the trial's id."""
+def stop_at_first_result(driver: subprocess.Popen, folder, capsys, *flags: str) -> str:
+    """`ablate stop` (run in this process, so at once: the trial still trains when the driver
+    reads it) once a trial reports that is still training (a resumed sweep replays its
+    finished trials' last points first); the trial's id."""
     for line in driver.stdout:
         event = json.loads(line)
-        if event["event"] == "result" and event["state"] == "running" and event["step"] < 200:
-            if now:
-                request_stop(str(folder), now=True)
-                return event["trial_id"]
-            done = subprocess.run([sys.executable, "-m", "ablate.cli", "stop", str(folder)],
-                                  capture_output=True, text=True, timeout=60)
-            assert done.returncode == 0 and "stop requested" in done.stdout, done.stderr
+        if event["event"] == "result" and event["state"] == "running" and event["step"] < 80:
+            assert main(["stop", str(folder), *flags]) == 0
+            assert "stop requested" in capsys.readouterr().out
             return event["trial_id"]
     raise AssertionError("no trial reported")
 
 
 def states(folder) -> dict[str, str]:
-    out = subprocess.run([sys.executable, "-m", "ablate.cli", "status", str(folder), "--json"],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    return {r["trial_id"]: r["state"] for r in json.loads(out)["status"]}
+    return {r["trial_id"]: r["state"] for r in sweep_status(str(folder), [])}
 
 
-def test_stop_lets_the_running_trial_finish_and_stop_now_interrupts_it(tmp_path, data_dir):
+def test_stop_lets_the_running_trial_finish_and_stop_now_interrupts_it(tmp_path, data_dir, local_ray,
+                                                                        capsys):
+    """On the shared Ray (`--address`): what is tested is the driver's, not Ray's start."""
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(data=data_dir))
     folder = tmp_path / "runs" / "stoppable"
 
-    first = ablate("sweep", str(spec), "--storage", str(tmp_path / "runs"), "--json-log")
-    running = stop_at_first_result(first, folder)
+    first = ablate("sweep", str(spec), "--storage", str(tmp_path / "runs"), "--json-log",
+                   "--address", local_ray)
+    running = stop_at_first_result(first, folder, capsys)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
     assert "stopped on request (`ablate stop`, running trials finished): 1 of 3 trials ended" in err
@@ -73,24 +72,23 @@ def test_stop_lets_the_running_trial_finish_and_stop_now_interrupts_it(tmp_path,
     assert states(folder) == {running: "completed"}  # it finished; no other trial started
     assert stop_request(str(folder)) is None  # acted on, then removed
 
-    second = ablate("resume", str(folder), "--json-log")
-    cut = stop_at_first_result(second, folder, now=True)
+    second = ablate("resume", str(folder), "--json-log", "--address", local_ray)
+    cut = stop_at_first_result(second, folder, capsys, "--now")
     out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err[-2000:]
     assert "running trials stopped" in err
     assert states(folder)[cut] == "interrupted"
     assert pq.read_table(folder / "curves" / f"{cut}.parquet")["status"].to_pylist()[-1] == "running"
 
-    third = ablate("resume", str(folder), "--json-log")
+    third = ablate("resume", str(folder), "--json-log", "--address", local_ray)
     out, err = third.communicate(timeout=600)
     assert third.returncode == 0, err[-2000:]
     assert set(states(folder).values()) == {"completed"} and len(states(folder)) == 3
     for path in sorted((folder / "curves").glob("*.parquet")):
-        assert [r["step"] for r in pq.read_table(path).to_pylist()] == list(range(0, 201, 20)), path.name
+        assert [r["step"] for r in pq.read_table(path).to_pylist()] == list(range(0, 81, 10)), path.name
 
 
 def test_status_says_a_stop_is_asked_and_a_malformed_request_is_none(tmp_path, data_dir):
-    from ablate.cli import main
 
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(data=data_dir))

@@ -156,10 +156,11 @@ seed = 5
 """
 
 
-def test_a_tpe_sweep_interrupted_and_resumed_runs_each_trial_once(tmp_path, data_dir):
+def test_a_tpe_sweep_interrupted_and_resumed_runs_each_trial_once(tmp_path, data_dir, local_ray):
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(SPEC.format(data=data_dir))
-    first = ablate("sweep", str(spec_file), "--storage", str(tmp_path / "runs"), "--json-log")
+    first = ablate("sweep", str(spec_file), "--storage", str(tmp_path / "runs"), "--json-log",
+                   "--address", local_ray)  # the shared Ray: no Ray start of its own
     for line in first.stdout:
         if json.loads(line)["event"] == "trial_end":
             first.send_signal(signal.SIGINT)
@@ -167,7 +168,7 @@ def test_a_tpe_sweep_interrupted_and_resumed_runs_each_trial_once(tmp_path, data
     first.communicate(timeout=300)
     assert first.returncode == 130
     folder = tmp_path / "runs" / "tpe"
-    second = ablate("resume", str(folder), "--json-log")
+    second = ablate("resume", str(folder), "--json-log", "--address", local_ray)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-2000:]
     curves = sorted((folder / "curves").glob("*.parquet"))

@@ -95,12 +95,13 @@ def run(spec: SearchSpec, storage: Path, url: str, args) -> int:
     from ablate.sweeps.search.searcher import run_search
     from ablate.sweeps.search.study import open_study, open_verdicts, settle, shown, study_name, verdicts_name
     from ablate.sweeps.storage import resolve_data
-    from ablate.sweeps.tuner import check_auth, check_fits, ray_session
+    from ablate.sweeps.tuner import check_auth, check_fits, check_fits_machine, ray_session
 
     folder = storage / spec.name
     out = sys.stdout  # the JSON events' stream, whatever Ray prints meanwhile
     log = Log(None if not args.json_log else out)
     check_auth(args.address)
+    check_fits_machine(spec.sweep, args.address)
     # Ray first: a gang that can never be placed is refused before anything is written
     with json_only_stdout(args.json_log), ray_session(args.address):
         waiting = check_fits(spec.sweep, embedded=not args.address)
