@@ -105,7 +105,7 @@ TWO = """
 name = "{name}"
 data = "{data}"
 [resources]
-workers = 2
+workers = 1
 [fixed]
 num_iterations = 8
 val_every = 4
@@ -128,7 +128,7 @@ def test_two_sweeps_on_one_storage_root_never_touch_each_others_files(
     assert {p: p.stat().st_mtime_ns for p in (root / "alpha").rglob("*") if p.is_file()} == alpha
     assert len(list((root / "beta" / "curves").glob("*.parquet"))) == 1
     log = capsys.readouterr().err.splitlines()  # not a terminal: the folder first, the next command last
-    assert log[0] == f"ablate: beta: 1 trials x 2 workers -> {root / 'beta'}"
+    assert log[0] == f"ablate: beta: 1 trials x 1 workers -> {root / 'beta'}"
     assert log[-1].endswith(f"`ablate report {root / 'beta'}`")
     assert main(["sweep", str(specs["alpha"]), "--storage", str(root)]) == 2  # same name again
     assert "already stored" in capsys.readouterr().err
