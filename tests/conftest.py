@@ -28,7 +28,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # --no-loadscope-reorder).
 LONGEST_FIRST = ("test_cluster.py", "test_faults.py", "test_plain_cluster.py", "test_interrupt.py",
                  "test_stop.py", "test_search_run.py", "test_abnormal_end.py", "test_tpe.py",
-                 "test_tracking.py", "test_random_search.py", "test_warm.py", "test_gpu_path.py",
+                 "test_tracking.py", "test_warm.py", "test_gpu_path.py",
                  "test_sweeps.py", "test_search_cli.py", "test_accumulation.py")
 
 

@@ -1,6 +1,7 @@
 """Ctrl-C in the middle of a sweep, then the folder moved elsewhere: the interrupted driver
 exits 130 saying how to resume, and `ablate resume` on the moved folder finishes every trial
-in place, each curve once, unfinished trials continuing from their checkpoints."""
+in place, each curve once, unfinished trials continuing from their checkpoints; a random
+search's resume runs exactly the points it drew, none twice."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ SPEC = """
 [sweep]
 name = "ctrl-c"
 data = "{data}"
+max_concurrent_trials = 1
 
 [resources]
 workers = 1
@@ -32,6 +34,15 @@ val_tokens = 1024
 [axes]
 lr_head = [0.008, 0.006, 0.004]
 """
+# 3 points drawn from a grid of 8 (search.method = "random"), fixed by the seed
+RANDOM = """lr_head = [0.008, 0.006, 0.004, 0.002]
+extra_embeddings = [0, 1]
+
+[search]
+method = "random"
+num_samples = 3
+seed = 11
+"""
 
 
 def ablate(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
@@ -43,8 +54,12 @@ def ablate(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Po
 
 def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir, local_ray):
     """Ctrl-C to a driver of the embedded Ray; the resume joins the shared one."""
+    from ablate.sweeps.spec import load_spec
+
     spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC.format(data=data_dir))
+    spec.write_text(SPEC.format(data=data_dir).replace("lr_head = [0.008, 0.006, 0.004]\n", RANDOM))
+    drawn = sorted((p["lr_head"], p["extra_embeddings"]) for p in load_spec(spec).points())
+    assert len(drawn) == 3
     first = ablate("sweep", str(spec), "--storage", str(tmp_path / "runs"), "--json-log")
     reported = set()
     for line in first.stdout:  # interrupt once a trial has ended and the others have not
@@ -81,10 +96,14 @@ def test_ctrl_c_exits_130_and_a_moved_folder_resumes_in_place(tmp_path, data_dir
     assert (moved / "curves" / f"{done}.parquet").stat().st_mtime_ns == finished  # not retrained
     curves = sorted((moved / "curves").glob("*.parquet"))
     assert len(curves) == 3
+    ran = []
     for path in curves:
         rows = pq.read_table(path).to_pylist()
         assert [r["step"] for r in rows] == list(range(0, 33, 4)), path.name  # once each
         assert rows[-1]["status"] == "completed"
+        params = json.loads(rows[-1]["params"])
+        ran.append((params["lr_head"], params["extra_embeddings"]))
+    assert sorted(ran) == drawn  # the points drawn before the Ctrl-C, each once
 
 
 def test_sigterm_ends_a_sweep_as_ctrl_c_does(tmp_path, data_dir):
