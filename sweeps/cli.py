@@ -88,11 +88,12 @@ def run_sweep(spec, storage: str, folder: str, args) -> int:
     from ablate.sweeps.storage import claim, resolve_data, save_sweep
     from ablate.sweeps.tuner import trial_settings
 
-    if spec.data != BUILTIN_DATA:  # the user's shards, only read: refused before Ray starts
-        resolve_data(spec, storage)
+    # the user's shards are only read: refused before Ray starts; the built-in corpus is
+    # written into the storage root, so only once Ray is up
+    data = None if spec.data == BUILTIN_DATA else resolve_data(spec, storage)
 
     def start() -> dict:
-        settings = trial_settings(spec, storage, resolve_data(spec, storage))
+        settings = trial_settings(spec, storage, data or resolve_data(spec, storage))
         claim(folder)  # once Ray is up: a cluster that cannot be reached claims nothing
         save_sweep(spec, settings)
         return settings

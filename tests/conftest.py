@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
 
 import pytest
@@ -97,10 +98,12 @@ def local_ray() -> str:
     return shared_ray()
 
 
-@pytest.fixture
-def own_ray():
-    """No Ray runs in this process: the test's sweep starts (and ends) its own embedded one."""
-    end_shared_ray()
+def free_port() -> int:
+    """A port free now on loopback (for a Ray node's services, which another Ray beside it
+    would otherwise collide with at their fixed defaults)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def tiny(data_dir, **overrides):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import pytest
 
 from ablate.cli import main
 
-from conftest import end_shared_ray
+from conftest import end_shared_ray, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,12 +39,6 @@ val_tokens = 1024
 [axes]
 num_iterations = [8, 24, 12]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def own_ports() -> dict[str, int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import end_shared_ray
+from conftest import end_shared_ray, free_port
 
 BIN = Path(sys.executable).parent
 SPEC = """
@@ -33,12 +32,6 @@ val_every = 4
 batch_size = 4
 val_tokens = 1024
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
